@@ -1,0 +1,529 @@
+//! Classification of every failed attempt into a [`FailureReason`], in one place.
+//!
+//! Inputs are whatever the upstream gave us: a status with headers and body, a transport error,
+//! a timeout of ours, or an error event inside a 200 stream. Output is the reason, a short
+//! human detail and any Retry-After. What to *do* about a reason is `failover::policy`'s job.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use serde_json::Value;
+
+/// Why an attempt failed. `as_str()` names are stable: they appear in headers, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    RateLimit,
+    Quota,
+    Auth,
+    ModelNotFound,
+    Overloaded,
+    ServerError,
+    Timeout,
+    Connection,
+    InvalidResponse,
+    ContextOverflow,
+    PayloadTooLarge,
+    ContentPolicy,
+    InvalidRequest,
+    Unknown,
+}
+
+/// Who caused a failure; only upstream-blamed failures may count against a backend's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Upstream,
+    Client,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 14] = [
+        FailureReason::RateLimit,
+        FailureReason::Quota,
+        FailureReason::Auth,
+        FailureReason::ModelNotFound,
+        FailureReason::Overloaded,
+        FailureReason::ServerError,
+        FailureReason::Timeout,
+        FailureReason::Connection,
+        FailureReason::InvalidResponse,
+        FailureReason::ContextOverflow,
+        FailureReason::PayloadTooLarge,
+        FailureReason::ContentPolicy,
+        FailureReason::InvalidRequest,
+        FailureReason::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::RateLimit => "rate_limit",
+            FailureReason::Quota => "quota",
+            FailureReason::Auth => "auth",
+            FailureReason::ModelNotFound => "model_not_found",
+            FailureReason::Overloaded => "overloaded",
+            FailureReason::ServerError => "server_error",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Connection => "connection",
+            FailureReason::InvalidResponse => "invalid_response",
+            FailureReason::ContextOverflow => "context_overflow",
+            FailureReason::PayloadTooLarge => "payload_too_large",
+            FailureReason::ContentPolicy => "content_policy",
+            FailureReason::InvalidRequest => "invalid_request",
+            FailureReason::Unknown => "unknown",
+        }
+    }
+
+    pub fn blame(self) -> Blame {
+        match self {
+            FailureReason::ContextOverflow
+            | FailureReason::PayloadTooLarge
+            | FailureReason::ContentPolicy
+            | FailureReason::InvalidRequest => Blame::Client,
+            _ => Blame::Upstream,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of our own clocks ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    Connect,
+    FirstToken,
+    Stall,
+    Deadline,
+}
+
+impl TimeoutKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "connect timeout",
+            TimeoutKind::FirstToken => "no content before ttft_timeout",
+            TimeoutKind::Stall => "stream stalled longer than stall_timeout",
+            TimeoutKind::Deadline => "request deadline reached",
+        }
+    }
+}
+
+/// A classified failure: the reason, a short human detail, and any Retry-After the upstream set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub reason: FailureReason,
+    pub detail: String,
+    pub retry_after: Option<Duration>,
+}
+
+const DETAIL_MAX_CHARS: usize = 300;
+
+/// Classifies an upstream error response (status outside 2xx, or a 2xx body that is an error).
+pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Classified {
+    let err = ErrorFields::parse(body);
+    let reason = reason_for(Some(status), &err);
+    Classified {
+        reason,
+        detail: err.detail(status),
+        retry_after: retry_after(headers, SystemTime::now()),
+    }
+}
+
+/// Classifies the JSON of an error event that arrived inside a 200 stream (Anthropic
+/// `event: error`, an OpenAI chunk with an `error` object).
+pub fn classify_stream_error(data: &[u8]) -> Classified {
+    let err = ErrorFields::parse(data);
+    let reason = reason_for(None, &err);
+    Classified {
+        reason,
+        detail: err.detail(0),
+        retry_after: None,
+    }
+}
+
+/// Classifies a transport-level failure of the upstream request or its body.
+pub fn classify_transport(err: &reqwest::Error) -> Classified {
+    let reason = if err.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        // Refused, reset, DNS, TLS and a body cut mid-way are all the connection's fault.
+        FailureReason::Connection
+    };
+    Classified {
+        reason,
+        detail: transport_detail(err),
+        retry_after: None,
+    }
+}
+
+pub fn timeout(kind: TimeoutKind, after: Duration) -> Classified {
+    Classified {
+        reason: FailureReason::Timeout,
+        detail: format!("{} ({:?})", kind.describe(), after),
+        retry_after: None,
+    }
+}
+
+pub fn invalid_response(detail: impl Into<String>) -> Classified {
+    Classified {
+        reason: FailureReason::InvalidResponse,
+        detail: detail.into(),
+        retry_after: None,
+    }
+}
+
+/// The error's chain of causes, without the URL's query (reqwest includes the URL).
+fn transport_detail(err: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn Error> = err.source();
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    let kind = if err.is_connect() {
+        "connect error"
+    } else if err.is_body() || err.is_decode() {
+        "error reading response body"
+    } else if err.is_timeout() {
+        "timed out"
+    } else {
+        "request error"
+    };
+    let mut detail = kind.to_string();
+    if !parts.is_empty() {
+        detail.push_str(": ");
+        detail.push_str(&parts.join(": "));
+    }
+    truncate_chars(&detail, DETAIL_MAX_CHARS)
+}
+
+/// The fields providers put in their error bodies, whichever dialect.
+#[derive(Debug, Default)]
+struct ErrorFields {
+    /// OpenAI `error.type` or Anthropic `error.type`.
+    kind: Option<String>,
+    /// OpenAI `error.code` (a string or a number in some compatible servers).
+    code: Option<String>,
+    message: Option<String>,
+    /// The raw body when it is not JSON, for the detail.
+    text: Option<String>,
+}
+
+impl ErrorFields {
+    fn parse(body: &[u8]) -> ErrorFields {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            let text = String::from_utf8_lossy(body).trim().to_string();
+            return ErrorFields {
+                text: (!text.is_empty()).then_some(text),
+                ..Default::default()
+            };
+        };
+        let as_string = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        // Both dialects nest under "error"; some servers put an error string there directly.
+        match v.get("error") {
+            Some(Value::Object(e)) => ErrorFields {
+                kind: as_string(e.get("type")),
+                code: as_string(e.get("code")),
+                message: as_string(e.get("message")),
+                text: None,
+            },
+            Some(Value::String(s)) => ErrorFields {
+                message: Some(s.clone()),
+                ..Default::default()
+            },
+            _ => ErrorFields {
+                kind: as_string(v.get("type")),
+                code: as_string(v.get("code")),
+                message: as_string(v.get("message")).or_else(|| as_string(v.get("detail"))),
+                text: None,
+            },
+        }
+    }
+
+    fn detail(&self, status: u16) -> String {
+        let base = match (&self.message, &self.text) {
+            (Some(m), _) => m.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) if status > 0 => format!("HTTP {status} with no error message"),
+            (None, None) => "error event with no message".to_string(),
+        };
+        truncate_chars(&base, DETAIL_MAX_CHARS)
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        [&self.kind, &self.code]
+            .into_iter()
+            .flatten()
+            .any(|s| s.eq_ignore_ascii_case(needle))
+    }
+
+    fn says(&self, phrases: &[&str]) -> bool {
+        let msg = self
+            .message
+            .as_deref()
+            .or(self.text.as_deref())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        phrases.iter().any(|p| msg.contains(p))
+    }
+}
+
+/// The status a provider would have used for an error type seen without one (stream errors).
+fn implied_status(err: &ErrorFields) -> Option<u16> {
+    let t = err.kind.as_deref().or(err.code.as_deref())?;
+    Some(match t {
+        "overloaded_error" | "overloaded" => 529,
+        "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => 429,
+        "insufficient_quota" | "billing_error" => 402,
+        "authentication_error" | "invalid_api_key" => 401,
+        "permission_error" => 403,
+        "not_found_error" | "model_not_found" => 404,
+        "request_too_large" => 413,
+        "timeout_error" => 504,
+        "invalid_request_error" => 400,
+        "api_error" | "server_error" | "internal_error" => 500,
+        _ => return None,
+    })
+}
+
+const CONTEXT_OVERFLOW_PHRASES: &[&str] = &[
+    "prompt is too long",
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "exceed context limit",
+    "exceeds the context",
+    "too many tokens",
+    "reduce the length of the messages",
+    "input is too long",
+    "exceeds the maximum number of tokens",
+];
+
+const QUOTA_PHRASES: &[&str] = &[
+    "insufficient_quota",
+    "exceeded your current quota",
+    "credit balance is too low",
+    "insufficient credits",
+    "billing",
+    "payment required",
+];
+
+const MODEL_NOT_FOUND_PHRASES: &[&str] = &[
+    "model_not_found",
+    "not a valid model",
+    "model not found",
+    "unknown model",
+    "no such model",
+    "does not exist or you do not have access",
+];
+
+const CONTENT_POLICY_PHRASES: &[&str] = &[
+    "content policy",
+    "content management policy",
+    "content_filter",
+    "safety system",
+    "blocked by content filtering",
+];
+
+fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
+    use FailureReason::*;
+    let Some(status) = status.or_else(|| implied_status(err)) else {
+        // An error event with neither status nor known type: the upstream failed, somehow.
+        return ServerError;
+    };
+    let client_error = (400..500).contains(&status);
+
+    // The client's own problems first: a fallback would fail the same way.
+    if client_error
+        && (err.has("context_length_exceeded")
+            || err.has("string_above_max_length")
+            || err.says(CONTEXT_OVERFLOW_PHRASES))
+    {
+        return ContextOverflow;
+    }
+    if status == 413 || err.has("request_too_large") {
+        return PayloadTooLarge;
+    }
+    if status == 402 || err.has("insufficient_quota") || err.has("billing_error") {
+        return Quota;
+    }
+    if (status == 429 || status == 400 || status == 403) && err.says(QUOTA_PHRASES) {
+        return Quota;
+    }
+    if status == 429 || err.has("rate_limit_error") {
+        return RateLimit;
+    }
+    if status == 401 || status == 403 {
+        return Auth;
+    }
+    if status == 404 || err.has("model_not_found") || (client_error && err.says(MODEL_NOT_FOUND_PHRASES)) {
+        return ModelNotFound;
+    }
+    if client_error
+        && (err.has("content_policy_violation")
+            || err.has("content_filter")
+            || err.says(CONTENT_POLICY_PHRASES))
+    {
+        return ContentPolicy;
+    }
+    if status == 529 || status == 503 || err.has("overloaded_error") {
+        return Overloaded;
+    }
+    if status == 408 || status == 504 {
+        return Timeout;
+    }
+    if status >= 500 {
+        return ServerError;
+    }
+    if client_error {
+        return InvalidRequest;
+    }
+    Unknown
+}
+
+/// Retry-After in every form providers and SDKs use: `retry-after-ms` (milliseconds, fractions
+/// allowed), `retry-after` as seconds (fractions allowed) or as an HTTP-date.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        let v: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    if let Some(ms) = number("retry-after-ms") {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    if let Some(secs) = number("retry-after") {
+        return Some(Duration::from_secs_f64(secs.min(86_400.0 * 365.0)));
+    }
+    let text = headers.get("retry-after")?.to_str().ok()?;
+    let at = httpdate::parse_http_date(text.trim()).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Cuts `s` to at most `max` characters, on a character boundary.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason::*;
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn reason(status: u16, body: &str) -> FailureReason {
+        classify_response(status, &HeaderMap::new(), body.as_bytes()).reason
+    }
+
+    /// Real error bodies from the providers' API references, one row per reason.
+    #[test]
+    fn classifies_real_provider_error_bodies() {
+        let table: &[(u16, &str, FailureReason)] = &[
+            // OpenAI
+            (429, r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#, RateLimit),
+            (429, r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#, Quota),
+            (401, r#"{"error":{"message":"Incorrect API key provided: sk-abc. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#, Auth),
+            (404, r#"{"error":{"message":"The model `gpt-5-turbo` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#, ModelNotFound),
+            (400, r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#, ContextOverflow),
+            (400, r#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#, ContentPolicy),
+            (400, r#"{"error":{"message":"Missing required parameter: 'messages'.","type":"invalid_request_error","param":"messages","code":"missing_required_parameter"}}"#, InvalidRequest),
+            (500, r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#, ServerError),
+            (503, r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#, Overloaded),
+            // Anthropic
+            (529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#, Overloaded),
+            (429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#, RateLimit),
+            (401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, Auth),
+            (403, r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#, Auth),
+            (402, r#"{"type":"error","error":{"type":"billing_error","message":"Payment required"}}"#, Quota),
+            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#, Quota),
+            (404, r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-opus-9"}}"#, ModelNotFound),
+            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215733 tokens > 200000 maximum"}}"#, ContextOverflow),
+            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}}"#, ContextOverflow),
+            (413, r#"{"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}"#, PayloadTooLarge),
+            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}"#, InvalidRequest),
+            (500, r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#, ServerError),
+            (504, r#"{"type":"error","error":{"type":"timeout_error","message":"Request timed out"}}"#, Timeout),
+            // OpenAI-compatible servers and proxies
+            (400, r#"{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens.","type":"BadRequestError","param":null,"code":400}"#, ContextOverflow),
+            (400, r#"{"error":{"message":"anthropic/claude-sonnet-5 is not a valid model ID","code":400}}"#, ModelNotFound),
+            (502, "<html><body>Bad gateway</body></html>", ServerError),
+            (418, "", InvalidRequest),
+            (302, "", Unknown),
+        ];
+        for (status, body, want) in table {
+            assert_eq!(reason(*status, body), *want, "status {status}: {body}");
+        }
+    }
+
+    #[test]
+    fn classifies_error_events_inside_200_streams() {
+        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(classify_stream_error(anthropic).reason, Overloaded);
+        assert_eq!(classify_stream_error(anthropic).detail, "Overloaded");
+        let openai = br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#;
+        assert_eq!(classify_stream_error(openai).reason, RateLimit);
+        assert_eq!(classify_stream_error(b"{\"error\":{\"message\":\"boom\"}}").reason, ServerError);
+    }
+
+    #[test]
+    fn retry_after_in_every_form() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "1500")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "2")]), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "0.5")]), now),
+            Some(Duration::from_millis(500))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(120))
+        );
+        // ms wins over seconds, as in the official SDKs.
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "100"), ("retry-after", "9")]), now),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
+    }
+
+    #[test]
+    fn detail_is_the_message_cut_on_a_char_boundary() {
+        let long = "é".repeat(400);
+        let body = format!(r#"{{"error":{{"message":"{long}"}}}}"#);
+        let c = classify_response(500, &HeaderMap::new(), body.as_bytes());
+        assert_eq!(c.detail.chars().count(), 301);
+        assert!(c.detail.ends_with('…'));
+    }
+
+    #[test]
+    fn client_errors_are_blamed_on_the_client() {
+        for r in FailureReason::ALL {
+            let client = matches!(r, ContextOverflow | PayloadTooLarge | ContentPolicy | InvalidRequest);
+            assert_eq!(r.blame() == Blame::Client, client, "{r}");
+        }
+    }
+}

@@ -1,0 +1,827 @@
+//! Configuration: raw YAML structs (`deny_unknown_fields`) → a validated, immutable [`Config`].
+//!
+//! Two stages, so that bad states are unrepresentable at runtime: serde rejects unknown keys and
+//! wrong types (its message carries the line), then [`Config::from_yaml`] checks names, references,
+//! env vars and ranges, and reports each problem as `FILE:LINE: key.path: what to fix`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer};
+
+use crate::dialect::Dialect;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read config: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 1: raw serde structs.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    #[serde(default)]
+    backends: BTreeMap<String, RawBackend>,
+    #[serde(default)]
+    routes: BTreeMap<String, RawRoute>,
+    default_route: Option<String>,
+    #[serde(default)]
+    failover: RawFailover,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    api: RawApi,
+    base_url: String,
+    api_key_env: Option<String>,
+    /// Sent as `anthropic-version` when the client sent none (anthropic_messages only).
+    anthropic_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawApi {
+    OpenaiChat,
+    AnthropicMessages,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    chain: Vec<RawChainEntry>,
+    #[serde(default)]
+    failover: RawFailover,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChainEntry {
+    backend: String,
+    model: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    retries: Option<u32>,
+    backoff: Option<RawBackoff>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_retry_after: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    ttft_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    stall_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    deadline: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    early_headers_after: Option<Duration>,
+    eager_on: Option<Vec<EagerOn>>,
+    retry_budget: Option<RawRetryBudget>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    #[serde(default, deserialize_with = "opt_duration")]
+    base: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max: Option<Duration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetryBudget {
+    ratio: Option<f32>,
+    min_per_sec: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EagerOn {
+    Timeout,
+    Connection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    body_read_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    keys_env: Vec<String>,
+}
+
+/// Durations as humantime strings (`250ms`, `8s`, `5m`) or a bare number of seconds.
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Secs(f64),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(s)) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Raw::Secs(s)) => Err(serde::de::Error::custom(format!(
+            "invalid duration {s}: must be a non-negative number of seconds"
+        ))),
+        Some(Raw::Text(t)) => humantime::parse_duration(t.trim()).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?}: {e} (write e.g. 250ms, 8s, 5m)"
+            ))
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 2: the validated runtime types.
+
+/// Index of a backend in [`Config::backends`]; cheap to copy, valid for the config's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(pub usize);
+
+/// A secret from the environment. `Debug` and `Display` never show the value.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub id: BackendId,
+    pub name: Arc<str>,
+    pub api: Dialect,
+    /// As configured, trailing slash removed.
+    pub base_url: String,
+    /// The full endpoint URL requests go to: the only place upstream traffic is ever sent.
+    pub endpoint: reqwest::Url,
+    pub api_key: Option<Secret>,
+    pub anthropic_version: Arc<str>,
+}
+
+#[derive(Debug)]
+pub struct ChainEntry {
+    pub backend: BackendId,
+    pub model: Arc<str>,
+    /// `model` pre-encoded as a JSON string, spliced into forwarded bodies without re-encoding.
+    pub model_json: Bytes,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub chain: Vec<ChainEntry>,
+    pub failover: FailoverPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverPolicy {
+    pub retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_after: Duration,
+    pub connect_timeout: Duration,
+    pub ttft_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub deadline: Duration,
+    pub early_headers_after: Option<Duration>,
+    pub eager_on_timeout: bool,
+    pub eager_on_connection: bool,
+    pub retry_budget_ratio: f32,
+    pub retry_budget_min_per_sec: u32,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy {
+            retries: 2,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            ttft_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(300),
+            early_headers_after: None,
+            eager_on_timeout: true,
+            eager_on_connection: true,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub backends: Vec<Backend>,
+    pub routes: HashMap<Arc<str>, Arc<Route>>,
+    /// Route names in config order, for `/v1/models`.
+    pub route_names: Vec<Arc<str>>,
+    pub default_route: Option<Arc<Route>>,
+    pub limits: Limits,
+    /// The top-level `failover` settings (routes may override them, except the retry budget).
+    pub failover: FailoverPolicy,
+    /// Valid gateway keys; empty means the gateway is open.
+    pub gateway_keys: Vec<Secret>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+impl Config {
+    /// Reads and validates a config file. Env vars are read from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_yaml(&text, &file, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates YAML text. `file` names the source in messages; `env` looks up
+    /// variables (injectable so tests and the demo need not touch the process environment).
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        let lines = LineIndex::build(text);
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            line: lines.line_of(&key),
+            key,
+            message,
+        };
+
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen".into(),
+                format!("{listen_text:?} is not an address; write HOST:PORT, e.g. 127.0.0.1:8080"),
+            )
+        })?;
+
+        if raw.backends.is_empty() {
+            return Err(invalid(
+                "backends".into(),
+                "no backends configured; add at least one under `backends:`".into(),
+            ));
+        }
+        let mut backends = Vec::with_capacity(raw.backends.len());
+        let mut by_name = HashMap::new();
+        for (name, rb) in &raw.backends {
+            let key = format!("backends.{name}");
+            if name.trim().is_empty() {
+                return Err(invalid(key, "backend name is empty".into()));
+            }
+            let api = match rb.api {
+                RawApi::OpenaiChat => Dialect::OpenAi,
+                RawApi::AnthropicMessages => Dialect::Anthropic,
+            };
+            let base_url = rb.base_url.trim().trim_end_matches('/').to_string();
+            let parsed = reqwest::Url::parse(&base_url).map_err(|e| {
+                invalid(
+                    format!("{key}.base_url"),
+                    format!("{base_url:?} is not a URL: {e}"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid(
+                    format!("{key}.base_url"),
+                    format!("scheme must be http or https, not {:?}", parsed.scheme()),
+                ));
+            }
+            if parsed.query().is_some() || !parsed.username().is_empty() {
+                return Err(invalid(
+                    format!("{key}.base_url"),
+                    "must not carry a query string or user info; keys go in api_key_env".into(),
+                ));
+            }
+            let endpoint = reqwest::Url::parse(&format!("{base_url}{}", api.upstream_path()))
+                .map_err(|e| invalid(format!("{key}.base_url"), e.to_string()))?;
+            let api_key = match &rb.api_key_env {
+                None => None,
+                Some(var) => match env(var) {
+                    Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                    _ => {
+                        return Err(invalid(
+                            format!("{key}.api_key_env"),
+                            format!("environment variable {var} is not set (or empty); export it with the backend's API key"),
+                        ))
+                    }
+                },
+            };
+            let id = BackendId(backends.len());
+            by_name.insert(name.clone(), id);
+            backends.push(Backend {
+                id,
+                name: name.as_str().into(),
+                api,
+                base_url,
+                endpoint,
+                api_key,
+                anthropic_version: rb
+                    .anthropic_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION)
+                    .into(),
+            });
+        }
+
+        let global = apply_failover(&FailoverPolicy::default(), &raw.failover, "failover", &invalid)?;
+
+        if raw.routes.is_empty() {
+            return Err(invalid(
+                "routes".into(),
+                "no routes configured; add at least one under `routes:`".into(),
+            ));
+        }
+        let mut routes = HashMap::new();
+        let mut route_names = Vec::new();
+        for (name, rr) in &raw.routes {
+            let key = format!("routes.{name}");
+            if rr.chain.is_empty() {
+                return Err(invalid(
+                    format!("{key}.chain"),
+                    "chain is empty; list at least one { backend, model }".into(),
+                ));
+            }
+            let mut chain = Vec::with_capacity(rr.chain.len());
+            for (i, entry) in rr.chain.iter().enumerate() {
+                let backend = *by_name.get(&entry.backend).ok_or_else(|| {
+                    let known: Vec<&str> = raw.backends.keys().map(String::as_str).collect();
+                    invalid(
+                        format!("{key}.chain[{i}].backend"),
+                        format!(
+                            "unknown backend {:?}; configured backends: {}",
+                            entry.backend,
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                if entry.model.trim().is_empty() {
+                    return Err(invalid(
+                        format!("{key}.chain[{i}].model"),
+                        "model is empty".into(),
+                    ));
+                }
+                let model_json = serde_json::to_vec(&entry.model).expect("a string serializes");
+                chain.push(ChainEntry {
+                    backend,
+                    model: entry.model.as_str().into(),
+                    model_json: Bytes::from(model_json),
+                });
+            }
+            let failover = apply_failover(&global, &rr.failover, &format!("{key}.failover"), &invalid)?;
+            let name: Arc<str> = name.as_str().into();
+            route_names.push(name.clone());
+            routes.insert(
+                name.clone(),
+                Arc::new(Route {
+                    name,
+                    chain,
+                    failover,
+                }),
+            );
+        }
+
+        let default_route = match &raw.default_route {
+            None => None,
+            Some(name) => Some(routes.get(name.as_str()).cloned().ok_or_else(|| {
+                invalid(
+                    "default_route".into(),
+                    format!("{name:?} is not a configured route"),
+                )
+            })?),
+        };
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: raw.limits.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            header_read_timeout: raw
+                .limits
+                .header_read_timeout
+                .unwrap_or(defaults.header_read_timeout),
+            body_read_timeout: raw
+                .limits
+                .body_read_timeout
+                .unwrap_or(defaults.body_read_timeout),
+        };
+        if limits.max_body_bytes == 0 {
+            return Err(invalid(
+                "limits.max_body_bytes".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+
+        let mut gateway_keys = Vec::new();
+        for (i, var) in raw.auth.keys_env.iter().enumerate() {
+            match env(var) {
+                Some(v) if !v.trim().is_empty() => gateway_keys.push(Secret::new(v.trim())),
+                _ => {
+                    return Err(invalid(
+                        format!("auth.keys_env[{i}]"),
+                        format!("environment variable {var} is not set (or empty)"),
+                    ))
+                }
+            }
+        }
+
+        Ok(Config {
+            listen,
+            backends,
+            routes,
+            route_names,
+            default_route,
+            limits,
+            failover: global,
+            gateway_keys,
+        })
+    }
+
+    pub fn backend(&self, id: BackendId) -> &Backend {
+        &self.backends[id.0]
+    }
+
+    /// Every configured secret, for the scrubber.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.backends
+            .iter()
+            .filter_map(|b| b.api_key.clone())
+            .chain(self.gateway_keys.iter().cloned())
+            .collect()
+    }
+}
+
+fn apply_failover(
+    base: &FailoverPolicy,
+    raw: &RawFailover,
+    key: &str,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<FailoverPolicy, ConfigError> {
+    let mut p = base.clone();
+    if let Some(r) = raw.retries {
+        if r > 10 {
+            return Err(invalid(
+                format!("{key}.retries"),
+                format!("{r} retries per backend is a retry storm; use at most 10"),
+            ));
+        }
+        p.retries = r;
+    }
+    if let Some(b) = &raw.backoff {
+        p.backoff_base = b.base.unwrap_or(p.backoff_base);
+        p.backoff_max = b.max.unwrap_or(p.backoff_max);
+    }
+    p.max_retry_after = raw.max_retry_after.unwrap_or(p.max_retry_after);
+    p.connect_timeout = raw.connect_timeout.unwrap_or(p.connect_timeout);
+    p.ttft_timeout = raw.ttft_timeout.unwrap_or(p.ttft_timeout);
+    p.stall_timeout = raw.stall_timeout.unwrap_or(p.stall_timeout);
+    p.deadline = raw.deadline.unwrap_or(p.deadline);
+    if raw.early_headers_after.is_some() {
+        p.early_headers_after = raw.early_headers_after.filter(|d| !d.is_zero());
+    }
+    if let Some(eager) = &raw.eager_on {
+        p.eager_on_timeout = eager.contains(&EagerOn::Timeout);
+        p.eager_on_connection = eager.contains(&EagerOn::Connection);
+    }
+    if let Some(b) = &raw.retry_budget {
+        if key != "failover" {
+            return Err(invalid(
+                format!("{key}.retry_budget"),
+                "the retry budget is per backend, so it is set once under the top-level `failover:`".into(),
+            ));
+        }
+        if let Some(r) = b.ratio {
+            if !(0.0..=10.0).contains(&r) {
+                return Err(invalid(
+                    format!("{key}.retry_budget.ratio"),
+                    "must be between 0 and 10".into(),
+                ));
+            }
+            p.retry_budget_ratio = r;
+        }
+        p.retry_budget_min_per_sec = b.min_per_sec.unwrap_or(p.retry_budget_min_per_sec);
+    }
+    for (name, d) in [
+        ("connect_timeout", p.connect_timeout),
+        ("ttft_timeout", p.ttft_timeout),
+        ("stall_timeout", p.stall_timeout),
+        ("deadline", p.deadline),
+    ] {
+        if d.is_zero() {
+            return Err(invalid(format!("{key}.{name}"), "must be greater than 0".into()));
+        }
+    }
+    if p.backoff_max < p.backoff_base {
+        return Err(invalid(
+            format!("{key}.backoff.max"),
+            format!(
+                "backoff.max ({:?}) is below backoff.base ({:?})",
+                p.backoff_max, p.backoff_base
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+/// Maps dotted key paths (`routes.main.chain[1].backend`) to 1-based source lines, so semantic
+/// errors found after deserialization can still point at the line to fix.
+struct LineIndex(HashMap<String, usize>);
+
+impl LineIndex {
+    fn build(text: &str) -> LineIndex {
+        use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+        use yaml_rust2::scanner::Marker;
+
+        enum Frame {
+            Map {
+                path: String,
+                key: Option<String>,
+            },
+            Seq {
+                path: String,
+                index: usize,
+            },
+        }
+        struct Builder {
+            stack: Vec<Frame>,
+            lines: HashMap<String, usize>,
+        }
+        impl Builder {
+            /// The path of the value that starts now, and advances the parent frame.
+            fn child_path(&mut self, line: usize) -> String {
+                match self.stack.last_mut() {
+                    Some(Frame::Map { path, key }) => {
+                        let k = key.take().unwrap_or_default();
+                        join(path, &k)
+                    }
+                    Some(Frame::Seq { path, index }) => {
+                        let p = format!("{path}[{index}]");
+                        *index += 1;
+                        self.lines.entry(p.clone()).or_insert(line);
+                        p
+                    }
+                    None => String::new(),
+                }
+            }
+        }
+        fn join(path: &str, key: &str) -> String {
+            if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            }
+        }
+        impl MarkedEventReceiver for Builder {
+            fn on_event(&mut self, ev: Event, mark: Marker) {
+                let line = mark.line();
+                match ev {
+                    Event::Scalar(value, ..) => {
+                        if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                            if key.is_none() {
+                                let p = join(path, &value);
+                                self.lines.entry(p).or_insert(line);
+                                *key = Some(value);
+                                return;
+                            }
+                        }
+                        self.child_path(line);
+                    }
+                    Event::MappingStart(..) => {
+                        let path = self.child_path(line);
+                        self.stack.push(Frame::Map { path, key: None });
+                    }
+                    Event::SequenceStart(..) => {
+                        let path = self.child_path(line);
+                        self.stack.push(Frame::Seq { path, index: 0 });
+                    }
+                    Event::MappingEnd | Event::SequenceEnd => {
+                        self.stack.pop();
+                    }
+                    Event::Alias(_) => {
+                        self.child_path(line);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut builder = Builder {
+            stack: Vec::new(),
+            lines: HashMap::new(),
+        };
+        let mut parser = Parser::new_from_str(text);
+        // A syntax error here was already reported by serde; keep what was indexed.
+        let _ = parser.load(&mut builder, false);
+        LineIndex(builder.lines)
+    }
+
+    /// The line of `key`, or of its nearest indexed ancestor; 1 when nothing matches.
+    fn line_of(&self, key: &str) -> usize {
+        let mut k = key;
+        loop {
+            if let Some(l) = self.0.get(k) {
+                return *l;
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => return 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen: 127.0.0.1:9999
+backends:
+  claude-local:
+    api: anthropic_messages
+    base_url: http://127.0.0.1:8082/
+    api_key_env: ANTHROPIC_API_KEY
+  openrouter:
+    api: openai_chat
+    base_url: https://openrouter.ai/api/v1
+    api_key_env: OPENROUTER_API_KEY
+routes:
+  main:
+    chain:
+      - { backend: claude-local, model: claude-opus-4-7 }
+      - { backend: openrouter,  model: anthropic/claude-sonnet-4 }
+    failover:
+      ttft_timeout: 120s
+failover:
+  retries: 3
+  backoff: { base: 100ms, max: 2s }
+  eager_on: [connection]
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ANTHROPIC_API_KEY" => Some("sk-ant-test".into()),
+            "OPENROUTER_API_KEY" => Some("sk-or-test".into()),
+            _ => None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "test.yaml", &env)
+    }
+
+    #[test]
+    fn loads_a_valid_config_with_route_overrides() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        let main = &c.routes["main"];
+        assert_eq!(main.chain.len(), 2);
+        assert_eq!(main.failover.ttft_timeout, Duration::from_secs(120));
+        assert_eq!(main.failover.retries, 3);
+        assert_eq!(main.failover.backoff_base, Duration::from_millis(100));
+        assert!(main.failover.eager_on_connection);
+        assert!(!main.failover.eager_on_timeout);
+        let b = c.backend(main.chain[0].backend);
+        assert_eq!(b.endpoint.as_str(), "http://127.0.0.1:8082/v1/messages");
+        let o = c.backend(main.chain[1].backend);
+        assert_eq!(
+            o.endpoint.as_str(),
+            "https://openrouter.ai/api/v1/chat/completions"
+        );
+        assert_eq!(&main.chain[1].model_json[..], b"\"anthropic/claude-sonnet-4\"");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line_and_key() {
+        let text = GOOD.replace("base_url: https://openrouter", "bse_url: https://openrouter");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.starts_with("test.yaml: "), "{err}");
+        assert!(err.contains("unknown field `bse_url`"), "{err}");
+        assert!(err.contains("line 10"), "{err}");
+    }
+
+    #[test]
+    fn missing_env_var_names_file_line_and_key() {
+        let text = GOOD.replace("OPENROUTER_API_KEY", "NOPE_KEY");
+        let err = load(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.yaml:11: backends.openrouter.api_key_env: environment variable NOPE_KEY is not set (or empty); export it with the backend's API key"
+        );
+    }
+
+    #[test]
+    fn chain_naming_an_unknown_backend_is_rejected() {
+        let text = GOOD.replace("{ backend: openrouter,", "{ backend: openrouterr,");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("test.yaml:17: routes.main.chain[1].backend: unknown backend \"openrouterr\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_backend_name_is_rejected_with_line() {
+        let text = GOOD.replace("  openrouter:\n", "  claude-local:\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("duplicate entry"), "{err}");
+        assert!(err.contains("claude-local"), "{err}");
+        assert!(err.contains("line 8"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_and_empty_chain_are_rejected() {
+        let err = load(&GOOD.replace("120s", "two minutes")).unwrap_err().to_string();
+        assert!(err.contains("invalid duration"), "{err}");
+        let text = r#"
+backends:
+  a: { api: openai_chat, base_url: "http://x" }
+routes:
+  r: { chain: [] }
+"#;
+        let err = load(text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.yaml:5: routes.r.chain: chain is empty; list at least one { backend, model }"
+        );
+    }
+
+    #[test]
+    fn secret_debug_never_shows_the_value() {
+        let s = Secret::new("sk-very-secret");
+        assert!(!format!("{s:?}").contains("very"));
+    }
+}

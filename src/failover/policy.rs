@@ -1,0 +1,168 @@
+//! The retry/failover decision: one pure function of what happened and the route's policy.
+//!
+//! The engine never inspects statuses or reasons itself; it asks [`decide`] and acts. Keeping
+//! this pure (randomness comes in as `jitter`) lets one table test pin every rule down.
+
+use std::time::Duration;
+
+use crate::classify::{Blame, FailureReason};
+use crate::config::FailoverPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try the same backend again after waiting `after`.
+    RetrySame { after: Duration },
+    /// Move to the next chain entry now.
+    Failover,
+    /// The client must fix the request: hand the upstream's answer back unchanged.
+    ReturnToClient,
+}
+
+/// What the engine knows about the attempt that just failed.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptFacts {
+    pub reason: FailureReason,
+    pub retry_after: Option<Duration>,
+    /// Retries already made on this backend for this request (0 after the first attempt).
+    pub retries_done: u32,
+}
+
+/// Decides what to do after a failed attempt. `jitter` is uniform in [0, 1).
+pub fn decide(facts: &AttemptFacts, policy: &FailoverPolicy, jitter: f64) -> Decision {
+    use FailureReason::*;
+    if facts.reason.blame() == Blame::Client {
+        return Decision::ReturnToClient;
+    }
+    let retryable = match facts.reason {
+        RateLimit | Overloaded | ServerError | InvalidResponse => true,
+        // A hung or unreachable backend is not worth a second wait by default.
+        Timeout => !policy.eager_on_timeout,
+        Connection => !policy.eager_on_connection,
+        // Waiting cannot fix a key, a bill or a model name.
+        Auth | Quota | ModelNotFound | Unknown => false,
+        ContextOverflow | PayloadTooLarge | ContentPolicy | InvalidRequest => {
+            unreachable!("client-blamed reasons returned above")
+        }
+    };
+    if !retryable || facts.retries_done >= policy.retries {
+        return Decision::Failover;
+    }
+    match facts.retry_after {
+        Some(wait) if wait > policy.max_retry_after => Decision::Failover,
+        Some(wait) => Decision::RetrySame { after: wait },
+        None => Decision::RetrySame {
+            after: backoff(facts.retries_done + 1, policy, jitter),
+        },
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base × 2^(retry−1))).
+pub fn backoff(retry: u32, policy: &FailoverPolicy, jitter: f64) -> Duration {
+    let exp = policy
+        .backoff_base
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+    exp.min(policy.backoff_max).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureReason::*;
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn decision_table() {
+        let p = FailoverPolicy {
+            retries: 2,
+            max_retry_after: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(8),
+            ..FailoverPolicy::default()
+        };
+        let half = 0.5;
+        let retry = |ms: u64| Decision::RetrySame {
+            after: Duration::from_millis(ms),
+        };
+        // (reason, retry_after, retries_done, expected)
+        let table: &[(FailureReason, Option<Duration>, u32, Decision)] = &[
+            (RateLimit, secs(1), 0, retry(1000)),
+            (RateLimit, secs(120), 0, Decision::Failover),
+            (RateLimit, None, 0, retry(50)),
+            (RateLimit, secs(1), 2, Decision::Failover),
+            (Overloaded, None, 0, retry(50)),
+            (Overloaded, None, 1, retry(100)),
+            (Overloaded, None, 2, Decision::Failover),
+            (Overloaded, secs(11), 0, Decision::Failover),
+            (ServerError, None, 0, retry(50)),
+            (InvalidResponse, None, 0, retry(50)),
+            (Timeout, None, 0, Decision::Failover),
+            (Connection, None, 0, Decision::Failover),
+            (Auth, None, 0, Decision::Failover),
+            (Quota, secs(1), 0, Decision::Failover),
+            (ModelNotFound, None, 0, Decision::Failover),
+            (Unknown, None, 0, Decision::Failover),
+            (ContextOverflow, None, 0, Decision::ReturnToClient),
+            (PayloadTooLarge, None, 0, Decision::ReturnToClient),
+            (ContentPolicy, None, 0, Decision::ReturnToClient),
+            (InvalidRequest, None, 0, Decision::ReturnToClient),
+        ];
+        for (reason, retry_after, retries_done, want) in table {
+            let facts = AttemptFacts {
+                reason: *reason,
+                retry_after: *retry_after,
+                retries_done: *retries_done,
+            };
+            assert_eq!(decide(&facts, &p, half), *want, "{reason} {retry_after:?} {retries_done}");
+        }
+    }
+
+    #[test]
+    fn eager_failover_on_timeout_and_connection_can_be_turned_off() {
+        let p = FailoverPolicy {
+            eager_on_timeout: false,
+            eager_on_connection: false,
+            ..FailoverPolicy::default()
+        };
+        for reason in [Timeout, Connection] {
+            let facts = AttemptFacts {
+                reason,
+                retry_after: None,
+                retries_done: 0,
+            };
+            assert!(matches!(decide(&facts, &p, 0.0), Decision::RetrySame { .. }));
+        }
+    }
+
+    #[test]
+    fn zero_retries_means_fail_over_at_once() {
+        let p = FailoverPolicy {
+            retries: 0,
+            ..FailoverPolicy::default()
+        };
+        let facts = AttemptFacts {
+            reason: Overloaded,
+            retry_after: None,
+            retries_done: 0,
+        };
+        assert_eq!(decide(&facts, &p, 0.5), Decision::Failover);
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_under_the_cap_with_full_jitter() {
+        let p = FailoverPolicy {
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(8),
+            ..FailoverPolicy::default()
+        };
+        assert_eq!(backoff(1, &p, 1.0), Duration::from_millis(250));
+        assert_eq!(backoff(2, &p, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(3, &p, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff(10, &p, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(40, &p, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(3, &p, 0.0), Duration::ZERO);
+        assert_eq!(backoff(3, &p, 0.25), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,138 @@
+//! The `switchyard` binary: argument parsing and wiring only.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use switchyard::config::Config;
+use switchyard::failover::Gateway;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "An LLM failover gateway for OpenAI and Anthropic clients")]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax; default info, warn for the demo); RUST_LOG overrides it.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (YAML).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "switchyard.yaml")]
+        config: PathBuf,
+        /// Override the config's `listen` address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run a fault-injecting fake upstream that speaks both dialects.
+    Mock {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Name used in replies ("Hello from NAME").
+        #[arg(long, default_value = "mock")]
+        name: String,
+    },
+    /// Start two mock upstreams and the gateway, show failovers, then keep serving.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Exit after the scripted requests instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Demo { .. } => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config, listen } => serve(config, listen).await,
+            Command::Mock { listen, name } => mock(listen, name).await,
+            Command::Demo { listen, no_serve } => switchyard::demo::run(listen, !no_serve).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
+    let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    let config = Arc::new(config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let gw = Gateway::new(config).map_err(|e| format!("cannot build the upstream client: {e}"))?;
+    announce(&format!("switchyard listening on http://{addr}"));
+    switchyard::server::serve(listener, Arc::new(gw))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    announce(&format!("switchyard mock {name} listening on http://{addr}"));
+    switchyard::mock::serve(listener, name)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One line on stdout that scripts and tests wait for.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,0 +1,538 @@
+//! The listener and the per-dialect handlers: request in, response out.
+//!
+//! A request's life here: request id → gateway key → content type → body (capped, under a read
+//! deadline) → [`body::scan`] → route → the failover engine → a response in the client's
+//! dialect, with `x-switchyard-backend`, `x-switchyard-attempts` and `x-request-id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::body::{self, BodyError};
+use crate::dialect::{self, Dialect, ErrorKind};
+use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
+use crate::report;
+use crate::stream::{self, RelayEnd};
+use crate::upstream::ForwardHeaders;
+
+pub const HDR_BACKEND: &str = "x-switchyard-backend";
+pub const HDR_ATTEMPTS: &str = "x-switchyard-attempts";
+pub const HDR_REASON: &str = "x-switchyard-reason";
+pub const HDR_REQUEST_ID: &str = "x-request-id";
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/chat/completions/", post(openai_chat))
+        .route("/chat/completions", post(openai_chat))
+        .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/messages/", post(anthropic_messages))
+        .route("/v1/models", get(models))
+        .route("/v1/models/", get(models))
+        .route("/models", get(models))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(root).head(root))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gw)
+}
+
+/// Accepts connections until the listener fails. Sets TCP_NODELAY on every accepted socket and
+/// bounds how long a client may take to send its headers (slowloris).
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
+    let header_timeout = gw.config.limits.header_read_timeout;
+    let app = router(gw);
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn root() -> &'static str {
+    "switchyard: an LLM failover gateway. POST /v1/chat/completions or /v1/messages.\n"
+}
+
+fn guess_dialect(uri: &Uri, headers: &HeaderMap) -> Dialect {
+    if uri.path().contains("messages") || headers.contains_key("anthropic-version") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let msg = format!(
+        "no such endpoint: {method} {}; Switchyard serves POST /v1/chat/completions and POST /v1/messages",
+        uri.path()
+    );
+    error_response(guess_dialect(&uri, &headers), ErrorKind::NotFound, "unknown_endpoint", &msg, None)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let msg = format!("{method} is not allowed on {}; use POST", uri.path());
+    let mut r = error_response(
+        guess_dialect(&uri, &headers),
+        ErrorKind::InvalidRequest,
+        "method_not_allowed",
+        &msg,
+        None,
+    );
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// `GET /v1/models`: the route names, in OpenAI's list format, or Anthropic's when the client
+/// identifies as an Anthropic SDK (`anthropic-version`).
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let names = &gw.config.route_names;
+    let body = if headers.contains_key("anthropic-version") {
+        serde_json::json!({
+            "data": names.iter().map(|n| serde_json::json!({
+                "type": "model", "id": &**n, "display_name": &**n, "created_at": "1970-01-01T00:00:00Z"
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": names.first().map(|n| &**n),
+            "last_id": names.last().map(|n| &**n),
+        })
+    } else {
+        serde_json::json!({
+            "object": "list",
+            "data": names.iter().map(|n| serde_json::json!({
+                "id": &**n, "object": "model", "created": 0, "owned_by": "switchyard"
+            })).collect::<Vec<_>>(),
+        })
+    };
+    json_response(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+async fn openai_chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle(gw, Dialect::OpenAi, headers, body).await
+}
+
+async fn anthropic_messages(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, Dialect::Anthropic, headers, body).await
+}
+
+/// A gateway-side rejection: status, machine code and a message a person can act on.
+struct Reject {
+    kind: ErrorKind,
+    code: &'static str,
+    message: String,
+}
+
+impl Reject {
+    fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Reject {
+        Reject {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(&headers);
+    match prepare(&gw, dialect, &headers, body, &request_id).await {
+        Err(r) => {
+            tracing::info!(request_id = %request_id, code = r.code, "request rejected: {}", r.message);
+            error_response(dialect, r.kind, r.code, &r.message, Some(&request_id))
+        }
+        Ok(req) => respond(gw, req, started).await,
+    }
+}
+
+async fn prepare(
+    gw: &Gateway,
+    dialect: Dialect,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &Arc<str>,
+) -> Result<ClientRequest, Reject> {
+    let config = &gw.config;
+    if !config.gateway_keys.is_empty() {
+        let offered = client_key(headers);
+        let valid = offered.is_some_and(|k| {
+            config
+                .gateway_keys
+                .iter()
+                .any(|g| constant_time_eq(g.expose().as_bytes(), k.as_bytes()))
+        });
+        if !valid {
+            return Err(Reject::new(
+                ErrorKind::Authentication,
+                "invalid_gateway_key",
+                if offered.is_some() {
+                    "the gateway key is not valid; send one of the keys configured in auth.keys_env"
+                } else {
+                    "missing gateway key; send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
+                },
+            ));
+        }
+    }
+    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(Reject::new(
+                ErrorKind::UnsupportedMediaType,
+                "unsupported_content_type",
+                format!("content type {ct:?} is not supported; send a JSON body with `Content-Type: application/json`"),
+            ));
+        }
+    }
+    let limits = &config.limits;
+    let too_large = || {
+        Reject::new(
+            ErrorKind::PayloadTooLarge,
+            "request_too_large",
+            format!(
+                "request body is larger than the gateway's limit of {} bytes (limits.max_body_bytes)",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let collected = tokio::time::timeout(
+        limits.body_read_timeout,
+        Limited::new(body, limits.max_body_bytes).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Err(_) => {
+            return Err(Reject::new(
+                ErrorKind::InvalidRequest,
+                "body_read_timeout",
+                format!(
+                    "the request body did not arrive within {:?} (limits.body_read_timeout)",
+                    limits.body_read_timeout
+                ),
+            ))
+        }
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(too_large())
+        }
+        Ok(Err(e)) => {
+            return Err(Reject::new(
+                ErrorKind::InvalidRequest,
+                "body_read_error",
+                format!("could not read the request body: {e}"),
+            ))
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let scanned = body::scan(&bytes).map_err(|e| {
+        let code = match e {
+            BodyError::Empty => "empty_body",
+            BodyError::InvalidJson { .. } => "invalid_json",
+            BodyError::NotAnObject { .. } => "body_not_object",
+            BodyError::MissingModel => "missing_model",
+            BodyError::ModelNotString { .. } => "invalid_model",
+            BodyError::DuplicateKey { .. } => "duplicate_key",
+            BodyError::StreamNotBool => "invalid_stream",
+        };
+        Reject::new(ErrorKind::InvalidRequest, code, e.to_string())
+    })?;
+    let route = match config.routes.get(scanned.model.as_str()) {
+        Some(r) => r.clone(),
+        None => match &config.default_route {
+            Some(r) => r.clone(),
+            None => {
+                let names: Vec<&str> = config.route_names.iter().map(|n| &**n).collect();
+                return Err(Reject::new(
+                    ErrorKind::NotFound,
+                    "model_not_found",
+                    format!(
+                        "model {:?} is not a route of this gateway; available: {}",
+                        crate::classify::truncate_chars(&scanned.model, 100),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(ClientRequest {
+        dialect,
+        request_id: request_id.clone(),
+        body: bytes,
+        scanned,
+        route,
+        fwd: ForwardHeaders::from_client(headers),
+    })
+}
+
+async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Response {
+    let early = req.route.failover.early_headers_after.filter(|_| req.scanned.stream);
+    let Some(early_after) = early else {
+        let outcome = gw.run(&req).await;
+        return outcome_response(&gw, &req, outcome, started);
+    };
+    // Slow starters: if no backend has committed by `early_after`, send the 200 headers and
+    // heartbeats so the client's read timeout does not fire; failover continues behind them.
+    let req = Arc::new(req);
+    let mut run = Box::pin({
+        let gw = gw.clone();
+        let req = req.clone();
+        async move { gw.run(&req).await }
+    });
+    tokio::select! {
+        outcome = &mut run => return outcome_response(&gw, &req, outcome, started),
+        _ = tokio::time::sleep(early_after) => {}
+    }
+    let dialect = req.dialect;
+    let request_id = req.request_id.clone();
+    let body = async_stream::stream! {
+        let mut beat = tokio::time::interval(Duration::from_secs(5));
+        let outcome = loop {
+            tokio::select! {
+                o = &mut run => break o,
+                _ = beat.tick() => yield Ok::<Bytes, std::io::Error>(Bytes::from_static(b": switchyard waiting for the first token\n\n")),
+            }
+        };
+        match outcome {
+            Outcome::Served { served: Served::Stream(c), backend, attempts, .. } => {
+                log_served(&gw, &req, backend, attempts, started);
+                let mut relayed = std::pin::pin!(stream::relay(c, relay_logger(&req)));
+                while let Some(chunk) = futures_util::StreamExt::next(&mut relayed).await {
+                    yield chunk;
+                }
+            }
+            Outcome::Served { served: Served::Full { body, .. }, .. } => yield Ok(body),
+            Outcome::Returned { body, reason, .. } => {
+                let detail = crate::classify::classify_stream_error(&body).detail;
+                yield Ok(dialect::stream_error_event(dialect, ErrorKind::InvalidRequest, reason.as_str(), &detail));
+            }
+            Outcome::Exhausted { failures, skipped, .. } => {
+                let rep = report::build(&gw.config, &req.route, &failures, &skipped);
+                tracing::warn!(request_id = %req.request_id, route = %req.route.name, "{}", rep.summary);
+                yield Ok(report::stream_error_event(dialect, &rep));
+            }
+        }
+    };
+    let mut resp = Response::new(Body::from_stream(body));
+    sse_headers(resp.headers_mut());
+    set_header(resp.headers_mut(), HDR_REQUEST_ID, &request_id);
+    resp
+}
+
+fn outcome_response(gw: &Gateway, req: &ClientRequest, outcome: Outcome, started: Instant) -> Response {
+    let config = &gw.config;
+    let mut resp = match outcome {
+        Outcome::Served {
+            backend,
+            attempts,
+            served,
+            ..
+        } => {
+            log_served(gw, req, backend, attempts, started);
+            let mut resp = match served {
+                Served::Full {
+                    status,
+                    content_type,
+                    body,
+                } => {
+                    let mut r = Response::new(Body::from(body));
+                    *r.status_mut() = status;
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+                    );
+                    r
+                }
+                Served::Stream(c) => {
+                    let mut r = Response::new(Body::from_stream(stream::relay(c, relay_logger(req))));
+                    sse_headers(r.headers_mut());
+                    r
+                }
+            };
+            set_header(resp.headers_mut(), HDR_BACKEND, &config.backend(backend).name);
+            set_header(resp.headers_mut(), HDR_ATTEMPTS, &attempts.to_string());
+            resp
+        }
+        Outcome::Returned {
+            backend,
+            attempts,
+            status,
+            content_type,
+            body,
+            reason,
+            ..
+        } => {
+            tracing::info!(
+                request_id = %req.request_id,
+                route = %req.route.name,
+                backend = %config.backend(backend).name,
+                attempts,
+                status = status.as_u16(),
+                reason = reason.as_str(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "returned the upstream's error to the client: the request must change"
+            );
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                content_type.unwrap_or(HeaderValue::from_static("application/json")),
+            );
+            set_header(r.headers_mut(), HDR_BACKEND, &config.backend(backend).name);
+            set_header(r.headers_mut(), HDR_ATTEMPTS, &attempts.to_string());
+            set_header(r.headers_mut(), HDR_REASON, reason.as_str());
+            r
+        }
+        Outcome::Exhausted {
+            attempts,
+            failures,
+            skipped,
+        } => {
+            let rep = report::build(config, &req.route, &failures, &skipped);
+            tracing::warn!(
+                request_id = %req.request_id,
+                route = %req.route.name,
+                attempts,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "{}",
+                rep.summary
+            );
+            let status = if rep.all_timeouts {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            let mut r = json_response(status, report::error_body(req.dialect, &rep));
+            set_header(r.headers_mut(), HDR_ATTEMPTS, &attempts.to_string());
+            r
+        }
+    };
+    set_header(resp.headers_mut(), HDR_REQUEST_ID, &req.request_id);
+    resp
+}
+
+fn log_served(gw: &Gateway, req: &ClientRequest, backend: crate::config::BackendId, attempts: u32, started: Instant) {
+    tracing::info!(
+        request_id = %req.request_id,
+        route = %req.route.name,
+        backend = %gw.config.backend(backend).name,
+        attempts,
+        stream = req.scanned.stream,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "served"
+    );
+}
+
+fn relay_logger(req: &ClientRequest) -> impl FnOnce(RelayEnd) + Send + 'static {
+    let request_id = req.request_id.clone();
+    let route = req.route.name.clone();
+    move |end| match end {
+        RelayEnd::Complete => tracing::debug!(request_id = %request_id, "stream complete"),
+        RelayEnd::Failed(reason, detail) => tracing::warn!(
+            request_id = %request_id,
+            route = %route,
+            reason = reason.as_str(),
+            detail = %detail,
+            "stream failed after content was sent; ended it with an error event"
+        ),
+    }
+}
+
+fn sse_headers(h: &mut HeaderMap) {
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(
+    dialect: Dialect,
+    kind: ErrorKind,
+    code: &str,
+    message: &str,
+    request_id: Option<&str>,
+) -> Response {
+    let mut r = json_response(dialect::status_of(kind), dialect::error_body(dialect, kind, code, message));
+    set_header(r.headers_mut(), HDR_ATTEMPTS, "0");
+    if let Some(id) = request_id {
+        set_header(r.headers_mut(), HDR_REQUEST_ID, id);
+    }
+    r
+}
+
+/// The client's `x-request-id` when it is a sane token, or a new random one.
+fn request_id(headers: &HeaderMap) -> Arc<str> {
+    if let Some(v) = headers.get(HDR_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if !v.is_empty()
+            && v.len() <= 128
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return v.into();
+        }
+    }
+    format!("req_{:032x}", rand::random::<u128>()).into()
+}
+
+fn client_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = auth.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

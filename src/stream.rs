@@ -1,0 +1,553 @@
+//! Streams: SSE parsing, the commit point, and the post-commit relay.
+//!
+//! Until the upstream sends its first *content* event (a text, tool-call or thinking delta),
+//! nothing reaches the client: bytes are held, so a failure is still invisible and the engine can
+//! fail over. [`await_first_content`] implements that hold under the time-to-first-token clock.
+//! After the commit point, [`relay`] passes upstream bytes through unchanged, chunk by chunk
+//! (pulling only as fast as the client reads, so backpressure reaches the upstream), watches the
+//! gap between content events, and ends any failure with the dialect's error event — never a
+//! silent cut, never duplicated content.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::time::{timeout_at, Instant};
+
+use crate::classify::{self, Classified, FailureReason, TimeoutKind};
+use crate::dialect::{self, Dialect, ErrorKind};
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// One parsed server-sent event. `data` is `None` when the block had no data field (a comment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// Incremental SSE parser: feed it chunks split anywhere (mid-line, mid-UTF-8 character).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    current: SseEvent,
+    /// Whether the current block has any line at all (comments included).
+    started: bool,
+}
+
+impl SseParser {
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+        self.buf.extend_from_slice(chunk);
+        let mut consumed = 0;
+        loop {
+            let rest = &self.buf[consumed..];
+            let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) else {
+                break;
+            };
+            let line_end = pos;
+            let mut next = pos + 1;
+            if rest[pos] == b'\r' {
+                match rest.get(pos + 1) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    // A trailing CR may be the first half of CRLF: wait for the next chunk.
+                    None => break,
+                }
+            }
+            let line = &self.buf[consumed..consumed + line_end];
+            if line.is_empty() {
+                if self.started {
+                    out.push(std::mem::take(&mut self.current));
+                    self.started = false;
+                }
+            } else {
+                self.started = true;
+                let (field, value) = match memchr::memchr(b':', line) {
+                    Some(0) => (&line[..0], &line[..0]), // comment
+                    Some(i) => {
+                        let v = &line[i + 1..];
+                        (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+                    }
+                    None => (line, &line[..0]),
+                };
+                match field {
+                    b"event" => {
+                        self.current.event = Some(String::from_utf8_lossy(value).into_owned())
+                    }
+                    b"data" => match &mut self.current.data {
+                        Some(d) => {
+                            d.push(b'\n');
+                            d.extend_from_slice(value);
+                        }
+                        None => self.current.data = Some(value.to_vec()),
+                    },
+                    _ => {}
+                }
+            }
+            consumed += next;
+        }
+        self.buf.drain(..consumed);
+    }
+}
+
+/// What an event means for the commit point and the stall clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// Keep-alive: SSE comments, Anthropic `ping`. Never counts as content.
+    Heartbeat,
+    /// Framing before content: `message_start`, `content_block_start`, an OpenAI role-only chunk.
+    Envelope,
+    /// Real content: text, tool-call or thinking delta.
+    Content,
+    /// The model finished (`finish_reason`, `message_delta` with `stop_reason`).
+    Finish,
+    /// The stream's own end marker (`data: [DONE]`, `message_stop`).
+    Terminal,
+    /// The upstream reported an error inside the stream.
+    Error(Classified),
+    /// Not what the dialect allows.
+    Malformed(String),
+}
+
+/// Full classification, used before the commit point (few events, so parsing JSON is fine).
+pub fn classify_event(dialect: Dialect, ev: &SseEvent) -> EventKind {
+    let Some(data) = &ev.data else {
+        return EventKind::Heartbeat;
+    };
+    match dialect {
+        Dialect::OpenAi => classify_openai(data),
+        Dialect::Anthropic => classify_anthropic(ev.event.as_deref(), data),
+    }
+}
+
+fn classify_openai(data: &[u8]) -> EventKind {
+    if data.trim_ascii() == b"[DONE]" {
+        return EventKind::Terminal;
+    }
+    let v: serde_json::Value = match serde_json::from_slice(data) {
+        Ok(v) => v,
+        Err(e) => return EventKind::Malformed(format!("stream chunk is not JSON: {e}")),
+    };
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return EventKind::Error(classify::classify_stream_error(data));
+    }
+    let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
+        return EventKind::Malformed("stream chunk has no `choices`".into());
+    };
+    let mut finished = choices.is_empty() && v.get("usage").is_some_and(|u| !u.is_null());
+    for choice in choices {
+        if let Some(delta) = choice.get("delta") {
+            let non_empty = |k: &str| match delta.get(k) {
+                None | Some(serde_json::Value::Null) => false,
+                Some(serde_json::Value::String(s)) => !s.is_empty(),
+                Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            };
+            if ["content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal", "audio"]
+                .into_iter()
+                .any(non_empty)
+            {
+                return EventKind::Content;
+            }
+        }
+        if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            finished = true;
+        }
+    }
+    if finished {
+        EventKind::Finish
+    } else {
+        EventKind::Envelope
+    }
+}
+
+fn classify_anthropic(event: Option<&str>, data: &[u8]) -> EventKind {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+    let Some(v) = parsed else {
+        return EventKind::Malformed("stream event data is not JSON".into());
+    };
+    let kind = event
+        .map(str::to_string)
+        .or_else(|| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    match kind.as_str() {
+        "ping" => EventKind::Heartbeat,
+        "content_block_delta" => EventKind::Content,
+        "message_delta" => EventKind::Finish,
+        "message_stop" => EventKind::Terminal,
+        "error" => EventKind::Error(classify::classify_stream_error(data)),
+        _ => EventKind::Envelope,
+    }
+}
+
+/// Cheap classification after the commit point: no JSON parse, only what the stall clock and
+/// the end-of-stream check need.
+pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
+    let Some(data) = &ev.data else {
+        return EventKind::Heartbeat;
+    };
+    match dialect {
+        Dialect::OpenAi => {
+            let d = data.trim_ascii();
+            if d == b"[DONE]" {
+                EventKind::Terminal
+            } else if d.starts_with(b"{\"error\"") {
+                EventKind::Error(classify::classify_stream_error(d))
+            } else if has_non_null_finish_reason(d) {
+                EventKind::Finish
+            } else {
+                EventKind::Content
+            }
+        }
+        Dialect::Anthropic => match ev.event.as_deref() {
+            Some("ping") => EventKind::Heartbeat,
+            Some("message_delta") => EventKind::Finish,
+            Some("message_stop") => EventKind::Terminal,
+            Some("error") => EventKind::Error(classify::classify_stream_error(data)),
+            Some(_) => EventKind::Content,
+            None => classify_anthropic(None, data),
+        },
+    }
+}
+
+fn has_non_null_finish_reason(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"finish_reason\"";
+    let mut rest = data;
+    while let Some(i) = memchr::memmem::find(rest, KEY) {
+        rest = &rest[i + KEY.len()..];
+        let after = rest.trim_ascii_start();
+        if let Some(value) = after.strip_prefix(b":") {
+            if !value.trim_ascii_start().starts_with(b"null") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A stream that passed its commit point: held bytes plus the rest of the upstream.
+pub struct Committed {
+    pub dialect: Dialect,
+    /// Everything received up to and including the first content event, in order.
+    pub held: Vec<Bytes>,
+    pub upstream: ByteStream,
+    pub parser: SseParser,
+    pub finished: bool,
+    pub stall_timeout: Duration,
+    pub deadline: Instant,
+}
+
+/// Reads a 2xx event stream until its first content event. Heartbeats and envelope events are
+/// held, not counted; an error event or malformed data before content is a failure like a
+/// status error; `first_token_at` bounds the wait (it runs from when the request was sent).
+pub async fn await_first_content(
+    dialect: Dialect,
+    mut upstream: ByteStream,
+    first_token_at: Instant,
+    ttft: Duration,
+    deadline: Instant,
+    stall_timeout: Duration,
+) -> Result<Committed, Classified> {
+    let mut parser = SseParser::default();
+    let mut held = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let chunk = match timeout_at(first_token_at, upstream.next()).await {
+            Err(_) if first_token_at >= deadline => {
+                return Err(classify::timeout(TimeoutKind::Deadline, ttft))
+            }
+            Err(_) => return Err(classify::timeout(TimeoutKind::FirstToken, ttft)),
+            Ok(None) => {
+                return Err(classify::invalid_response(
+                    "stream ended before any content",
+                ))
+            }
+            Ok(Some(Err(e))) => return Err(classify::classify_transport(&e)),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        parser.feed(&chunk, &mut events);
+        held.push(chunk);
+        let mut commit = false;
+        let mut finished = false;
+        for ev in events.drain(..) {
+            match classify_event(dialect, &ev) {
+                EventKind::Heartbeat | EventKind::Envelope => {}
+                EventKind::Content => commit = true,
+                EventKind::Finish | EventKind::Terminal => {
+                    commit = true;
+                    finished = true;
+                }
+                EventKind::Error(c) if !commit => return Err(c),
+                EventKind::Malformed(m) if !commit => return Err(classify::invalid_response(m)),
+                // After content in the same chunk, the relay passes it on as sent.
+                EventKind::Error(_) | EventKind::Malformed(_) => {}
+            }
+        }
+        if commit {
+            return Ok(Committed {
+                dialect,
+                held,
+                upstream,
+                parser,
+                finished,
+                stall_timeout,
+                deadline,
+            });
+        }
+    }
+}
+
+/// How a relayed stream ended, for logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayEnd {
+    Complete,
+    Failed(FailureReason, String),
+}
+
+/// Passes a committed stream to the client. `on_end` is called once with how it ended.
+pub fn relay(
+    c: Committed,
+    on_end: impl FnOnce(RelayEnd) + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    async_stream::stream! {
+        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline } = c;
+        for chunk in held {
+            yield Ok(chunk);
+        }
+        let mut last_content = Instant::now();
+        let mut events = Vec::new();
+        let end = loop {
+            let stall_at = (last_content + stall_timeout).min(deadline);
+            let failure = match timeout_at(stall_at, upstream.next()).await {
+                Err(_) => {
+                    let kind = if stall_at >= deadline { TimeoutKind::Deadline } else { TimeoutKind::Stall };
+                    classify::timeout(kind, stall_timeout)
+                }
+                Ok(None) if finished => break RelayEnd::Complete,
+                Ok(None) => classify::invalid_response("upstream ended the stream before it was complete"),
+                Ok(Some(Err(e))) => classify::classify_transport(&e),
+                Ok(Some(Ok(chunk))) => {
+                    parser.feed(&chunk, &mut events);
+                    let mut done = false;
+                    for ev in events.drain(..) {
+                        match classify_event_fast(dialect, &ev) {
+                            EventKind::Heartbeat | EventKind::Envelope | EventKind::Malformed(_) => {}
+                            EventKind::Content => last_content = Instant::now(),
+                            EventKind::Finish => {
+                                last_content = Instant::now();
+                                finished = true;
+                            }
+                            // The upstream's own error event reaches the client as sent and ends it.
+                            EventKind::Terminal | EventKind::Error(_) => done = true,
+                        }
+                    }
+                    yield Ok(chunk);
+                    if done {
+                        break RelayEnd::Complete;
+                    }
+                    continue;
+                }
+            };
+            yield Ok(post_commit_error_event(dialect, &failure));
+            break RelayEnd::Failed(failure.reason, failure.detail);
+        };
+        on_end(end);
+    }
+}
+
+/// The error event that ends a stream the client has already seen content from.
+pub fn post_commit_error_event(dialect: Dialect, failure: &Classified) -> Bytes {
+    let kind = match failure.reason {
+        FailureReason::Timeout => ErrorKind::Timeout,
+        FailureReason::Overloaded | FailureReason::RateLimit => ErrorKind::Overloaded,
+        _ => ErrorKind::Upstream,
+    };
+    let message = format!(
+        "upstream failed after the response started ({}): {}",
+        failure.reason, failure.detail
+    );
+    dialect::stream_error_event(dialect, kind, failure.reason.as_str(), &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, &mut out);
+        }
+        out
+    }
+
+    const ANTHROPIC: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Héllo\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn parser_gives_the_same_events_at_every_split_point() {
+        let whole = parse_all(&[ANTHROPIC.as_bytes()]);
+        assert_eq!(whole.len(), 5);
+        assert_eq!(whole[3].event.as_deref(), Some("content_block_delta"));
+        let bytes = ANTHROPIC.as_bytes();
+        for i in 0..bytes.len() {
+            assert_eq!(parse_all(&[&bytes[..i], &bytes[i..]]), whole, "split at {i}");
+        }
+        let crlf = ANTHROPIC.replace('\n', "\r\n");
+        let b = crlf.as_bytes();
+        for i in 0..b.len() {
+            assert_eq!(parse_all(&[&b[..i], &b[i..]]), whole, "crlf split at {i}");
+        }
+    }
+
+    #[test]
+    fn comments_are_heartbeats_and_multiline_data_joins() {
+        let evs = parse_all(&[b": keep-alive\n\ndata: a\ndata: b\n\n"]);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(classify_event(Dialect::OpenAi, &evs[0]), EventKind::Heartbeat);
+        assert_eq!(evs[1].data.as_deref(), Some(&b"a\nb"[..]));
+    }
+
+    fn openai(data: &str) -> EventKind {
+        let ev = SseEvent {
+            event: None,
+            data: Some(data.as_bytes().to_vec()),
+        };
+        classify_event(Dialect::OpenAi, &ev)
+    }
+
+    #[test]
+    fn openai_role_chunk_is_envelope_and_deltas_are_content() {
+        assert_eq!(
+            openai(r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#),
+            EventKind::Envelope
+        );
+        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#), EventKind::Content);
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#),
+            EventKind::Content
+        );
+        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#), EventKind::Content);
+        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), EventKind::Finish);
+        assert_eq!(openai("[DONE]"), EventKind::Terminal);
+        assert!(matches!(openai(r#"{"error":{"message":"x","type":"server_error"}}"#), EventKind::Error(_)));
+        assert!(matches!(openai("not json"), EventKind::Malformed(_)));
+    }
+
+    #[test]
+    fn anthropic_events_by_name() {
+        let evs = parse_all(&[ANTHROPIC.as_bytes()]);
+        let kinds: Vec<EventKind> = evs.iter().map(|e| classify_event(Dialect::Anthropic, e)).collect();
+        assert_eq!(
+            kinds,
+            vec![EventKind::Envelope, EventKind::Envelope, EventKind::Heartbeat, EventKind::Content, EventKind::Terminal]
+        );
+        let fast: Vec<EventKind> = evs.iter().map(|e| classify_event_fast(Dialect::Anthropic, e)).collect();
+        assert_eq!(fast[2], EventKind::Heartbeat);
+        assert_eq!(fast[4], EventKind::Terminal);
+        let err = SseEvent {
+            event: Some("error".into()),
+            data: Some(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.to_vec()),
+        };
+        match classify_event(Dialect::Anthropic, &err) {
+            EventKind::Error(c) => assert_eq!(c.reason, FailureReason::Overloaded),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fast_finish_reason_check() {
+        assert!(has_non_null_finish_reason(br#"{"choices":[{"finish_reason": "stop"}]}"#));
+        assert!(!has_non_null_finish_reason(br#"{"choices":[{"finish_reason":null}]}"#));
+        assert!(!has_non_null_finish_reason(br#"{"choices":[{"delta":{"content":"finish_reason"}}]}"#));
+    }
+
+    fn stream_of(chunks: Vec<Result<Bytes, reqwest::Error>>) -> ByteStream {
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_envelope_and_heartbeats_until_content() {
+        let chunks = vec![
+            Ok(Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n")),
+            Ok(Bytes::from_static(b"event: ping\ndata: {\"type\":\"ping\"}\n\n")),
+            Ok(Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\nevent: message_stop\ndata: {}\n\n")),
+        ];
+        let now = Instant::now();
+        let ttft = Duration::from_secs(1);
+        let c = await_first_content(Dialect::Anthropic, stream_of(chunks), now + ttft, ttft, now + Duration::from_secs(10), ttft)
+            .await
+            .map_err(|e| e.detail)
+            .unwrap();
+        assert_eq!(c.held.len(), 3);
+        let out: Vec<Bytes> = relay(c, |end| assert_eq!(end, RelayEnd::Complete))
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        assert_eq!(out.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_alone_hit_the_first_token_timeout() {
+        let beats = futures_util::stream::unfold((), |_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), ()))
+        });
+        let now = Instant::now();
+        let ttft = Duration::from_secs(2);
+        let err = await_first_content(Dialect::OpenAi, Box::pin(beats), now + ttft, ttft, now + Duration::from_secs(60), ttft)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.reason, FailureReason::Timeout);
+        assert_eq!(Instant::now() - now, ttft);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn error_event_before_content_is_a_classified_failure() {
+        let chunks = vec![Ok(Bytes::from_static(
+            b"event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+        ))];
+        let now = Instant::now();
+        let d = Duration::from_secs(1);
+        let err = await_first_content(Dialect::Anthropic, stream_of(chunks), now + d, d, now + d, d).await.err().unwrap();
+        assert_eq!(err.reason, FailureReason::Overloaded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_after_content_ends_with_an_error_event() {
+        let first = futures_util::stream::iter(vec![Ok(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ))]);
+        let beats = futures_util::stream::unfold((), |_| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), ()))
+        });
+        let upstream: ByteStream = Box::pin(first.chain(beats));
+        let now = Instant::now();
+        let d = Duration::from_secs(3);
+        let c = await_first_content(Dialect::OpenAi, upstream, now + d, d, now + Duration::from_secs(100), d).await.ok().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out: Vec<Bytes> = relay(c, move |end| tx.send(end).unwrap()).map(|r| r.unwrap()).collect().await;
+        let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
+        assert!(last.starts_with("data: {\"error\""), "{last}");
+        assert!(last.contains("stalled"), "{last}");
+        assert!(matches!(rx.recv().unwrap(), RelayEnd::Failed(FailureReason::Timeout, _)));
+        // Heartbeats were relayed but did not reset the stall clock.
+        assert_eq!(Instant::now() - now, d);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_ends_early_gets_an_error_event() {
+        let chunks = vec![Ok(Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
+        ))];
+        let now = Instant::now();
+        let d = Duration::from_secs(1);
+        let c = await_first_content(Dialect::Anthropic, stream_of(chunks), now + d, d, now + d * 10, d).await.ok().unwrap();
+        let out: Vec<Bytes> = relay(c, |_| {}).map(|r| r.unwrap()).collect().await;
+        let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
+        assert!(last.starts_with("event: error\ndata: {\"error\":{\"message\":\"upstream failed") || last.starts_with("event: error\ndata: {\"type\":\"error\""), "{last}");
+    }
+}

@@ -1,0 +1,208 @@
+//! Test harness: mock upstreams and a gateway on ephemeral ports, plus small client helpers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard::config::Config;
+use switchyard::failover::Gateway;
+use switchyard::mock::{self, MockHandle};
+
+pub struct Harness {
+    pub gateway: String,
+    pub primary: MockHandle,
+    pub fallback: MockHandle,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub const PRIMARY_KEY: &str = "sk-primary-0123456789abcdef";
+pub const FALLBACK_KEY: &str = "sk-fallback-0123456789abcdef";
+
+/// Two mocks (`primary`, `fallback`) and a gateway with routes `claude` (anthropic chain) and
+/// `gpt` (openai chain). `failover` is YAML for the top-level `failover:` block; `extra` is
+/// appended to the config.
+pub async fn start(failover: &str, extra: &str) -> Harness {
+    let primary = mock::spawn("primary").await.unwrap();
+    let fallback = mock::spawn("fallback").await.unwrap();
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:0
+backends:
+  primary: {{ api: anthropic_messages, base_url: "{p}", api_key_env: PRIMARY_KEY }}
+  fallback: {{ api: anthropic_messages, base_url: "{f}", api_key_env: FALLBACK_KEY }}
+  oa-primary: {{ api: openai_chat, base_url: "{p}/v1", api_key_env: PRIMARY_KEY }}
+  oa-fallback: {{ api: openai_chat, base_url: "{f}/v1", api_key_env: FALLBACK_KEY }}
+routes:
+  claude:
+    chain:
+      - {{ backend: primary, model: claude-opus-4-7 }}
+      - {{ backend: fallback, model: claude-sonnet-4-5 }}
+  gpt:
+    chain:
+      - {{ backend: oa-primary, model: gpt-4o }}
+      - {{ backend: oa-fallback, model: gpt-4o-mini }}
+failover:
+{failover}
+{extra}
+"#,
+        p = primary.url(),
+        f = fallback.url(),
+        failover = indent(failover),
+    );
+    let env = |name: &str| match name {
+        "PRIMARY_KEY" => Some(PRIMARY_KEY.to_string()),
+        "FALLBACK_KEY" => Some(FALLBACK_KEY.to_string()),
+        "GATEWAY_KEY" => Some("gw-secret-key".to_string()),
+        _ => None,
+    };
+    let config = Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
+    let server = tokio::spawn(switchyard::server::serve(listener, gw));
+    Harness {
+        gateway: format!("http://{addr}"),
+        primary,
+        fallback,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        server,
+    }
+}
+
+fn indent(block: &str) -> String {
+    block
+        .lines()
+        .map(|l| format!("  {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Fast defaults for tests: tiny backoff, short timeouts.
+pub const FAST: &str = "retries: 2\nbackoff: { base: 5ms, max: 20ms }\nttft_timeout: 1s\nstall_timeout: 1s\nconnect_timeout: 1s\ndeadline: 20s";
+
+pub async fn plan(h: &Harness, m: &MockHandle, steps: Value, then: Value) {
+    let r = h
+        .http
+        .post(format!("{}/_mock/plan", m.url()))
+        .json(&json!({"steps": steps, "then": then}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "plan rejected: {}", r.text().await.unwrap());
+}
+
+pub async fn stats(h: &Harness, m: &MockHandle) -> Value {
+    h.http
+        .get(format!("{}/_mock/stats", m.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn requests_seen(h: &Harness, m: &MockHandle) -> u64 {
+    stats(h, m).await["requests"].as_u64().unwrap()
+}
+
+pub async fn request_log(h: &Harness, m: &MockHandle) -> Vec<Value> {
+    h.http
+        .get(format!("{}/_mock/requests", m.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub fn anthropic_body(stream: bool) -> Value {
+    json!({"model": "claude", "max_tokens": 64, "stream": stream,
+           "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+pub fn openai_body(stream: bool) -> Value {
+    json!({"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+    }
+    /// Concatenated text deltas of an SSE body, either dialect.
+    pub fn streamed_text(&self) -> String {
+        let mut out = String::new();
+        for line in self.text.lines() {
+            let Some(data) = line.strip_prefix("data: ") else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                out.push_str(t);
+            }
+            if let Some(t) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+    pub fn answer_text(&self) -> String {
+        let v = self.json();
+        v.pointer("/content/0/text")
+            .or_else(|| v.pointer("/choices/0/message/content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub async fn post(h: &Harness, path: &str, body: &Value) -> Reply {
+    post_raw(h, path, body.to_string(), &[("content-type", "application/json")]).await
+}
+
+pub async fn post_raw(h: &Harness, path: &str, body: String, headers: &[(&str, &str)]) -> Reply {
+    let mut rb = h.http.post(format!("{}{path}", h.gateway)).body(body);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    Reply { status, headers, text }
+}
+
+pub fn path_of(dialect: &str) -> &'static str {
+    if dialect == "anthropic" {
+        "/v1/messages"
+    } else {
+        "/v1/chat/completions"
+    }
+}
+
+pub fn body_of(dialect: &str, stream: bool) -> Value {
+    if dialect == "anthropic" {
+        anthropic_body(stream)
+    } else {
+        openai_body(stream)
+    }
+}
