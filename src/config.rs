@@ -318,6 +318,15 @@ impl Config {
             message: e.to_string(),
         })?;
         let lines = LineIndex::build(text);
+        if let Some((key, line)) = &lines.duplicate {
+            let name = key.rsplit('.').next().unwrap_or(key);
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                line: *line,
+                key: key.clone(),
+                message: format!("duplicate key {name:?}; each name may appear only once"),
+            });
+        }
         let invalid = |key: String, message: String| ConfigError::Invalid {
             file: file.to_string(),
             line: lines.line_of(&key),
@@ -599,7 +608,11 @@ fn apply_failover(
 
 /// Maps dotted key paths (`routes.main.chain[1].backend`) to 1-based source lines, so semantic
 /// errors found after deserialization can still point at the line to fix.
-struct LineIndex(HashMap<String, usize>);
+struct LineIndex {
+    lines: HashMap<String, usize>,
+    /// The first key that appears twice in one mapping (serde keeps the last one silently).
+    duplicate: Option<(String, usize)>,
+}
 
 impl LineIndex {
     fn build(text: &str) -> LineIndex {
@@ -610,6 +623,7 @@ impl LineIndex {
             Map {
                 path: String,
                 key: Option<String>,
+                seen: std::collections::HashSet<String>,
             },
             Seq {
                 path: String,
@@ -619,12 +633,13 @@ impl LineIndex {
         struct Builder {
             stack: Vec<Frame>,
             lines: HashMap<String, usize>,
+            duplicate: Option<(String, usize)>,
         }
         impl Builder {
             /// The path of the value that starts now, and advances the parent frame.
             fn child_path(&mut self, line: usize) -> String {
                 match self.stack.last_mut() {
-                    Some(Frame::Map { path, key }) => {
+                    Some(Frame::Map { path, key, .. }) => {
                         let k = key.take().unwrap_or_default();
                         join(path, &k)
                     }
@@ -650,9 +665,12 @@ impl LineIndex {
                 let line = mark.line();
                 match ev {
                     Event::Scalar(value, ..) => {
-                        if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                        if let Some(Frame::Map { path, key, seen }) = self.stack.last_mut() {
                             if key.is_none() {
                                 let p = join(path, &value);
+                                if !seen.insert(value.clone()) && self.duplicate.is_none() {
+                                    self.duplicate = Some((p.clone(), line));
+                                }
                                 self.lines.entry(p).or_insert(line);
                                 *key = Some(value);
                                 return;
@@ -662,7 +680,11 @@ impl LineIndex {
                     }
                     Event::MappingStart(..) => {
                         let path = self.child_path(line);
-                        self.stack.push(Frame::Map { path, key: None });
+                        self.stack.push(Frame::Map {
+                            path,
+                            key: None,
+                            seen: Default::default(),
+                        });
                     }
                     Event::SequenceStart(..) => {
                         let path = self.child_path(line);
@@ -681,18 +703,22 @@ impl LineIndex {
         let mut builder = Builder {
             stack: Vec::new(),
             lines: HashMap::new(),
+            duplicate: None,
         };
         let mut parser = Parser::new_from_str(text);
         // A syntax error here was already reported by serde; keep what was indexed.
         let _ = parser.load(&mut builder, false);
-        LineIndex(builder.lines)
+        LineIndex {
+            lines: builder.lines,
+            duplicate: builder.duplicate,
+        }
     }
 
     /// The line of `key`, or of its nearest indexed ancestor; 1 when nothing matches.
     fn line_of(&self, key: &str) -> usize {
         let mut k = key;
         loop {
-            if let Some(l) = self.0.get(k) {
+            if let Some(l) = self.lines.get(k) {
                 return *l;
             }
             match k.rfind(['.', '[']) {
@@ -788,7 +814,7 @@ failover:
         let text = GOOD.replace("{ backend: openrouter,", "{ backend: openrouterr,");
         let err = load(&text).unwrap_err().to_string();
         assert!(
-            err.starts_with("test.yaml:17: routes.main.chain[1].backend: unknown backend \"openrouterr\""),
+            err.starts_with("test.yaml:16: routes.main.chain[1].backend: unknown backend \"openrouterr\""),
             "{err}"
         );
     }
@@ -797,9 +823,10 @@ failover:
     fn duplicate_backend_name_is_rejected_with_line() {
         let text = GOOD.replace("  openrouter:\n", "  claude-local:\n");
         let err = load(&text).unwrap_err().to_string();
-        assert!(err.contains("duplicate entry"), "{err}");
-        assert!(err.contains("claude-local"), "{err}");
-        assert!(err.contains("line 8"), "{err}");
+        assert_eq!(
+            err,
+            "test.yaml:8: backends.claude-local: duplicate key \"claude-local\"; each name may appear only once"
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn serve_refuses_a_bad_config_and_names_file_line_and_key() {
     let cases = [
         ("typo.yaml", "backends:\n  a:\n    api: openai_chat\n    base_ulr: http://x\nroutes: {}\n", "typo.yaml: backends.a: unknown field `base_ulr`"),
         ("env.yaml", "backends:\n  a:\n    api: openai_chat\n    base_url: http://x\n    api_key_env: SWITCHYARD_TEST_SURELY_UNSET\nroutes:\n  r: { chain: [ { backend: a, model: m } ] }\n", "env.yaml:5: backends.a.api_key_env: environment variable SWITCHYARD_TEST_SURELY_UNSET is not set"),
-        ("dup.yaml", "backends:\n  a: { api: openai_chat, base_url: http://x }\n  a: { api: openai_chat, base_url: http://y }\nroutes: {}\n", "duplicate entry with key \"a\""),
+        ("dup.yaml", "backends:\n  a: { api: openai_chat, base_url: http://x }\n  a: { api: openai_chat, base_url: http://y }\nroutes: {}\n", "dup.yaml:3: backends.a: duplicate key \"a\""),
         ("unknown.yaml", "backends:\n  a: { api: openai_chat, base_url: http://x }\nroutes:\n  r:\n    chain:\n      - { backend: b, model: m }\n", "unknown.yaml:6: routes.r.chain[0].backend: unknown backend \"b\""),
     ];
     for (name, text, needle) in cases {

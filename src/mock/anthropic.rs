@@ -129,12 +129,16 @@ enum StartBlock<'a> {
 struct EmptyObject {}
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -254,12 +258,12 @@ pub(crate) fn stream_frames(ctx: &Ctx, c: &Content) -> Vec<Frame> {
         for piece in c.thinking_pieces() {
             frames.push(Frame::content(block_delta(
                 index,
-                Delta::ThinkingDelta { thinking: piece },
+                Delta::Thinking { thinking: piece },
             )));
         }
         frames.push(Frame::envelope(block_delta(
             index,
-            Delta::SignatureDelta {
+            Delta::Signature {
                 signature: &c.signature,
             },
         )));
@@ -271,7 +275,7 @@ pub(crate) fn stream_frames(ctx: &Ctx, c: &Content) -> Vec<Frame> {
         for piece in c.text_pieces() {
             frames.push(Frame::content(block_delta(
                 index,
-                Delta::TextDelta { text: piece },
+                Delta::Text { text: piece },
             )));
         }
         frames.push(Frame::envelope(block_stop(index)));
@@ -290,12 +294,12 @@ pub(crate) fn stream_frames(ctx: &Ctx, c: &Content) -> Vec<Frame> {
         // The real API opens every tool input with an empty fragment.
         frames.push(Frame::envelope(block_delta(
             index,
-            Delta::InputJsonDelta { partial_json: "" },
+            Delta::InputJson { partial_json: "" },
         )));
         for r in &t.pieces {
             frames.push(Frame::content(block_delta(
                 index,
-                Delta::InputJsonDelta {
+                Delta::InputJson {
                     partial_json: &t.arguments[r.clone()],
                 },
             )));

@@ -96,7 +96,10 @@ pub(crate) enum Step {
     Data(Bytes),
     Sleep(Duration),
     /// Emit `frame` every `every`, forever (until the client leaves).
-    Heartbeat { frame: Bytes, every: Duration },
+    Heartbeat {
+        frame: Bytes,
+        every: Duration,
+    },
     /// Tear the connection down with an RST; the response counts as completed
     /// because the mock did what it was told.
     Reset,

@@ -160,7 +160,8 @@ impl Content {
 pub(crate) fn split(s: &str, n: usize) -> Vec<Range<usize>> {
     let chars = s.chars().count();
     if chars == 0 {
-        return vec![0..0];
+        // One empty piece, so even an empty text streams one delta.
+        return std::iter::once(0..0).collect();
     }
     let n = n.clamp(1, chars);
     let mut bounds: Vec<usize> = s.char_indices().map(|(i, _)| i).collect();

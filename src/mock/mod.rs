@@ -132,7 +132,11 @@ impl std::fmt::Debug for MockHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<()>,
+) {
     let mut http = http1::Builder::new();
     // No timer is configured, so no header-read timeout: tests may hold
     // half-written requests open on purpose.

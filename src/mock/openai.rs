@@ -232,7 +232,9 @@ pub(crate) fn stream_frames(ctx: &Ctx, c: &Content) -> Vec<Frame> {
     }
     if c.text.is_some() {
         for piece in c.text_pieces() {
-            frames.push(Frame::content(w.chunk(ContentDelta { content: piece }, None)));
+            frames.push(Frame::content(
+                w.chunk(ContentDelta { content: piece }, None),
+            ));
         }
     }
     if let Some(t) = &c.tool {
@@ -408,7 +410,11 @@ fn typed_error(error_type: &str) -> (&str, &'static str, Option<&'static str>) {
             "The model does not exist or you do not have access to it.",
             Some("model_not_found"),
         ),
-        other => (other, "An error occurred while processing your request.", None),
+        other => (
+            other,
+            "An error occurred while processing your request.",
+            None,
+        ),
     }
 }
 

@@ -70,16 +70,27 @@ pub(crate) fn answer(
             if !ctx.stream {
                 let status = status_for_error_type(ctx.dialect, &s.error_type);
                 let body = match ctx.dialect {
-                    Dialect::OpenAi => openai::typed_error_body(&s.error_type, s.message.as_deref()),
+                    Dialect::OpenAi => {
+                        openai::typed_error_body(&s.error_type, s.message.as_deref())
+                    }
                     Dialect::Anthropic => {
                         anthropic::typed_error_body(ctx, &s.error_type, s.message.as_deref())
                     }
                 };
                 return Answer::Respond(full(ctx, status, JSON, body, flight));
             }
-            let content = content(ctx, names.default_text, s.text.as_deref(), fault_chunks(s.chunks, s.after_chunks));
+            let content = content(
+                ctx,
+                names.default_text,
+                s.text.as_deref(),
+                fault_chunks(s.chunks, s.after_chunks),
+            );
             let mut steps = VecDeque::new();
-            push_frames(&mut steps, cut(frames(ctx, &content), s.after_chunks), s.chunk_interval_ms);
+            push_frames(
+                &mut steps,
+                cut(frames(ctx, &content), s.after_chunks),
+                s.chunk_interval_ms,
+            );
             steps.push_back(Step::Data(match ctx.dialect {
                 Dialect::OpenAi => openai::stream_error_frame(&s.error_type, s.message.as_deref()),
                 Dialect::Anthropic => {
@@ -92,9 +103,18 @@ pub(crate) fn answer(
             if !ctx.stream || !s.headers {
                 return Answer::Hold(flight);
             }
-            let content = content(ctx, names.default_text, s.text.as_deref(), fault_chunks(s.chunks, s.after_chunks));
+            let content = content(
+                ctx,
+                names.default_text,
+                s.text.as_deref(),
+                fault_chunks(s.chunks, s.after_chunks),
+            );
             let mut steps = VecDeque::new();
-            push_frames(&mut steps, cut(frames(ctx, &content), s.after_chunks), s.chunk_interval_ms);
+            push_frames(
+                &mut steps,
+                cut(frames(ctx, &content), s.after_chunks),
+                s.chunk_interval_ms,
+            );
             steps.push_back(if s.heartbeat_ms == 0 {
                 Step::Hold
             } else {
@@ -112,9 +132,18 @@ pub(crate) fn answer(
             if !ctx.stream || s.after_chunks == 0 {
                 return Answer::Reset(flight);
             }
-            let content = content(ctx, names.default_text, s.text.as_deref(), fault_chunks(s.chunks, s.after_chunks));
+            let content = content(
+                ctx,
+                names.default_text,
+                s.text.as_deref(),
+                fault_chunks(s.chunks, s.after_chunks),
+            );
             let mut steps = VecDeque::new();
-            push_frames(&mut steps, cut(frames(ctx, &content), s.after_chunks), s.chunk_interval_ms);
+            push_frames(
+                &mut steps,
+                cut(frames(ctx, &content), s.after_chunks),
+                s.chunk_interval_ms,
+            );
             steps.push_back(Step::Sleep(FLUSH_BEFORE_RESET));
             steps.push_back(Step::Reset);
             Answer::Respond(sse(ctx, steps, flight, conn))
@@ -200,7 +229,14 @@ fn ok(r: &Reply, ctx: &Ctx, names: &Names<'_>, flight: Flight, conn: &Arc<ConnCt
 }
 
 fn content(ctx: &Ctx, default_text: &str, text: Option<&str>, chunks: usize) -> Content {
-    Content::new(ctx.dialect, || default_text.to_owned(), text, chunks, None, None)
+    Content::new(
+        ctx.dialect,
+        || default_text.to_owned(),
+        text,
+        chunks,
+        None,
+        None,
+    )
 }
 
 fn reply_json(ctx: &Ctx, content: &Content) -> Bytes {
@@ -270,14 +306,25 @@ fn status_for_error_type(dialect: Dialect, error_type: &str) -> u16 {
     }
 }
 
-fn full(ctx: &Ctx, status: u16, content_type: &'static str, body: Bytes, flight: Flight) -> Response<MockBody> {
+fn full(
+    ctx: &Ctx,
+    status: u16,
+    content_type: &'static str,
+    body: Bytes,
+    flight: Flight,
+) -> Response<MockBody> {
     let mut resp = Response::new(MockBody::full(body, Some(flight)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     common_headers(&mut resp, ctx, content_type);
     resp
 }
 
-fn sse(ctx: &Ctx, steps: VecDeque<Step>, flight: Flight, conn: &Arc<ConnCtl>) -> Response<MockBody> {
+fn sse(
+    ctx: &Ctx,
+    steps: VecDeque<Step>,
+    flight: Flight,
+    conn: &Arc<ConnCtl>,
+) -> Response<MockBody> {
     let mut resp = Response::new(MockBody::script(steps, None, flight, Arc::clone(conn)));
     common_headers(&mut resp, ctx, SSE);
     resp.headers_mut()
@@ -302,7 +349,10 @@ pub(crate) fn common_headers<B>(resp: &mut Response<B>, ctx: &Ctx, content_type:
             }
             let ms = ctx.started.elapsed().as_millis() as u64;
             headers.insert(PROCESSING_MS.clone(), HeaderValue::from(ms));
-            headers.insert(OPENAI_VERSION.clone(), HeaderValue::from_static("2020-10-01"));
+            headers.insert(
+                OPENAI_VERSION.clone(),
+                HeaderValue::from_static("2020-10-01"),
+            );
         }
         Dialect::Anthropic => {
             if let Some(id) = id {
@@ -345,7 +395,15 @@ mod tests {
 
     #[test]
     fn cut_points() {
-        let seq = || vec![f(false, "a"), f(false, "b"), f(true, "1"), f(true, "2"), f(false, "z")];
+        let seq = || {
+            vec![
+                f(false, "a"),
+                f(false, "b"),
+                f(true, "1"),
+                f(true, "2"),
+                f(false, "z"),
+            ]
+        };
         assert_eq!(tags(cut(seq(), 0)), "ab");
         assert_eq!(tags(cut(seq(), 1)), "ab1");
         assert_eq!(tags(cut(seq(), 2)), "ab12");

@@ -57,7 +57,14 @@ fn oa_type(param: String, expected: &str, got: &Value) -> OpenAiInvalid {
     )
 }
 
-const OPENAI_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const OPENAI_ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// Validates a Chat Completions request body.
 pub(crate) fn openai(body: &Value) -> Result<(), OpenAiInvalid> {
@@ -85,13 +92,7 @@ pub(crate) fn openai(body: &Value) -> Result<(), OpenAiInvalid> {
     let messages = match obj.get("messages") {
         None => return Err(oa_missing("messages".to_owned())),
         Some(Value::Array(m)) => m,
-        Some(other) => {
-            return Err(oa_type(
-                "messages".to_owned(),
-                "an array of objects",
-                other,
-            ))
-        }
+        Some(other) => return Err(oa_type("messages".to_owned(), "an array of objects", other)),
     };
     if messages.is_empty() {
         return Err(oa(
@@ -219,9 +220,7 @@ fn openai_tool_calls(messages: &[Value], i: usize, calls: &[Value]) -> Result<()
             None => return Err(oa_missing(format!("{p}.type"))),
             Some(other) => {
                 return Err(oa(
-                    format!(
-                        "Invalid value: {other}. Supported values are: 'function'."
-                    ),
+                    format!("Invalid value: {other}. Supported values are: 'function'."),
                     Some(format!("{p}.type")),
                     Some("invalid_value"),
                 ))
@@ -236,9 +235,7 @@ fn openai_tool_calls(messages: &[Value], i: usize, calls: &[Value]) -> Result<()
         match function.get("name") {
             Some(Value::String(_)) => {}
             None => return Err(oa_missing(format!("{p}.function.name"))),
-            Some(other) => {
-                return Err(oa_type(format!("{p}.function.name"), "a string", other))
-            }
+            Some(other) => return Err(oa_type(format!("{p}.function.name"), "a string", other)),
         }
         match function.get("arguments") {
             Some(Value::String(_)) => {}
@@ -303,9 +300,7 @@ pub(crate) fn anthropic(body: &Value) -> Result<(), String> {
             match n {
                 None => return Err("max_tokens: Input should be a valid integer".to_owned()),
                 Some(n) if n < 1 => {
-                    return Err(
-                        "max_tokens: Input should be greater than or equal to 1".to_owned()
-                    )
+                    return Err("max_tokens: Input should be greater than or equal to 1".to_owned())
                 }
                 Some(_) => {}
             }
@@ -385,7 +380,11 @@ fn anthropic_message(messages: &[Value], i: usize, m: &Value) -> Result<(), Stri
                 anthropic_block(i, j, b)?;
             }
         }
-        Some(_) => return Err(format!("messages.{i}.content: Input should be a valid list")),
+        Some(_) => {
+            return Err(format!(
+                "messages.{i}.content: Input should be a valid list"
+            ))
+        }
     }
     // tool_result blocks must answer tool_use blocks of the previous message...
     let results = block_ids(m, "tool_result", "tool_use_id");
@@ -464,7 +463,9 @@ fn anthropic_block(i: usize, j: usize, b: &Value) -> Result<(), String> {
             require(block, &tagged, "name")?;
             require(block, &tagged, "input")?;
             if !block.get("input").is_some_and(Value::is_object) {
-                return Err(format!("{tagged}.input: Input should be a valid dictionary"));
+                return Err(format!(
+                    "{tagged}.input: Input should be a valid dictionary"
+                ));
             }
         }
         "tool_result" => require(block, &tagged, "tool_use_id")?,
@@ -487,8 +488,14 @@ mod tests {
         let ok = json!({"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]});
         assert_eq!(anthropic(&ok), Ok(()));
         let cases = [
-            (json!({"model":"m","messages":[]}), "max_tokens: Field required"),
-            (json!({"max_tokens":1,"messages":[]}), "model: Field required"),
+            (
+                json!({"model":"m","messages":[]}),
+                "max_tokens: Field required",
+            ),
+            (
+                json!({"max_tokens":1,"messages":[]}),
+                "model: Field required",
+            ),
             (
                 json!({"model":"m","max_tokens":0,"messages":[]}),
                 "max_tokens: Input should be greater than or equal to 1",
@@ -497,7 +504,10 @@ mod tests {
                 json!({"model":"m","max_tokens":"x","messages":[]}),
                 "max_tokens: Input should be a valid integer",
             ),
-            (json!({"model":"m","max_tokens":1}), "messages: Field required"),
+            (
+                json!({"model":"m","max_tokens":1}),
+                "messages: Field required",
+            ),
             (
                 json!({"model":"m","max_tokens":1,"messages":[]}),
                 "messages: at least one message is required",
@@ -565,8 +575,8 @@ mod tests {
         assert_eq!(e.message, "you must provide a model parameter");
         let e = openai(&json!({"model":"m","messages":[]})).unwrap_err();
         assert_eq!(e.code, Some("empty_array"));
-        let e = openai(&json!({"model":"m","messages":[{"role":"robot","content":"x"}]}))
-            .unwrap_err();
+        let e =
+            openai(&json!({"model":"m","messages":[{"role":"robot","content":"x"}]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         assert_eq!(e.code, Some("invalid_value"));
         let e = openai(&json!({"model":"m","messages":["x"]})).unwrap_err();
@@ -577,7 +587,8 @@ mod tests {
 
     #[test]
     fn openai_tool_pairing() {
-        let call = json!({"id":"call_1","type":"function","function":{"name":"w","arguments":"{}"}});
+        let call =
+            json!({"id":"call_1","type":"function","function":{"name":"w","arguments":"{}"}});
         let good = json!({"model":"m","messages":[
             {"role":"user","content":"weather?"},
             {"role":"assistant","content":null,"tool_calls":[call]},
