@@ -368,7 +368,8 @@ mod tests {
         assert_eq!(s.model, "main");
         assert!(s.stream);
         let out = with_model(body, &s.model_span, br#""gpt-4o""#);
-        let expected = String::from_utf8_lossy(body).replace(r#""model":"main""#, r#""model":"gpt-4o""#);
+        let expected =
+            String::from_utf8_lossy(body).replace(r#""model":"main""#, r#""model":"gpt-4o""#);
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 
@@ -382,12 +383,30 @@ mod tests {
     #[test]
     fn rejects_each_kind_of_bad_body_distinctly() {
         assert_eq!(scan(b"  "), Err(BodyError::Empty));
-        assert!(matches!(scan(b"{\"model\":"), Err(BodyError::InvalidJson { .. })));
-        assert!(matches!(scan(b"{\"model\":\"x\",}"), Err(BodyError::InvalidJson { .. })));
-        assert!(matches!(scan(b"{\"model\":\"x\"} x"), Err(BodyError::InvalidJson { .. })));
-        assert!(matches!(scan(b"{\"a\":tru}"), Err(BodyError::InvalidJson { .. })));
-        assert_eq!(scan(b"[1,2]"), Err(BodyError::NotAnObject { found: "an array" }));
-        assert_eq!(scan(b"\"s\""), Err(BodyError::NotAnObject { found: "a string" }));
+        assert!(matches!(
+            scan(b"{\"model\":"),
+            Err(BodyError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            scan(b"{\"model\":\"x\",}"),
+            Err(BodyError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            scan(b"{\"model\":\"x\"} x"),
+            Err(BodyError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            scan(b"{\"a\":tru}"),
+            Err(BodyError::InvalidJson { .. })
+        ));
+        assert_eq!(
+            scan(b"[1,2]"),
+            Err(BodyError::NotAnObject { found: "an array" })
+        );
+        assert_eq!(
+            scan(b"\"s\""),
+            Err(BodyError::NotAnObject { found: "a string" })
+        );
         assert_eq!(scan(b"{\"messages\":[]}"), Err(BodyError::MissingModel));
         assert_eq!(
             scan(b"{\"model\":42}"),
@@ -397,14 +416,23 @@ mod tests {
             scan(b"{\"model\":\"a\",\"model\":\"b\"}"),
             Err(BodyError::DuplicateKey { key: "model" })
         );
-        assert_eq!(scan(b"{\"model\":\"a\",\"stream\":\"yes\"}"), Err(BodyError::StreamNotBool));
+        assert_eq!(
+            scan(b"{\"model\":\"a\",\"stream\":\"yes\"}"),
+            Err(BodyError::StreamNotBool)
+        );
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let mut body = b"{\"model\":\"m\",\"x\":".to_vec();
         body.extend(std::iter::repeat_n(b'[', 100_000));
-        assert!(matches!(scan(&body), Err(BodyError::InvalidJson { what: "nesting too deep", .. })));
+        assert!(matches!(
+            scan(&body),
+            Err(BodyError::InvalidJson {
+                what: "nesting too deep",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -425,8 +453,14 @@ mod tests {
 
     #[test]
     fn detects_error_objects_in_2xx_bodies() {
-        assert_eq!(top_level_has_key(br#"{"error":{"message":"x"}}"#, "error"), Some(true));
-        assert_eq!(top_level_has_key(br#"{"choices":[{"error":1}]}"#, "error"), Some(false));
+        assert_eq!(
+            top_level_has_key(br#"{"error":{"message":"x"}}"#, "error"),
+            Some(true)
+        );
+        assert_eq!(
+            top_level_has_key(br#"{"choices":[{"error":1}]}"#, "error"),
+            Some(false)
+        );
         assert_eq!(top_level_has_key(b"not json", "error"), None);
         assert!(is_valid_json(b" [1, {\"a\": 2}] "));
         assert!(!is_valid_json(b"{\"a\": }"));

@@ -363,7 +363,10 @@ fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
     if status == 401 || status == 403 {
         return Auth;
     }
-    if status == 404 || err.has("model_not_found") || (client_error && err.says(MODEL_NOT_FOUND_PHRASES)) {
+    if status == 404
+        || err.has("model_not_found")
+        || (client_error && err.says(MODEL_NOT_FOUND_PHRASES))
+    {
         return ModelNotFound;
     }
     if client_error
@@ -436,32 +439,128 @@ mod tests {
     fn classifies_real_provider_error_bodies() {
         let table: &[(u16, &str, FailureReason)] = &[
             // OpenAI
-            (429, r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#, RateLimit),
-            (429, r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#, Quota),
-            (401, r#"{"error":{"message":"Incorrect API key provided: sk-abc. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#, Auth),
-            (404, r#"{"error":{"message":"The model `gpt-5-turbo` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#, ModelNotFound),
-            (400, r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#, ContextOverflow),
-            (400, r#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#, ContentPolicy),
-            (400, r#"{"error":{"message":"Missing required parameter: 'messages'.","type":"invalid_request_error","param":"messages","code":"missing_required_parameter"}}"#, InvalidRequest),
-            (500, r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#, ServerError),
-            (503, r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#, Overloaded),
+            (
+                429,
+                r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+                RateLimit,
+            ),
+            (
+                429,
+                r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+                Quota,
+            ),
+            (
+                401,
+                r#"{"error":{"message":"Incorrect API key provided: sk-abc. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+                Auth,
+            ),
+            (
+                404,
+                r#"{"error":{"message":"The model `gpt-5-turbo` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+                ModelNotFound,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+                ContextOverflow,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#,
+                ContentPolicy,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Missing required parameter: 'messages'.","type":"invalid_request_error","param":"messages","code":"missing_required_parameter"}}"#,
+                InvalidRequest,
+            ),
+            (
+                500,
+                r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#,
+                ServerError,
+            ),
+            (
+                503,
+                r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+                Overloaded,
+            ),
             // Anthropic
-            (529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#, Overloaded),
-            (429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#, RateLimit),
-            (401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, Auth),
-            (403, r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#, Auth),
-            (402, r#"{"type":"error","error":{"type":"billing_error","message":"Payment required"}}"#, Quota),
-            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#, Quota),
-            (404, r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-opus-9"}}"#, ModelNotFound),
-            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215733 tokens > 200000 maximum"}}"#, ContextOverflow),
-            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}}"#, ContextOverflow),
-            (413, r#"{"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}"#, PayloadTooLarge),
-            (400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}"#, InvalidRequest),
-            (500, r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#, ServerError),
-            (504, r#"{"type":"error","error":{"type":"timeout_error","message":"Request timed out"}}"#, Timeout),
+            (
+                529,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#,
+                Overloaded,
+            ),
+            (
+                429,
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+                RateLimit,
+            ),
+            (
+                401,
+                r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+                Auth,
+            ),
+            (
+                403,
+                r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#,
+                Auth,
+            ),
+            (
+                402,
+                r#"{"type":"error","error":{"type":"billing_error","message":"Payment required"}}"#,
+                Quota,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#,
+                Quota,
+            ),
+            (
+                404,
+                r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-opus-9"}}"#,
+                ModelNotFound,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215733 tokens > 200000 maximum"}}"#,
+                ContextOverflow,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}}"#,
+                ContextOverflow,
+            ),
+            (
+                413,
+                r#"{"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}"#,
+                PayloadTooLarge,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}"#,
+                InvalidRequest,
+            ),
+            (
+                500,
+                r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#,
+                ServerError,
+            ),
+            (
+                504,
+                r#"{"type":"error","error":{"type":"timeout_error","message":"Request timed out"}}"#,
+                Timeout,
+            ),
             // OpenAI-compatible servers and proxies
-            (400, r#"{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens.","type":"BadRequestError","param":null,"code":400}"#, ContextOverflow),
-            (400, r#"{"error":{"message":"anthropic/claude-sonnet-5 is not a valid model ID","code":400}}"#, ModelNotFound),
+            (
+                400,
+                r#"{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens.","type":"BadRequestError","param":null,"code":400}"#,
+                ContextOverflow,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"anthropic/claude-sonnet-5 is not a valid model ID","code":400}}"#,
+                ModelNotFound,
+            ),
             (502, "<html><body>Bad gateway</body></html>", ServerError),
             (418, "", InvalidRequest),
             (302, "", Unknown),
@@ -473,12 +572,17 @@ mod tests {
 
     #[test]
     fn classifies_error_events_inside_200_streams() {
-        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let anthropic =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert_eq!(classify_stream_error(anthropic).reason, Overloaded);
         assert_eq!(classify_stream_error(anthropic).detail, "Overloaded");
-        let openai = br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let openai =
+            br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#;
         assert_eq!(classify_stream_error(openai).reason, RateLimit);
-        assert_eq!(classify_stream_error(b"{\"error\":{\"message\":\"boom\"}}").reason, ServerError);
+        assert_eq!(
+            classify_stream_error(b"{\"error\":{\"message\":\"boom\"}}").reason,
+            ServerError
+        );
     }
 
     #[test]
@@ -503,7 +607,10 @@ mod tests {
         );
         // ms wins over seconds, as in the official SDKs.
         assert_eq!(
-            retry_after(&headers(&[("retry-after-ms", "100"), ("retry-after", "9")]), now),
+            retry_after(
+                &headers(&[("retry-after-ms", "100"), ("retry-after", "9")]),
+                now
+            ),
             Some(Duration::from_millis(100))
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
@@ -522,7 +629,10 @@ mod tests {
     #[test]
     fn client_errors_are_blamed_on_the_client() {
         for r in FailureReason::ALL {
-            let client = matches!(r, ContextOverflow | PayloadTooLarge | ContentPolicy | InvalidRequest);
+            let client = matches!(
+                r,
+                ContextOverflow | PayloadTooLarge | ContentPolicy | InvalidRequest
+            );
             assert_eq!(r.blame() == Blame::Client, client, "{r}");
         }
     }

@@ -409,7 +409,12 @@ impl Config {
             });
         }
 
-        let global = apply_failover(&FailoverPolicy::default(), &raw.failover, "failover", &invalid)?;
+        let global = apply_failover(
+            &FailoverPolicy::default(),
+            &raw.failover,
+            "failover",
+            &invalid,
+        )?;
 
         if raw.routes.is_empty() {
             return Err(invalid(
@@ -453,7 +458,8 @@ impl Config {
                     model_json: Bytes::from(model_json),
                 });
             }
-            let failover = apply_failover(&global, &rr.failover, &format!("{key}.failover"), &invalid)?;
+            let failover =
+                apply_failover(&global, &rr.failover, &format!("{key}.failover"), &invalid)?;
             let name: Arc<str> = name.as_str().into();
             route_names.push(name.clone());
             routes.insert(
@@ -591,7 +597,10 @@ fn apply_failover(
         ("deadline", p.deadline),
     ] {
         if d.is_zero() {
-            return Err(invalid(format!("{key}.{name}"), "must be greater than 0".into()));
+            return Err(invalid(
+                format!("{key}.{name}"),
+                "must be greater than 0".into(),
+            ));
         }
     }
     if p.backoff_max < p.backoff_base {
@@ -787,12 +796,18 @@ failover:
             o.endpoint.as_str(),
             "https://openrouter.ai/api/v1/chat/completions"
         );
-        assert_eq!(&main.chain[1].model_json[..], b"\"anthropic/claude-sonnet-4\"");
+        assert_eq!(
+            &main.chain[1].model_json[..],
+            b"\"anthropic/claude-sonnet-4\""
+        );
     }
 
     #[test]
     fn unknown_key_is_rejected_with_line_and_key() {
-        let text = GOOD.replace("base_url: https://openrouter", "bse_url: https://openrouter");
+        let text = GOOD.replace(
+            "base_url: https://openrouter",
+            "bse_url: https://openrouter",
+        );
         let err = load(&text).unwrap_err().to_string();
         assert!(err.starts_with("test.yaml: "), "{err}");
         assert!(err.contains("unknown field `bse_url`"), "{err}");
@@ -814,7 +829,9 @@ failover:
         let text = GOOD.replace("{ backend: openrouter,", "{ backend: openrouterr,");
         let err = load(&text).unwrap_err().to_string();
         assert!(
-            err.starts_with("test.yaml:16: routes.main.chain[1].backend: unknown backend \"openrouterr\""),
+            err.starts_with(
+                "test.yaml:16: routes.main.chain[1].backend: unknown backend \"openrouterr\""
+            ),
             "{err}"
         );
     }
@@ -831,7 +848,9 @@ failover:
 
     #[test]
     fn bad_duration_and_empty_chain_are_rejected() {
-        let err = load(&GOOD.replace("120s", "two minutes")).unwrap_err().to_string();
+        let err = load(&GOOD.replace("120s", "two minutes"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid duration"), "{err}");
         let text = r#"
 backends:

@@ -70,7 +70,9 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     let mut config = Config::from_yaml(&yaml, "<demo config>", &env).map_err(|e| e.to_string())?;
     config.listen = listen;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        format!("cannot listen on {listen}: {e} (is something already there? try --listen 127.0.0.1:0)")
+        format!(
+            "cannot listen on {listen}: {e} (is something already there? try --listen 127.0.0.1:0)"
+        )
     })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let gw = Arc::new(Gateway::new(Arc::new(config)).map_err(|e| e.to_string())?);
@@ -79,7 +81,10 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
 
     println!("Switchyard demo");
     println!("  gateway   {base}");
-    println!("  primary   {}  (simulated Anthropic + OpenAI API, will misbehave)", primary.url());
+    println!(
+        "  primary   {}  (simulated Anthropic + OpenAI API, will misbehave)",
+        primary.url()
+    );
     println!("  fallback  {}  (simulated, healthy)", fallback.url());
     println!("  routes    claude: primary → fallback (Anthropic dialect), gpt: the same in OpenAI dialect");
     println!();
@@ -209,7 +214,12 @@ struct DemoResponse {
     summary: String,
 }
 
-async fn send(http: &reqwest::Client, base: &str, route: &str, stream: bool) -> Result<DemoResponse, String> {
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    route: &str,
+    stream: bool,
+) -> Result<DemoResponse, String> {
     let (path, body) = if route == "gpt" {
         (
             "/v1/chat/completions",
@@ -230,12 +240,20 @@ async fn send(http: &reqwest::Client, base: &str, route: &str, stream: bool) -> 
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let backend = header("x-switchyard-backend");
     let attempts = header("x-switchyard-attempts");
     let reason = header("x-switchyard-reason");
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_else(|e| format!("<body cut: {e}>"));
+    let text = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| format!("<body cut: {e}>"));
     Ok(DemoResponse {
         status,
         backend,
@@ -251,8 +269,12 @@ fn summarize(body: &str, stream: bool) -> String {
         let mut text = String::new();
         let mut error = None;
         for line in body.lines() {
-            let Some(data) = line.strip_prefix("data: ") else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
             if let Some(e) = v.get("error") {
                 error = e.get("message").and_then(Value::as_str).map(str::to_string);
             }

@@ -12,7 +12,11 @@ use switchyard::config::Config;
 use switchyard::failover::Gateway;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "An LLM failover gateway for OpenAI and Anthropic clients")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "An LLM failover gateway for OpenAI and Anthropic clients"
+)]
 struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
@@ -35,7 +39,12 @@ enum Command {
     /// Run the gateway.
     Serve {
         /// Config file (YAML).
-        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "switchyard.yaml")]
+        #[arg(
+            long,
+            short,
+            env = "SWITCHYARD_CONFIG",
+            default_value = "switchyard.yaml"
+        )]
         config: PathBuf,
         /// Override the config's `listen` address.
         #[arg(long)]
@@ -78,8 +87,14 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "error",
         _ => "info",
     };
-    init_logging(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(
+        cli.log_format,
+        cli.log_level.as_deref().unwrap_or(default_level),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");
@@ -124,7 +139,9 @@ async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(&format!("switchyard mock {name} listening on http://{addr}"));
+    announce(&format!(
+        "switchyard mock {name} listening on http://{addr}"
+    ));
     switchyard::mock::serve(listener, name)
         .await
         .map_err(|e| e.to_string())

@@ -87,7 +87,8 @@ pub fn build(
         };
         failures.push(f);
     }
-    let all_timeouts = !records.is_empty() && records.iter().all(|r| r.reason == FailureReason::Timeout);
+    let all_timeouts =
+        !records.is_empty() && records.iter().all(|r| r.reason == FailureReason::Timeout);
     Report {
         summary: summary(&failures),
         failures,

@@ -95,7 +95,13 @@ async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         "no such endpoint: {method} {}; Switchyard serves POST /v1/chat/completions and POST /v1/messages",
         uri.path()
     );
-    error_response(guess_dialect(&uri, &headers), ErrorKind::NotFound, "unknown_endpoint", &msg, None)
+    error_response(
+        guess_dialect(&uri, &headers),
+        ErrorKind::NotFound,
+        "unknown_endpoint",
+        &msg,
+        None,
+    )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
@@ -206,7 +212,12 @@ async fn prepare(
     }
     if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if mime != "application/json" && !mime.ends_with("+json") {
             return Err(Reject::new(
                 ErrorKind::UnsupportedMediaType,
@@ -249,7 +260,10 @@ async fn prepare(
                 ),
             ))
         }
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return Err(too_large())
         }
         Ok(Err(e)) => {
@@ -302,7 +316,11 @@ async fn prepare(
 }
 
 async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Response {
-    let early = req.route.failover.early_headers_after.filter(|_| req.scanned.stream);
+    let early = req
+        .route
+        .failover
+        .early_headers_after
+        .filter(|_| req.scanned.stream);
     let Some(early_after) = early else {
         let outcome = gw.run(&req).await;
         return outcome_response(&gw, &req, outcome, started);
@@ -355,7 +373,12 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
     resp
 }
 
-fn outcome_response(gw: &Gateway, req: &ClientRequest, outcome: Outcome, started: Instant) -> Response {
+fn outcome_response(
+    gw: &Gateway,
+    req: &ClientRequest,
+    outcome: Outcome,
+    started: Instant,
+) -> Response {
     let config = &gw.config;
     let mut resp = match outcome {
         Outcome::Served {
@@ -380,12 +403,17 @@ fn outcome_response(gw: &Gateway, req: &ClientRequest, outcome: Outcome, started
                     r
                 }
                 Served::Stream(c) => {
-                    let mut r = Response::new(Body::from_stream(stream::relay(c, relay_logger(req))));
+                    let mut r =
+                        Response::new(Body::from_stream(stream::relay(c, relay_logger(req))));
                     sse_headers(r.headers_mut());
                     r
                 }
             };
-            set_header(resp.headers_mut(), HDR_BACKEND, &config.backend(backend).name);
+            set_header(
+                resp.headers_mut(),
+                HDR_BACKEND,
+                &config.backend(backend).name,
+            );
             set_header(resp.headers_mut(), HDR_ATTEMPTS, &attempts.to_string());
             resp
         }
@@ -447,7 +475,13 @@ fn outcome_response(gw: &Gateway, req: &ClientRequest, outcome: Outcome, started
     resp
 }
 
-fn log_served(gw: &Gateway, req: &ClientRequest, backend: crate::config::BackendId, attempts: u32, started: Instant) {
+fn log_served(
+    gw: &Gateway,
+    req: &ClientRequest,
+    backend: crate::config::BackendId,
+    attempts: u32,
+    started: Instant,
+) {
     tracing::info!(
         request_id = %req.request_id,
         route = %req.route.name,
@@ -475,8 +509,14 @@ fn relay_logger(req: &ClientRequest) -> impl FnOnce(RelayEnd) + Send + 'static {
 }
 
 fn sse_headers(h: &mut HeaderMap) {
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
 }
 
 fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
@@ -488,8 +528,10 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -500,7 +542,10 @@ fn error_response(
     message: &str,
     request_id: Option<&str>,
 ) -> Response {
-    let mut r = json_response(dialect::status_of(kind), dialect::error_body(dialect, kind, code, message));
+    let mut r = json_response(
+        dialect::status_of(kind),
+        dialect::error_body(dialect, kind, code, message),
+    );
     set_header(r.headers_mut(), HDR_ATTEMPTS, "0");
     if let Some(id) = request_id {
         set_header(r.headers_mut(), HDR_REQUEST_ID, id);
@@ -513,7 +558,8 @@ fn request_id(headers: &HeaderMap) -> Arc<str> {
     if let Some(v) = headers.get(HDR_REQUEST_ID).and_then(|v| v.to_str().ok()) {
         if !v.is_empty()
             && v.len() <= 128
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         {
             return v.into();
         }

@@ -144,9 +144,17 @@ fn classify_openai(data: &[u8]) -> EventKind {
                 Some(serde_json::Value::Array(a)) => !a.is_empty(),
                 Some(_) => true,
             };
-            if ["content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal", "audio"]
-                .into_iter()
-                .any(non_empty)
+            if [
+                "content",
+                "tool_calls",
+                "function_call",
+                "reasoning_content",
+                "reasoning",
+                "refusal",
+                "audio",
+            ]
+            .into_iter()
+            .any(non_empty)
             {
                 return EventKind::Content;
             }
@@ -392,7 +400,11 @@ mod tests {
         assert_eq!(whole[3].event.as_deref(), Some("content_block_delta"));
         let bytes = ANTHROPIC.as_bytes();
         for i in 0..bytes.len() {
-            assert_eq!(parse_all(&[&bytes[..i], &bytes[i..]]), whole, "split at {i}");
+            assert_eq!(
+                parse_all(&[&bytes[..i], &bytes[i..]]),
+                whole,
+                "split at {i}"
+            );
         }
         let crlf = ANTHROPIC.replace('\n', "\r\n");
         let b = crlf.as_bytes();
@@ -405,7 +417,10 @@ mod tests {
     fn comments_are_heartbeats_and_multiline_data_joins() {
         let evs = parse_all(&[b": keep-alive\n\ndata: a\ndata: b\n\n"]);
         assert_eq!(evs.len(), 2);
-        assert_eq!(classify_event(Dialect::OpenAi, &evs[0]), EventKind::Heartbeat);
+        assert_eq!(
+            classify_event(Dialect::OpenAi, &evs[0]),
+            EventKind::Heartbeat
+        );
         assert_eq!(evs[1].data.as_deref(), Some(&b"a\nb"[..]));
     }
 
@@ -420,35 +435,66 @@ mod tests {
     #[test]
     fn openai_role_chunk_is_envelope_and_deltas_are_content() {
         assert_eq!(
-            openai(r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#),
+            openai(
+                r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+            ),
             EventKind::Envelope
         );
-        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#), EventKind::Content);
         assert_eq!(
-            openai(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#),
+            openai(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#),
             EventKind::Content
         );
-        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#), EventKind::Content);
-        assert_eq!(openai(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), EventKind::Finish);
+        assert_eq!(
+            openai(
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#
+            ),
+            EventKind::Content
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#),
+            EventKind::Content
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+            EventKind::Finish
+        );
         assert_eq!(openai("[DONE]"), EventKind::Terminal);
-        assert!(matches!(openai(r#"{"error":{"message":"x","type":"server_error"}}"#), EventKind::Error(_)));
+        assert!(matches!(
+            openai(r#"{"error":{"message":"x","type":"server_error"}}"#),
+            EventKind::Error(_)
+        ));
         assert!(matches!(openai("not json"), EventKind::Malformed(_)));
     }
 
     #[test]
     fn anthropic_events_by_name() {
         let evs = parse_all(&[ANTHROPIC.as_bytes()]);
-        let kinds: Vec<EventKind> = evs.iter().map(|e| classify_event(Dialect::Anthropic, e)).collect();
+        let kinds: Vec<EventKind> = evs
+            .iter()
+            .map(|e| classify_event(Dialect::Anthropic, e))
+            .collect();
         assert_eq!(
             kinds,
-            vec![EventKind::Envelope, EventKind::Envelope, EventKind::Heartbeat, EventKind::Content, EventKind::Terminal]
+            vec![
+                EventKind::Envelope,
+                EventKind::Envelope,
+                EventKind::Heartbeat,
+                EventKind::Content,
+                EventKind::Terminal
+            ]
         );
-        let fast: Vec<EventKind> = evs.iter().map(|e| classify_event_fast(Dialect::Anthropic, e)).collect();
+        let fast: Vec<EventKind> = evs
+            .iter()
+            .map(|e| classify_event_fast(Dialect::Anthropic, e))
+            .collect();
         assert_eq!(fast[2], EventKind::Heartbeat);
         assert_eq!(fast[4], EventKind::Terminal);
         let err = SseEvent {
             event: Some("error".into()),
-            data: Some(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.to_vec()),
+            data: Some(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                    .to_vec(),
+            ),
         };
         match classify_event(Dialect::Anthropic, &err) {
             EventKind::Error(c) => assert_eq!(c.reason, FailureReason::Overloaded),
@@ -458,9 +504,15 @@ mod tests {
 
     #[test]
     fn fast_finish_reason_check() {
-        assert!(has_non_null_finish_reason(br#"{"choices":[{"finish_reason": "stop"}]}"#));
-        assert!(!has_non_null_finish_reason(br#"{"choices":[{"finish_reason":null}]}"#));
-        assert!(!has_non_null_finish_reason(br#"{"choices":[{"delta":{"content":"finish_reason"}}]}"#));
+        assert!(has_non_null_finish_reason(
+            br#"{"choices":[{"finish_reason": "stop"}]}"#
+        ));
+        assert!(!has_non_null_finish_reason(
+            br#"{"choices":[{"finish_reason":null}]}"#
+        ));
+        assert!(!has_non_null_finish_reason(
+            br#"{"choices":[{"delta":{"content":"finish_reason"}}]}"#
+        ));
     }
 
     fn stream_of(chunks: Vec<Result<Bytes, reqwest::Error>>) -> ByteStream {
@@ -476,10 +528,17 @@ mod tests {
         ];
         let now = Instant::now();
         let ttft = Duration::from_secs(1);
-        let c = await_first_content(Dialect::Anthropic, stream_of(chunks), now + ttft, ttft, now + Duration::from_secs(10), ttft)
-            .await
-            .map_err(|e| e.detail)
-            .unwrap();
+        let c = await_first_content(
+            Dialect::Anthropic,
+            stream_of(chunks),
+            now + ttft,
+            ttft,
+            now + Duration::from_secs(10),
+            ttft,
+        )
+        .await
+        .map_err(|e| e.detail)
+        .unwrap();
         assert_eq!(c.held.len(), 3);
         let out: Vec<Bytes> = relay(c, |end| assert_eq!(end, RelayEnd::Complete))
             .map(|r| r.unwrap())
@@ -496,10 +555,17 @@ mod tests {
         });
         let now = Instant::now();
         let ttft = Duration::from_secs(2);
-        let err = await_first_content(Dialect::OpenAi, Box::pin(beats), now + ttft, ttft, now + Duration::from_secs(60), ttft)
-            .await
-            .err()
-            .unwrap();
+        let err = await_first_content(
+            Dialect::OpenAi,
+            Box::pin(beats),
+            now + ttft,
+            ttft,
+            now + Duration::from_secs(60),
+            ttft,
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(err.reason, FailureReason::Timeout);
         assert_eq!(Instant::now() - now, ttft);
     }
@@ -511,7 +577,17 @@ mod tests {
         ))];
         let now = Instant::now();
         let d = Duration::from_secs(1);
-        let err = await_first_content(Dialect::Anthropic, stream_of(chunks), now + d, d, now + d, d).await.err().unwrap();
+        let err = await_first_content(
+            Dialect::Anthropic,
+            stream_of(chunks),
+            now + d,
+            d,
+            now + d,
+            d,
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(err.reason, FailureReason::Overloaded);
     }
 
@@ -527,13 +603,29 @@ mod tests {
         let upstream: ByteStream = Box::pin(first.chain(beats));
         let now = Instant::now();
         let d = Duration::from_secs(3);
-        let c = await_first_content(Dialect::OpenAi, upstream, now + d, d, now + Duration::from_secs(100), d).await.ok().unwrap();
+        let c = await_first_content(
+            Dialect::OpenAi,
+            upstream,
+            now + d,
+            d,
+            now + Duration::from_secs(100),
+            d,
+        )
+        .await
+        .ok()
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let out: Vec<Bytes> = relay(c, move |end| tx.send(end).unwrap()).map(|r| r.unwrap()).collect().await;
+        let out: Vec<Bytes> = relay(c, move |end| tx.send(end).unwrap())
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
         let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
         assert!(last.starts_with("data: {\"error\""), "{last}");
         assert!(last.contains("stalled"), "{last}");
-        assert!(matches!(rx.recv().unwrap(), RelayEnd::Failed(FailureReason::Timeout, _)));
+        assert!(matches!(
+            rx.recv().unwrap(),
+            RelayEnd::Failed(FailureReason::Timeout, _)
+        ));
         // Heartbeats were relayed but did not reset the stall clock.
         assert_eq!(Instant::now() - now, d);
     }
@@ -545,9 +637,23 @@ mod tests {
         ))];
         let now = Instant::now();
         let d = Duration::from_secs(1);
-        let c = await_first_content(Dialect::Anthropic, stream_of(chunks), now + d, d, now + d * 10, d).await.ok().unwrap();
+        let c = await_first_content(
+            Dialect::Anthropic,
+            stream_of(chunks),
+            now + d,
+            d,
+            now + d * 10,
+            d,
+        )
+        .await
+        .ok()
+        .unwrap();
         let out: Vec<Bytes> = relay(c, |_| {}).map(|r| r.unwrap()).collect().await;
         let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
-        assert!(last.starts_with("event: error\ndata: {\"error\":{\"message\":\"upstream failed") || last.starts_with("event: error\ndata: {\"type\":\"error\""), "{last}");
+        assert!(
+            last.starts_with("event: error\ndata: {\"error\":{\"message\":\"upstream failed")
+                || last.starts_with("event: error\ndata: {\"type\":\"error\""),
+            "{last}"
+        );
     }
 }

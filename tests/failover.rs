@@ -17,14 +17,31 @@ async fn overloaded_primary_fails_over_to_the_fallback_in_every_mode() {
         for stream in [false, true] {
             h.primary.reset();
             h.fallback.reset();
-            plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 529})).await;
+            plan(
+                &h,
+                &h.primary,
+                json!([]),
+                json!({"kind": "status", "status": 529}),
+            )
+            .await;
             let r = post(&h, path_of(dialect), &body_of(dialect, stream)).await;
             assert_eq!(r.status, 200, "{dialect} stream={stream}: {}", r.text);
-            assert_eq!(r.header("x-switchyard-backend"), Some(if dialect == "anthropic" { "fallback" } else { "oa-fallback" }));
+            assert_eq!(
+                r.header("x-switchyard-backend"),
+                Some(if dialect == "anthropic" {
+                    "fallback"
+                } else {
+                    "oa-fallback"
+                })
+            );
             // retries: 2 → three attempts on the primary, then one on the fallback.
             assert_eq!(r.header("x-switchyard-attempts"), Some("4"));
             assert_eq!(requests_seen(&h, &h.primary).await, 3);
-            let text = if stream { r.streamed_text() } else { r.answer_text() };
+            let text = if stream {
+                r.streamed_text()
+            } else {
+                r.answer_text()
+            };
             assert_eq!(text, "Hello from fallback", "{dialect} stream={stream}");
         }
     }
@@ -33,12 +50,20 @@ async fn overloaded_primary_fails_over_to_the_fallback_in_every_mode() {
 #[tokio::test]
 async fn server_errors_and_malformed_replies_are_retried_then_failed_over() {
     let h = start(FAST, "").await;
-    for behavior in [json!({"kind": "status", "status": 500}), json!({"kind": "malformed"}), json!({"kind": "empty"})] {
+    for behavior in [
+        json!({"kind": "status", "status": 500}),
+        json!({"kind": "malformed"}),
+        json!({"kind": "empty"}),
+    ] {
         h.primary.reset();
         plan(&h, &h.primary, json!([]), behavior.clone()).await;
         let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
         assert_eq!(r.status, 200, "{behavior}: {}", r.text);
-        assert_eq!(r.header("x-switchyard-backend"), Some("fallback"), "{behavior}");
+        assert_eq!(
+            r.header("x-switchyard-backend"),
+            Some("fallback"),
+            "{behavior}"
+        );
         assert_eq!(requests_seen(&h, &h.primary).await, 3, "{behavior}");
     }
 }
@@ -46,7 +71,13 @@ async fn server_errors_and_malformed_replies_are_retried_then_failed_over() {
 #[tokio::test]
 async fn a_transient_500_is_retried_on_the_same_backend() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([{"kind": "status", "status": 500}]), json!({"kind": "ok"})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "status", "status": 500}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
     let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-switchyard-backend"), Some("oa-primary"));
@@ -70,13 +101,22 @@ async fn rate_limit_with_short_retry_after_is_retried_on_the_same_backend() {
     assert_eq!(r.header("x-switchyard-backend"), Some("primary"));
     assert_eq!(requests_seen(&h, &h.primary).await, 2);
     assert_eq!(requests_seen(&h, &h.fallback).await, 0);
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was not honoured"
+    );
 }
 
 #[tokio::test]
 async fn rate_limit_with_long_retry_after_fails_over_at_once() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 429, "headers": {"retry-after": "120"}})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 429, "headers": {"retry-after": "120"}}),
+    )
+    .await;
     let started = Instant::now();
     let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
     assert_eq!(r.status, 200);
@@ -90,11 +130,25 @@ async fn auth_quota_and_model_not_found_fail_over_without_retrying() {
     let h = start(FAST, "").await;
     for status in [401, 403, 402, 404] {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": status})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "status", "status": status}),
+        )
+        .await;
         let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
         assert_eq!(r.status, 200, "{status}");
-        assert_eq!(r.header("x-switchyard-backend"), Some("fallback"), "{status}");
-        assert_eq!(requests_seen(&h, &h.primary).await, 1, "status {status} was retried");
+        assert_eq!(
+            r.header("x-switchyard-backend"),
+            Some("fallback"),
+            "{status}"
+        );
+        assert_eq!(
+            requests_seen(&h, &h.primary).await,
+            1,
+            "status {status} was retried"
+        );
     }
 }
 
@@ -102,22 +156,61 @@ async fn auth_quota_and_model_not_found_fail_over_without_retrying() {
 async fn client_errors_come_back_unchanged_and_no_other_backend_is_hit() {
     let h = start(FAST, "").await;
     let cases = [
-        ("anthropic", 400, json!({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}), "context_overflow"),
-        ("openai", 400, json!({"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}), "context_overflow"),
-        ("anthropic", 413, json!({"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}), "payload_too_large"),
-        ("openai", 400, json!({"error":{"message":"Invalid value for 'temperature'.","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}), "invalid_request"),
-        ("openai", 400, json!({"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}), "content_policy"),
+        (
+            "anthropic",
+            400,
+            json!({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}),
+            "context_overflow",
+        ),
+        (
+            "openai",
+            400,
+            json!({"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}),
+            "context_overflow",
+        ),
+        (
+            "anthropic",
+            413,
+            json!({"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}),
+            "payload_too_large",
+        ),
+        (
+            "openai",
+            400,
+            json!({"error":{"message":"Invalid value for 'temperature'.","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}),
+            "invalid_request",
+        ),
+        (
+            "openai",
+            400,
+            json!({"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}),
+            "content_policy",
+        ),
     ];
     for (dialect, status, body, reason) in cases {
         h.primary.reset();
         h.fallback.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": status, "body": body})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "status", "status": status, "body": body}),
+        )
+        .await;
         let r = post(&h, path_of(dialect), &body_of(dialect, false)).await;
         assert_eq!(r.status, status, "{reason}");
-        assert_eq!(r.json(), body, "{reason}: body must be the upstream's, unchanged");
+        assert_eq!(
+            r.json(),
+            body,
+            "{reason}: body must be the upstream's, unchanged"
+        );
         assert_eq!(r.header("x-switchyard-reason"), Some(reason));
         assert_eq!(requests_seen(&h, &h.primary).await, 1, "{reason}");
-        assert_eq!(requests_seen(&h, &h.fallback).await, 0, "{reason}: fallback must not be hit");
+        assert_eq!(
+            requests_seen(&h, &h.fallback).await,
+            0,
+            "{reason}: fallback must not be hit"
+        );
     }
 }
 
@@ -126,14 +219,23 @@ async fn stall_before_first_token_with_heartbeats_fails_over_within_ttft() {
     let h = start(FAST, "").await;
     for dialect in DIALECTS {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100}),
+        )
+        .await;
         let started = Instant::now();
         let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
         let took = started.elapsed();
         assert_eq!(r.status, 200);
         assert_eq!(r.streamed_text(), "Hello from fallback");
         // ttft_timeout is 1 s; eager failover means one stall costs one ttft, not retries × ttft.
-        assert!(took < Duration::from_secs(2), "{dialect}: failover took {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{dialect}: failover took {took:?}"
+        );
         assert!(took >= Duration::from_millis(950), "{dialect}: {took:?}");
         assert_eq!(requests_seen(&h, &h.primary).await, 1);
     }
@@ -144,12 +246,21 @@ async fn silent_upstream_without_headers_is_caught_by_ttft() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "stall", "headers": false})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "stall", "headers": false}),
+        )
+        .await;
         let started = Instant::now();
         let r = post(&h, "/v1/chat/completions", &openai_body(stream)).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-switchyard-backend"), Some("oa-fallback"));
-        assert!(started.elapsed() < Duration::from_secs(2), "stream={stream}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "stream={stream}"
+        );
     }
 }
 
@@ -158,11 +269,21 @@ async fn connection_reset_before_the_response_fails_over_at_once() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "reset", "after_chunks": 0})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "reset", "after_chunks": 0}),
+        )
+        .await;
         let r = post(&h, "/v1/messages", &anthropic_body(stream)).await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
-        assert_eq!(requests_seen(&h, &h.primary).await, 1, "connection failures fail over eagerly");
+        assert_eq!(
+            requests_seen(&h, &h.primary).await,
+            1,
+            "connection failures fail over eagerly"
+        );
     }
 }
 
@@ -180,7 +301,9 @@ async fn refused_connection_fails_over_at_once() {
     let config = switchyard::config::Config::from_yaml(&yaml, "t.yaml", &|_| None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gw = std::sync::Arc::new(switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap());
+    let gw = std::sync::Arc::new(
+        switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap(),
+    );
     let server = tokio::spawn(switchyard::server::serve(listener, gw));
     let started = Instant::now();
     let resp = h
@@ -202,11 +325,25 @@ async fn error_event_inside_a_200_stream_before_content_fails_over() {
     let h = start(FAST, "").await;
     for dialect in DIALECTS {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"}),
+        )
+        .await;
         let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.streamed_text(), "Hello from fallback", "{dialect}: {}", r.text);
-        assert!(!r.text.contains("overloaded_error"), "{dialect}: the primary's error leaked into the stream");
+        assert_eq!(
+            r.streamed_text(),
+            "Hello from fallback",
+            "{dialect}: {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("overloaded_error"),
+            "{dialect}: the primary's error leaked into the stream"
+        );
     }
 }
 
@@ -216,12 +353,28 @@ async fn reset_mid_stream_ends_the_clients_stream_with_an_error_event() {
     for dialect in DIALECTS {
         h.primary.reset();
         h.fallback.reset();
-        plan(&h, &h.primary, json!([]), json!({"kind": "reset", "after_chunks": 2})).await;
+        plan(
+            &h,
+            &h.primary,
+            json!([]),
+            json!({"kind": "reset", "after_chunks": 2}),
+        )
+        .await;
         let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("x-switchyard-backend"), Some(if dialect == "anthropic" { "primary" } else { "oa-primary" }));
+        assert_eq!(
+            r.header("x-switchyard-backend"),
+            Some(if dialect == "anthropic" {
+                "primary"
+            } else {
+                "oa-primary"
+            })
+        );
         let text = r.streamed_text();
-        assert!(!text.is_empty() && "Hello from primary".starts_with(&text), "{dialect}: partial content {text:?}");
+        assert!(
+            !text.is_empty() && "Hello from primary".starts_with(&text),
+            "{dialect}: partial content {text:?}"
+        );
         let last = r.text.trim_end().rsplit("\n\n").next().unwrap();
         if dialect == "anthropic" {
             assert!(last.starts_with("event: error\ndata: "), "{last}");
@@ -229,18 +382,31 @@ async fn reset_mid_stream_ends_the_clients_stream_with_an_error_event() {
             assert!(last.starts_with("data: {\"error\""), "{last}");
         }
         assert!(last.contains("connection"), "{last}");
-        assert_eq!(requests_seen(&h, &h.fallback).await, 0, "no failover after content: it would duplicate");
+        assert_eq!(
+            requests_seen(&h, &h.fallback).await,
+            0,
+            "no failover after content: it would duplicate"
+        );
     }
 }
 
 #[tokio::test]
 async fn stall_mid_stream_ends_with_an_error_event_after_stall_timeout() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "stall", "after_chunks": 1, "heartbeat_ms": 100})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "stall", "after_chunks": 1, "heartbeat_ms": 100}),
+    )
+    .await;
     let started = Instant::now();
     let r = post(&h, "/v1/messages", &anthropic_body(true)).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     let last = r.text.trim_end().rsplit("\n\n").next().unwrap();
     assert!(last.starts_with("event: error"), "{last}");
     assert!(last.contains("timeout_error"), "{last}");
@@ -249,8 +415,20 @@ async fn stall_mid_stream_ends_with_an_error_event_after_stall_timeout() {
 #[tokio::test]
 async fn exhausted_chain_answers_502_listing_every_attempt() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 529})).await;
-    plan(&h, &h.fallback, json!([]), json!({"kind": "status", "status": 401})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
+    plan(
+        &h,
+        &h.fallback,
+        json!([]),
+        json!({"kind": "status", "status": 401}),
+    )
+    .await;
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert_eq!(r.status, 502);
     let v = r.json();
@@ -283,12 +461,26 @@ async fn all_timeouts_answer_504() {
 
 #[tokio::test]
 async fn spent_retry_budget_fails_over_instead_of_retrying() {
-    let h = start(&format!("{FAST}\nretry_budget: {{ ratio: 0.0, min_per_sec: 0 }}"), "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 529})).await;
+    let h = start(
+        &format!("{FAST}\nretry_budget: {{ ratio: 0.0, min_per_sec: 0 }}"),
+        "",
+    )
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
-    assert_eq!(requests_seen(&h, &h.primary).await, 1, "no budget, no retry");
+    assert_eq!(
+        requests_seen(&h, &h.primary).await,
+        1,
+        "no budget, no retry"
+    );
 }
 
 #[tokio::test]
@@ -316,18 +508,40 @@ async fn upstream_gets_the_rewritten_model_and_its_own_key_never_the_clients() {
     let seen = &log[0];
     assert_eq!(seen["path"], "/v1/messages");
     assert_eq!(seen["body"]["model"], "claude-opus-4-7");
-    assert_eq!(seen["body"]["x_custom"], json!({"keep": [1, "two", null]}), "unknown fields preserved");
+    assert_eq!(
+        seen["body"]["x_custom"],
+        json!({"keep": [1, "two", null]}),
+        "unknown fields preserved"
+    );
     assert_eq!(seen["headers"]["x-api-key"], PRIMARY_KEY);
     assert_eq!(seen["headers"]["anthropic-version"], "2023-06-01");
     assert_eq!(seen["headers"]["anthropic-beta"], "tools-2024-04-04");
-    assert!(seen["headers"].get("authorization").is_none(), "client credentials forwarded");
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "client credentials forwarded"
+    );
     assert!(!seen.to_string().contains("client-secret"));
 
-    let r = post_raw(&h, "/v1/chat/completions", openai_body(false).to_string(), &[("content-type", "application/json"), ("authorization", "Bearer sk-client-secret")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        openai_body(false).to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer sk-client-secret"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200);
     let log = request_log(&h, &h.primary).await;
-    let seen = log.iter().find(|r| r["path"] == "/v1/chat/completions").unwrap();
-    assert_eq!(seen["headers"]["authorization"], format!("Bearer {PRIMARY_KEY}"));
+    let seen = log
+        .iter()
+        .find(|r| r["path"] == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(
+        seen["headers"]["authorization"],
+        format!("Bearer {PRIMARY_KEY}")
+    );
     assert_eq!(seen["body"]["model"], "gpt-4o");
     assert!(!seen.to_string().contains("client-secret"));
 }
@@ -336,7 +550,13 @@ async fn upstream_gets_the_rewritten_model_and_its_own_key_never_the_clients() {
 async fn same_dialect_body_is_forwarded_byte_for_byte_except_model() {
     let h = start(FAST, "").await;
     let raw = r#"{"messages":[{"role":"user","content":"h\u00e9llo \"quoted\""}],  "model" : "gpt", "temperature":0.70, "zzz":[1e3]}"#;
-    let r = post_raw(&h, "/v1/chat/completions", raw.to_string(), &[("content-type", "application/json")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        raw.to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let log = request_log(&h, &h.primary).await;
     let body = &log[0]["body"];
@@ -349,7 +569,13 @@ async fn same_dialect_body_is_forwarded_byte_for_byte_except_model() {
 #[tokio::test]
 async fn early_headers_keep_a_slow_stream_alive_and_failover_still_works() {
     let h = start(&format!("{FAST}\nearly_headers_after: 200ms"), "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100}),
+    )
+    .await;
     let resp = h
         .http
         .post(format!("{}/v1/messages", h.gateway))
@@ -361,14 +587,24 @@ async fn early_headers_keep_a_slow_stream_alive_and_failover_still_works() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.unwrap();
     assert!(text.starts_with(": switchyard"), "{text}");
-    let reply = Reply { status: 200, headers: Default::default(), text };
+    let reply = Reply {
+        status: 200,
+        headers: Default::default(),
+        text,
+    };
     assert_eq!(reply.streamed_text(), "Hello from fallback");
 }
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_aborts_the_upstream_request() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "ok", "chunks": 50, "chunk_interval_ms": 100})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "ok", "chunks": 50, "chunk_interval_ms": 100}),
+    )
+    .await;
     let mut resp = h
         .http
         .post(format!("{}/v1/messages", h.gateway))
@@ -387,16 +623,35 @@ async fn client_disconnect_mid_stream_aborts_the_upstream_request() {
             break;
         }
     }
-    assert_eq!(cancelled, 1, "the upstream stream kept running after the client left");
+    assert_eq!(
+        cancelled, 1,
+        "the upstream stream kept running after the client left"
+    );
 }
 
 #[tokio::test]
 async fn client_disconnect_before_the_first_token_aborts_the_upstream_request() {
     let h = start("ttft_timeout: 30s\nstall_timeout: 30s", "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 50})).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
-    let err = client.post(format!("{}/v1/messages", h.gateway)).json(&anthropic_body(true)).send().await;
-    assert!(err.is_err(), "the gateway answered while the primary stalled");
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 50}),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .post(format!("{}/v1/messages", h.gateway))
+        .json(&anthropic_body(true))
+        .send()
+        .await;
+    assert!(
+        err.is_err(),
+        "the gateway answered while the primary stalled"
+    );
     let mut cancelled = 0;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -412,7 +667,13 @@ async fn client_disconnect_before_the_first_token_aborts_the_upstream_request() 
 #[tokio::test]
 async fn overall_deadline_bounds_the_whole_request() {
     let h = start("retries: 0\nttft_timeout: 5s\ndeadline: 1s", "").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "stall", "headers": false})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "stall", "headers": false}),
+    )
+    .await;
     let started = Instant::now();
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert!(started.elapsed() < Duration::from_secs(2));

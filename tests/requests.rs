@@ -26,40 +26,118 @@ async fn bad_requests_get_distinct_errors_in_the_clients_dialect() {
     let h = start(FAST, "limits: { max_body_bytes: 4096 }").await;
     for dialect in ["anthropic", "openai"] {
         let cases: Vec<(String, &str, u16, &str)> = vec![
-            ("{\"model\": \"claude\",".into(), "application/json", 400, "not valid JSON"),
-            ("[1, 2]".into(), "application/json", 400, "must be a JSON object, not an array"),
-            ("{\"messages\": []}".into(), "application/json", 400, "`model` is missing"),
-            ("{\"model\": 7}".into(), "application/json", 400, "`model` must be a string"),
-            ("{\"model\": \"nope\"}".into(), "application/json", 404, "is not a route of this gateway; available: claude, gpt"),
-            (format!("{{\"model\": \"claude\", \"x\": \"{}\"}}", "a".repeat(5000)), "application/json", 413, "limits.max_body_bytes"),
-            ("model=claude".into(), "application/x-www-form-urlencoded", 415, "Content-Type: application/json"),
+            (
+                "{\"model\": \"claude\",".into(),
+                "application/json",
+                400,
+                "not valid JSON",
+            ),
+            (
+                "[1, 2]".into(),
+                "application/json",
+                400,
+                "must be a JSON object, not an array",
+            ),
+            (
+                "{\"messages\": []}".into(),
+                "application/json",
+                400,
+                "`model` is missing",
+            ),
+            (
+                "{\"model\": 7}".into(),
+                "application/json",
+                400,
+                "`model` must be a string",
+            ),
+            (
+                "{\"model\": \"nope\"}".into(),
+                "application/json",
+                404,
+                "is not a route of this gateway; available: claude, gpt",
+            ),
+            (
+                format!("{{\"model\": \"claude\", \"x\": \"{}\"}}", "a".repeat(5000)),
+                "application/json",
+                413,
+                "limits.max_body_bytes",
+            ),
+            (
+                "model=claude".into(),
+                "application/x-www-form-urlencoded",
+                415,
+                "Content-Type: application/json",
+            ),
             ("".into(), "application/json", 400, "empty"),
         ];
         for (body, ct, status, needle) in cases {
             let r = bad(&h, dialect, body.clone(), ct).await;
             assert_eq!(r.status, status, "{dialect} {needle}: {}", r.text);
             let msg = error_message(dialect, &r);
-            assert!(msg.contains(needle), "{dialect}: {msg:?} should contain {needle:?}");
+            assert!(
+                msg.contains(needle),
+                "{dialect}: {msg:?} should contain {needle:?}"
+            );
             assert!(r.header("x-request-id").is_some());
         }
     }
-    assert_eq!(requests_seen(&h, &h.primary).await, 0, "bad input must never reach an upstream");
+    assert_eq!(
+        requests_seen(&h, &h.primary).await,
+        0,
+        "bad input must never reach an upstream"
+    );
 }
 
 #[tokio::test]
 async fn gateway_keys_are_required_when_configured() {
     let h = start(FAST, "auth: { keys_env: [GATEWAY_KEY] }").await;
     let body = anthropic_body(false).to_string();
-    let r = post_raw(&h, "/v1/messages", body.clone(), &[("content-type", "application/json")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/messages",
+        body.clone(),
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["type"], "authentication_error");
-    let r = post_raw(&h, "/v1/messages", body.clone(), &[("content-type", "application/json"), ("x-api-key", "wrong")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/messages",
+        body.clone(),
+        &[("content-type", "application/json"), ("x-api-key", "wrong")],
+    )
+    .await;
     assert_eq!(r.status, 401);
-    let r = post_raw(&h, "/v1/messages", body, &[("content-type", "application/json"), ("x-api-key", "gw-secret-key")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/messages",
+        body,
+        &[
+            ("content-type", "application/json"),
+            ("x-api-key", "gw-secret-key"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = post_raw(&h, "/v1/chat/completions", openai_body(false).to_string(), &[("content-type", "application/json"), ("authorization", "Bearer gw-secret-key")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        openai_body(false).to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer gw-secret-key"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = post_raw(&h, "/v1/chat/completions", openai_body(false).to_string(), &[("content-type", "application/json")]).await;
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        openai_body(false).to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["code"], "invalid_gateway_key");
 }
@@ -67,24 +145,57 @@ async fn gateway_keys_are_required_when_configured() {
 #[tokio::test]
 async fn models_lists_routes_and_probes_answer() {
     let h = start(FAST, "").await;
-    let v: Value = h.http.get(format!("{}/v1/models", h.gateway)).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let v: Value = h
+        .http
+        .get(format!("{}/v1/models", h.gateway))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["claude", "gpt"]);
     assert_eq!(v["object"], "list");
     let head = h.http.head(format!("{}/", h.gateway)).send().await.unwrap();
     assert_eq!(head.status(), 200);
-    let health = h.http.get(format!("{}/healthz", h.gateway)).send().await.unwrap();
+    let health = h
+        .http
+        .get(format!("{}/healthz", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let r = h.http.get(format!("{}/v1/messages", h.gateway)).send().await.unwrap();
+    let r = h
+        .http
+        .get(format!("{}/v1/messages", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
-    let r = h.http.post(format!("{}/v2/other", h.gateway)).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v2/other", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
 async fn default_route_catches_unknown_models() {
     let h = start(FAST, "default_route: gpt").await;
-    let r = post(&h, "/v1/chat/completions", &json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let r = post(
+        &h,
+        "/v1/chat/completions",
+        &json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("x-switchyard-backend"), Some("oa-primary"));
 }
@@ -95,9 +206,12 @@ async fn slow_header_senders_are_disconnected() {
     let h = start(FAST, "limits: { header_read_timeout: 500ms }").await;
     let addr = h.gateway.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "a trickling client held the connection open");
 }
 
@@ -123,7 +237,11 @@ fn serve_refuses_a_bad_config_and_names_file_line_and_key() {
         assert!(!out.status.success(), "{name} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{name}: {err}");
-        assert!(err.contains(&*path.to_string_lossy()) || name == "typo.yaml" && err.contains("typo.yaml"), "{err}");
+        assert!(
+            err.contains(&*path.to_string_lossy())
+                || name == "typo.yaml" && err.contains("typo.yaml"),
+            "{err}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -196,7 +196,12 @@ impl Gateway {
                 let elapsed = started.elapsed();
                 let failed = match result {
                     Ok(served) => {
-                        span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served"));
+                        span.in_scope(|| {
+                            tracing::info!(
+                                elapsed_ms = elapsed.as_millis() as u64,
+                                "attempt served"
+                            )
+                        });
                         return Outcome::Served {
                             backend: entry.backend,
                             attempts,
@@ -217,7 +222,9 @@ impl Gateway {
                     if Instant::now() + after >= deadline {
                         decision = Decision::Failover;
                     } else if !budget.withdraw() {
-                        span.in_scope(|| tracing::warn!("retry budget spent; failing over instead of retrying"));
+                        span.in_scope(|| {
+                            tracing::warn!("retry budget spent; failing over instead of retrying")
+                        });
                         decision = Decision::Failover;
                     }
                 }
@@ -247,9 +254,9 @@ impl Gateway {
                     Decision::Failover => continue 'chain,
                     Decision::ReturnToClient => {
                         let reason = failed.classified.reason;
-                        let (status, content_type, body) = failed.response.unwrap_or_else(|| {
-                            (StatusCode::BAD_REQUEST, None, Bytes::new())
-                        });
+                        let (status, content_type, body) = failed
+                            .response
+                            .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
                         return Outcome::Returned {
                             backend: entry.backend,
                             attempts,
@@ -347,20 +354,28 @@ impl Gateway {
             });
         }
 
-        let body = read_body(resp, RESPONSE_BODY_LIMIT, policy.stall_timeout, deadline, false)
-            .await
-            .map_err(|c| Failed {
-                classified: c,
-                status: Some(status.as_u16()),
-                response: None,
-            })?;
+        let body = read_body(
+            resp,
+            RESPONSE_BODY_LIMIT,
+            policy.stall_timeout,
+            deadline,
+            false,
+        )
+        .await
+        .map_err(|c| Failed {
+            classified: c,
+            status: Some(status.as_u16()),
+            response: None,
+        })?;
         let with_status = |c: Classified| Failed {
             classified: c,
             status: Some(status.as_u16()),
             response: None,
         };
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(with_status(classify::invalid_response("empty response body")));
+            return Err(with_status(classify::invalid_response(
+                "empty response body",
+            )));
         }
         match body::top_level_has_key(&body, "error") {
             None => {
@@ -369,8 +384,9 @@ impl Gateway {
                 )))
             }
             // Some providers report errors with status 200; they are failures like any other.
-            Some(true) if !body::top_level_has_key(&body, "choices").unwrap_or(false)
-                && !body::top_level_has_key(&body, "content").unwrap_or(false) =>
+            Some(true)
+                if !body::top_level_has_key(&body, "choices").unwrap_or(false)
+                    && !body::top_level_has_key(&body, "content").unwrap_or(false) =>
             {
                 return Err(with_status(classify::classify_stream_error(&body)))
             }

@@ -115,7 +115,11 @@ mod tests {
                 retry_after: *retry_after,
                 retries_done: *retries_done,
             };
-            assert_eq!(decide(&facts, &p, half), *want, "{reason} {retry_after:?} {retries_done}");
+            assert_eq!(
+                decide(&facts, &p, half),
+                *want,
+                "{reason} {retry_after:?} {retries_done}"
+            );
         }
     }
 
@@ -132,7 +136,10 @@ mod tests {
                 retry_after: None,
                 retries_done: 0,
             };
-            assert!(matches!(decide(&facts, &p, 0.0), Decision::RetrySame { .. }));
+            assert!(matches!(
+                decide(&facts, &p, 0.0),
+                Decision::RetrySame { .. }
+            ));
         }
     }
 

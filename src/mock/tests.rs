@@ -995,3 +995,39 @@ async fn unknown_control_path_and_dropped_handle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// Rough per-request cost of a plain `ok` over one keep-alive connection.
+/// Run: cargo test --release --lib mock::tests::throughput -- --ignored --nocapture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn throughput() {
+    let mock = spawn("alpha").await.expect("spawn");
+    for (path, body) in [
+        ("/v1/chat/completions", openai_body(false)),
+        ("/v1/messages", anthropic_body(false)),
+        ("/v1/messages", anthropic_body(true)),
+    ] {
+        let body = body.to_string();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: mock\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = TcpStream::connect(mock.addr).await.expect("connect");
+        let n = 20_000;
+        let mut buf = vec![0u8; 16 * 1024];
+        let t = Instant::now();
+        for _ in 0..n {
+            s.write_all(req.as_bytes()).await.expect("write");
+            // Each reply ends with "}" (JSON) or "message_stop\"}\n\n" (SSE).
+            loop {
+                let k = s.read(&mut buf).await.expect("read");
+                assert!(k > 0);
+                if buf[..k].ends_with(b"}") || buf[..k].ends_with(b"}\n\n") {
+                    break;
+                }
+            }
+        }
+        let per = t.elapsed() / n;
+        println!("{path} stream={}: {per:?} per request (round trip)", body.contains("true"));
+    }
+}

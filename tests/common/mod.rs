@@ -63,7 +63,8 @@ failover:
         "GATEWAY_KEY" => Some("gw-secret-key".to_string()),
         _ => None,
     };
-    let config = Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let config =
+        Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
@@ -99,7 +100,11 @@ pub async fn plan(h: &Harness, m: &MockHandle, steps: Value, then: Value) {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "plan rejected: {}", r.text().await.unwrap());
+    assert!(
+        r.status().is_success(),
+        "plan rejected: {}",
+        r.text().await.unwrap()
+    );
 }
 
 pub async fn stats(h: &Harness, m: &MockHandle) -> Value {
@@ -154,12 +159,19 @@ impl Reply {
     pub fn streamed_text(&self) -> String {
         let mut out = String::new();
         for line in self.text.lines() {
-            let Some(data) = line.strip_prefix("data: ") else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
             if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
                 out.push_str(t);
             }
-            if let Some(t) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
+            if let Some(t) = v
+                .pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+            {
                 out.push_str(t);
             }
         }
@@ -176,7 +188,13 @@ impl Reply {
 }
 
 pub async fn post(h: &Harness, path: &str, body: &Value) -> Reply {
-    post_raw(h, path, body.to_string(), &[("content-type", "application/json")]).await
+    post_raw(
+        h,
+        path,
+        body.to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await
 }
 
 pub async fn post_raw(h: &Harness, path: &str, body: String, headers: &[(&str, &str)]) -> Reply {
@@ -188,7 +206,11 @@ pub async fn post_raw(h: &Harness, path: &str, body: String, headers: &[(&str, &
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
-    Reply { status, headers, text }
+    Reply {
+        status,
+        headers,
+        text,
+    }
 }
 
 pub fn path_of(dialect: &str) -> &'static str {
