@@ -37,6 +37,9 @@ pub struct Scanned {
     /// Byte range of the `model` value (including its quotes), for the rewrite.
     pub model_span: Range<usize>,
     pub stream: bool,
+    /// Where OpenAI's `user` and Anthropic's `metadata` sit, for sessions taken from the body.
+    pub user_span: Option<Range<usize>>,
+    pub metadata_span: Option<Range<usize>>,
 }
 
 const MAX_DEPTH: usize = 256;
@@ -67,6 +70,8 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
     s.i += 1;
     let mut model: Option<Range<usize>> = None;
     let mut stream: Option<Range<usize>> = None;
+    let mut user: Option<Range<usize>> = None;
+    let mut metadata: Option<Range<usize>> = None;
     s.ws();
     if s.peek() == Some(b'}') {
         s.i += 1;
@@ -91,8 +96,14 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
                 if model.replace(span).is_some() {
                     return Err(BodyError::DuplicateKey { key: "model" });
                 }
-            } else if is("stream") && stream.replace(span).is_some() {
-                return Err(BodyError::DuplicateKey { key: "stream" });
+            } else if is("stream") {
+                if stream.replace(span).is_some() {
+                    return Err(BodyError::DuplicateKey { key: "stream" });
+                }
+            } else if is("user") {
+                user = Some(span);
+            } else if is("metadata") {
+                metadata = Some(span);
             }
             s.ws();
             match s.next() {
@@ -139,6 +150,8 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
         model,
         model_span,
         stream,
+        user_span: user,
+        metadata_span: metadata,
     })
 }
 

@@ -52,6 +52,62 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    store: Option<HealthStore>,
+    redis: Option<RawRedis>,
+    failure_threshold: Option<BTreeMap<String, u32>>,
+    cooldown: Option<RawCooldown>,
+    sticky_sessions: Option<bool>,
+    session_from_body: Option<bool>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    turn_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    session_ttl: Option<Duration>,
+    max_tracked: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<String>,
+    key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    poll_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCooldown {
+    #[serde(default, deserialize_with = "opt_duration")]
+    base: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    decay_after: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStore {
+    #[default]
+    Memory,
+    Redis,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,9 +115,19 @@ struct RawConfig {
 struct RawBackend {
     api: RawApi,
     base_url: String,
-    api_key_env: Option<String>,
+    /// One env var name, or a list of them: a credential pool.
+    api_key_env: Option<OneOrMany>,
+    /// A file holding the key (re-read on 401, for tokens another process rotates).
+    api_key_file: Option<String>,
     /// Sent as `anthropic-version` when the client sent none (anthropic_messages only).
     anthropic_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -195,6 +261,63 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where a credential's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// One upstream key of a backend. File-backed keys can be re-read when the upstream says 401.
+#[derive(Debug)]
+pub struct Credential {
+    /// Stable, secret-free name (`env:VAR` or `file:PATH`): health scope and logs use it.
+    pub label: Arc<str>,
+    pub source: CredentialSource,
+    value: std::sync::RwLock<Secret>,
+}
+
+impl Backend {
+    /// The configured base URL, parsed (validated at load, so this cannot fail).
+    pub fn endpoint_base(&self) -> reqwest::Url {
+        reqwest::Url::parse(&self.base_url).expect("validated at load")
+    }
+}
+
+impl Credential {
+    pub fn new(label: impl Into<Arc<str>>, source: CredentialSource, value: Secret) -> Credential {
+        Credential {
+            label: label.into(),
+            source,
+            value: std::sync::RwLock::new(value),
+        }
+    }
+
+    pub fn secret(&self) -> Secret {
+        self.value.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads a file-backed key; true when it changed. Env keys never change.
+    pub async fn reload(&self) -> bool {
+        let CredentialSource::File(path) = &self.source else {
+            return false;
+        };
+        let Ok(text) = tokio::fs::read_to_string(path).await else {
+            return false;
+        };
+        let fresh = text.trim();
+        if fresh.is_empty() {
+            return false;
+        }
+        let mut guard = self.value.write().unwrap_or_else(|e| e.into_inner());
+        if guard.expose() == fresh {
+            return false;
+        }
+        *guard = Secret::new(fresh);
+        true
+    }
+}
+
 #[derive(Debug)]
 pub struct Backend {
     pub id: BackendId,
@@ -204,7 +327,8 @@ pub struct Backend {
     pub base_url: String,
     /// The full endpoint URL requests go to: the only place upstream traffic is ever sent.
     pub endpoint: reqwest::Url,
-    pub api_key: Option<Secret>,
+    /// The credential pool, in order of preference; empty for keyless local servers.
+    pub credentials: Vec<Credential>,
     pub anthropic_version: Arc<str>,
 }
 
@@ -277,6 +401,54 @@ impl Default for Limits {
     }
 }
 
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub store: HealthStore,
+    pub redis_url: String,
+    pub redis_key_prefix: String,
+    pub redis_timeout: Duration,
+    pub redis_poll_interval: Duration,
+    pub threshold_default: u32,
+    /// Per-reason overrides of the consecutive-failure threshold.
+    pub thresholds: HashMap<crate::classify::FailureReason, u32>,
+    pub cooldown: crate::health::CooldownPolicy,
+    pub sticky_sessions: bool,
+    pub session_from_body: bool,
+    pub turn_ttl: Duration,
+    pub session_ttl: Duration,
+    pub max_tracked: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        use crate::classify::FailureReason;
+        HealthConfig {
+            store: HealthStore::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "switchyard".into(),
+            redis_timeout: Duration::from_millis(250),
+            redis_poll_interval: Duration::from_millis(500),
+            threshold_default: 3,
+            thresholds: HashMap::from([(FailureReason::Connection, 1), (FailureReason::Timeout, 1)]),
+            cooldown: crate::health::CooldownPolicy::default(),
+            sticky_sessions: false,
+            session_from_body: false,
+            turn_ttl: Duration::from_secs(1800),
+            session_ttl: Duration::from_secs(3600),
+            max_tracked: 10_000,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn threshold(&self, reason: crate::classify::FailureReason) -> u32 {
+        self.thresholds
+            .get(&reason)
+            .copied()
+            .unwrap_or(self.threshold_default)
+    }
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -290,6 +462,9 @@ pub struct Config {
     pub failover: FailoverPolicy,
     /// Valid gateway keys; empty means the gateway is open.
     pub gateway_keys: Vec<Secret>,
+    pub health: HealthConfig,
+    /// Required on `/admin/*` when set.
+    pub admin_key: Option<Secret>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -380,18 +555,50 @@ impl Config {
             }
             let endpoint = reqwest::Url::parse(&format!("{base_url}{}", api.upstream_path()))
                 .map_err(|e| invalid(format!("{key}.base_url"), e.to_string()))?;
-            let api_key = match &rb.api_key_env {
-                None => None,
-                Some(var) => match env(var) {
-                    Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+            let mut credentials = Vec::new();
+            let vars: Vec<(String, &String)> = match &rb.api_key_env {
+                None => vec![],
+                Some(OneOrMany::One(v)) => vec![(format!("{key}.api_key_env"), v)],
+                Some(OneOrMany::Many(vs)) => vs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{key}.api_key_env[{i}]"), v))
+                    .collect(),
+            };
+            for (k, var) in vars {
+                match env(var) {
+                    Some(v) if !v.trim().is_empty() => credentials.push(Credential::new(
+                        format!("env:{var}"),
+                        CredentialSource::Env(var.clone()),
+                        Secret::new(v.trim()),
+                    )),
                     _ => {
                         return Err(invalid(
-                            format!("{key}.api_key_env"),
+                            k,
                             format!("environment variable {var} is not set (or empty); export it with the backend's API key"),
                         ))
                     }
-                },
-            };
+                }
+            }
+            if let Some(path) = &rb.api_key_file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        format!("{key}.api_key_file"),
+                        format!("cannot read {path:?}: {e}"),
+                    )
+                })?;
+                if text.trim().is_empty() {
+                    return Err(invalid(
+                        format!("{key}.api_key_file"),
+                        format!("{path:?} is empty; it must hold the key"),
+                    ));
+                }
+                credentials.push(Credential::new(
+                    format!("file:{path}"),
+                    CredentialSource::File(path.into()),
+                    Secret::new(text.trim()),
+                ));
+            }
             let id = BackendId(backends.len());
             by_name.insert(name.clone(), id);
             backends.push(Backend {
@@ -400,7 +607,7 @@ impl Config {
                 api,
                 base_url,
                 endpoint,
-                api_key,
+                credentials,
                 anthropic_version: rb
                     .anthropic_version
                     .as_deref()
@@ -514,7 +721,23 @@ impl Config {
             }
         }
 
+        let health = build_health(&raw.health, &invalid)?;
+        let admin_key = match &raw.admin.key_env {
+            None => None,
+            Some(var) => match env(var) {
+                Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                _ => {
+                    return Err(invalid(
+                        "admin.key_env".into(),
+                        format!("environment variable {var} is not set (or empty)"),
+                    ))
+                }
+            },
+        };
+
         Ok(Config {
+            health,
+            admin_key,
             listen,
             backends,
             routes,
@@ -534,10 +757,76 @@ impl Config {
     pub fn secrets(&self) -> Vec<Secret> {
         self.backends
             .iter()
-            .filter_map(|b| b.api_key.clone())
+            .flat_map(|b| b.credentials.iter().map(Credential::secret))
             .chain(self.gateway_keys.iter().cloned())
+            .chain(self.admin_key.iter().cloned())
             .collect()
     }
+}
+
+fn build_health(
+    raw: &RawHealth,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<HealthConfig, ConfigError> {
+    use crate::classify::FailureReason;
+    let mut h = HealthConfig::default();
+    h.store = raw.store.unwrap_or(h.store);
+    if let Some(r) = &raw.redis {
+        if let Some(url) = &r.url {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") && !url.starts_with("unix://") {
+                return Err(invalid(
+                    "health.redis.url".into(),
+                    format!("{url:?} is not a redis URL; write redis://HOST:PORT"),
+                ));
+            }
+            h.redis_url = url.clone();
+        }
+        h.redis_key_prefix = r.key_prefix.clone().unwrap_or(h.redis_key_prefix);
+        h.redis_timeout = r.timeout.unwrap_or(h.redis_timeout);
+        h.redis_poll_interval = r.poll_interval.unwrap_or(h.redis_poll_interval);
+    }
+    if let Some(t) = &raw.failure_threshold {
+        for (name, n) in t {
+            let key = format!("health.failure_threshold.{name}");
+            if *n == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+            if name == "default" {
+                h.threshold_default = *n;
+                continue;
+            }
+            let reason = FailureReason::ALL
+                .into_iter()
+                .find(|r| r.as_str() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        key.clone(),
+                        format!(
+                            "{name:?} is not a failure reason; use default or one of: {}",
+                            FailureReason::ALL.map(|r| r.as_str()).join(", ")
+                        ),
+                    )
+                })?;
+            h.thresholds.insert(reason, *n);
+        }
+    }
+    if let Some(c) = &raw.cooldown {
+        h.cooldown.base = c.base.unwrap_or(h.cooldown.base);
+        h.cooldown.max = c.max.unwrap_or(h.cooldown.max);
+        h.cooldown.decay_after = c.decay_after.unwrap_or(h.cooldown.decay_after);
+        if h.cooldown.base.is_zero() || h.cooldown.max < h.cooldown.base {
+            return Err(invalid(
+                "health.cooldown".into(),
+                "cooldown.base must be > 0 and cooldown.max at least cooldown.base".into(),
+            ));
+        }
+    }
+    h.sticky_sessions = raw.sticky_sessions.unwrap_or(h.sticky_sessions);
+    h.session_from_body = raw.session_from_body.unwrap_or(h.session_from_body);
+    h.turn_ttl = raw.turn_ttl.unwrap_or(h.turn_ttl);
+    h.session_ttl = raw.session_ttl.unwrap_or(h.session_ttl);
+    h.max_tracked = raw.max_tracked.unwrap_or(h.max_tracked).max(1);
+    Ok(h)
 }
 
 fn apply_failover(

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod dialect;
 pub mod failover;
+pub mod health;
 pub mod mock;
 pub mod report;
 pub mod server;

@@ -127,7 +127,7 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let gw = Gateway::new(config).map_err(|e| format!("cannot build the upstream client: {e}"))?;
+    let gw = Gateway::new(config)?;
     announce(&format!("switchyard listening on http://{addr}"));
     switchyard::server::serve(listener, Arc::new(gw))
         .await

@@ -74,10 +74,20 @@ pub fn build(
                 detail: last.detail.clone(),
                 ..base
             },
-            (None, Some(s)) => BackendFailure {
-                skipped: true,
-                detail: s.why.clone(),
-                ..base
+            (None, Some(s)) => match &s.last {
+                // Skipped for health: reason and detail are those of its last failure.
+                Some((reason, detail)) => BackendFailure {
+                    skipped: true,
+                    reason: Some(reason.as_str()),
+                    retryable: retryable(*reason),
+                    detail: format!("{}; last failure: {detail}", s.why),
+                    ..base
+                },
+                None => BackendFailure {
+                    skipped: true,
+                    detail: s.why.clone(),
+                    ..base
+                },
             },
             (None, None) => BackendFailure {
                 skipped: true,

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::body::{self, BodyError};
 use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
+use crate::health::sessions::SessionKey;
 use crate::report;
 use crate::stream::{self, RelayEnd};
 use crate::upstream::ForwardHeaders;
@@ -305,13 +306,56 @@ async fn prepare(
             }
         },
     };
+    let session = session_key(config, headers, &bytes, &scanned);
     Ok(ClientRequest {
+        session,
         dialect,
         request_id: request_id.clone(),
         body: bytes,
         scanned,
         route,
         fwd: ForwardHeaders::from_client(headers),
+    })
+}
+
+/// The client's session: `x-switchyard-session` (+ `x-switchyard-turn`), or with
+/// `health.session_from_body`, OpenAI's `user` / Anthropic's `metadata.user_id`.
+fn session_key(
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+    body: &[u8],
+    scanned: &body::Scanned,
+) -> Option<SessionKey> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+    };
+    let turn = header("x-switchyard-turn").map(Box::from);
+    if let Some(session) = header("x-switchyard-session") {
+        return Some(SessionKey {
+            session: session.into(),
+            turn,
+        });
+    }
+    if !config.health.session_from_body {
+        return None;
+    }
+    let from_user = scanned
+        .user_span
+        .as_ref()
+        .and_then(|r| serde_json::from_slice::<String>(&body[r.clone()]).ok());
+    let from_metadata = || {
+        let r = scanned.metadata_span.as_ref()?;
+        let v: serde_json::Value = serde_json::from_slice(&body[r.clone()]).ok()?;
+        v.get("user_id")?.as_str().map(str::to_string)
+    };
+    let session = from_user.or_else(from_metadata)?;
+    (!session.is_empty() && session.len() <= 256).then(|| SessionKey {
+        session: session.into(),
+        turn,
     })
 }
 

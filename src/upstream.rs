@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, Secret};
 use crate::dialect::Dialect;
 
 /// Client headers that carry meaning for a same-dialect backend; all others are dropped.
@@ -57,6 +57,7 @@ impl Upstream {
     pub fn request(
         &self,
         backend: &Backend,
+        key: Option<&Secret>,
         body: Bytes,
         stream: bool,
         client_dialect: Dialect,
@@ -78,12 +79,12 @@ impl Upstream {
             .body(body);
         match backend.api {
             Dialect::OpenAi => {
-                if let Some(key) = &backend.api_key {
+                if let Some(key) = key {
                     rb = rb.bearer_auth(key.expose());
                 }
             }
             Dialect::Anthropic => {
-                if let Some(key) = &backend.api_key {
+                if let Some(key) = key {
                     rb = rb.header("x-api-key", key.expose());
                 }
                 let same = client_dialect == Dialect::Anthropic;

@@ -18,7 +18,9 @@ use tracing::Instrument;
 use super::policy::{decide, AttemptFacts, Decision};
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
-use crate::config::{BackendId, Config, Route};
+use crate::config::{BackendId, Config, HealthStore, Route, Secret};
+use crate::health::sessions::{SessionKey, Sessions};
+use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
 use crate::dialect::Dialect;
 use crate::stream::{self, Committed};
 use crate::upstream::{ForwardHeaders, Upstream};
@@ -32,6 +34,8 @@ const RESPONSE_BODY_LIMIT: usize = 256 << 20;
 /// per-backend retry budgets.
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub health: Arc<HealthRegistry>,
+    pub sessions: Sessions,
     upstream: Upstream,
     budgets: Vec<TpsBudget>,
 }
@@ -44,6 +48,8 @@ pub struct ClientRequest {
     pub scanned: Scanned,
     pub route: Arc<Route>,
     pub fwd: ForwardHeaders,
+    /// Present when the client named its session (`x-switchyard-session`).
+    pub session: Option<SessionKey>,
 }
 
 /// One failed attempt, for the report and the logs.
@@ -64,6 +70,8 @@ pub struct SkippedEntry {
     pub entry: usize,
     pub backend: BackendId,
     pub why: String,
+    /// The last failure recorded for its scopes, when it was skipped for health.
+    pub last: Option<(FailureReason, String)>,
 }
 
 /// What a successful attempt produced.
@@ -121,8 +129,21 @@ impl From<Classified> for Failed {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>) -> Result<Gateway, reqwest::Error> {
-        let upstream = Upstream::new(&config)?;
+    /// Builds the gateway. Must run inside a tokio runtime (the Redis task is spawned here).
+    pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
+        let upstream =
+            Upstream::new(&config).map_err(|e| format!("cannot build the upstream client: {e}"))?;
+        let health = match config.health.store {
+            HealthStore::Memory => Arc::new(HealthRegistry::new(&config, None)),
+            HealthStore::Redis => {
+                let (tx, rx) = redis_store::channel();
+                let registry = Arc::new(HealthRegistry::new(&config, Some(tx)));
+                redis_store::spawn(&config.health, registry.clone(), rx)?;
+                registry
+            }
+        };
+        let h = &config.health;
+        let sessions = Sessions::new(h.max_tracked, h.turn_ttl, h.session_ttl);
         let global = &config.failover;
         let budgets = config
             .backends
@@ -137,6 +158,8 @@ impl Gateway {
             .collect();
         Ok(Gateway {
             config,
+            health,
+            sessions,
             upstream,
             budgets,
         })
@@ -144,13 +167,26 @@ impl Gateway {
 
     /// Runs the attempt loop for one client request.
     pub async fn run(&self, req: &ClientRequest) -> Outcome {
-        let policy = &req.route.failover;
-        let deadline = Instant::now() + policy.deadline;
-        let mut failures: Vec<AttemptRecord> = Vec::new();
-        let mut skipped = Vec::new();
-        let mut attempts = 0u32;
-
-        'chain: for (entry_idx, entry) in req.route.chain.iter().enumerate() {
+        let now = Instant::now();
+        let mut run = Run {
+            gw: self,
+            req,
+            deadline: now + req.route.failover.deadline,
+            excluded: req
+                .session
+                .as_ref()
+                .map(|s| self.sessions.excluded(s, now))
+                .unwrap_or_default(),
+            failures: Vec::new(),
+            skipped: Vec::new(),
+            attempts: 0,
+        };
+        let mut cooling: Vec<(Instant, usize)> = Vec::new();
+        for entry_idx in self.entry_order(req, now) {
+            if Instant::now() >= run.deadline {
+                break;
+            }
+            let entry = &req.route.chain[entry_idx];
             let backend = self.config.backend(entry.backend);
             if backend.api != req.dialect {
                 tracing::info!(
@@ -159,121 +195,69 @@ impl Gateway {
                     client = req.dialect.as_str(),
                     "skipping chain entry: its dialect differs from the client's and translation is not available"
                 );
-                skipped.push(SkippedEntry {
-                    entry: entry_idx,
-                    backend: entry.backend,
-                    why: format!(
-                        "speaks {}, the client speaks {}; cross-dialect translation is not available",
-                        backend.api.as_str(),
-                        req.dialect.as_str()
-                    ),
-                });
+                run.skip(entry_idx, format!(
+                    "speaks {}, the client speaks {}; cross-dialect translation is not available",
+                    backend.api.as_str(),
+                    req.dialect.as_str()
+                ), None);
                 continue;
             }
-            let upstream_body =
-                body::with_model(&req.body, &req.scanned.model_span, &entry.model_json);
-            let budget = &self.budgets[entry.backend.0];
-            budget.deposit();
-            let mut retries_done = 0u32;
-            loop {
-                if Instant::now() >= deadline {
-                    break 'chain;
+            match run.admit_entry(entry_idx, None) {
+                Admitted::Yes(permit, credential) => {
+                    if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
+                        return outcome;
+                    }
                 }
-                attempts += 1;
-                let started = Instant::now();
-                let span = tracing::info_span!(
-                    "attempt",
+                Admitted::Excluded(scopes) => {
+                    let last = self.health.last_failure(scopes);
+                    run.skip(entry_idx, "failed earlier in this turn".into(), last);
+                }
+                Admitted::Cooling(scopes, until) => {
+                    let last = self.health.last_failure(scopes);
+                    let left = until.saturating_duration_since(Instant::now());
+                    run.skip(entry_idx, format!("cooling down for {:.1}s", left.as_secs_f64()), last);
+                    cooling.push((until, entry_idx));
+                }
+            }
+        }
+        // Everything was cooling down and nothing was tried: rather than refuse, try the entry
+        // whose cooldown ends soonest.
+        if run.attempts == 0 && Instant::now() < run.deadline {
+            if let Some(&(until, entry_idx)) = cooling.iter().min_by_key(|(u, _)| *u) {
+                let entry = &req.route.chain[entry_idx];
+                tracing::warn!(
                     request_id = %req.request_id,
                     route = %req.route.name,
-                    backend = %backend.name,
-                    model = %entry.model,
-                    n = attempts,
+                    backend = %self.config.backend(entry.backend).name,
+                    cooldown_left_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "every chain entry is cooling down; trying the one whose cooldown ends soonest"
                 );
-                let result = self
-                    .attempt(req, entry.backend, upstream_body.clone(), deadline)
-                    .instrument(span.clone())
-                    .await;
-                let elapsed = started.elapsed();
-                let failed = match result {
-                    Ok(served) => {
-                        span.in_scope(|| {
-                            tracing::info!(
-                                elapsed_ms = elapsed.as_millis() as u64,
-                                "attempt served"
-                            )
-                        });
-                        return Outcome::Served {
-                            backend: entry.backend,
-                            attempts,
-                            served,
-                            failures,
-                        };
-                    }
-                    Err(f) => f,
-                };
-                let c = &failed.classified;
-                let facts = AttemptFacts {
-                    reason: c.reason,
-                    retry_after: c.retry_after,
-                    retries_done,
-                };
-                let mut decision = decide(&facts, policy, rand::random::<f64>());
-                if let Decision::RetrySame { after } = decision {
-                    if Instant::now() + after >= deadline {
-                        decision = Decision::Failover;
-                    } else if !budget.withdraw() {
-                        span.in_scope(|| {
-                            tracing::warn!("retry budget spent; failing over instead of retrying")
-                        });
-                        decision = Decision::Failover;
-                    }
-                }
-                span.in_scope(|| {
-                    tracing::warn!(
-                        reason = c.reason.as_str(),
-                        status = failed.status,
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        decision = ?decision,
-                        detail = %c.detail,
-                        "attempt failed"
-                    )
-                });
-                failures.push(AttemptRecord {
-                    entry: entry_idx,
-                    backend: entry.backend,
-                    reason: c.reason,
-                    status: failed.status,
-                    detail: c.detail.clone(),
-                    elapsed,
-                });
-                match decision {
-                    Decision::RetrySame { after } => {
-                        retries_done += 1;
-                        tokio::time::sleep(after).await;
-                    }
-                    Decision::Failover => continue 'chain,
-                    Decision::ReturnToClient => {
-                        let reason = failed.classified.reason;
-                        let (status, content_type, body) = failed
-                            .response
-                            .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
-                        return Outcome::Returned {
-                            backend: entry.backend,
-                            attempts,
-                            status,
-                            content_type,
-                            body,
-                            reason,
-                            failures,
-                        };
+                if let Admitted::Yes(permit, credential) = run.admit_entry(entry_idx, Some(()))
+                {
+                    run.skipped.retain(|s| s.entry != entry_idx);
+                    if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
+                        return outcome;
                     }
                 }
             }
         }
         Outcome::Exhausted {
-            attempts,
-            failures,
-            skipped,
+            attempts: run.attempts,
+            failures: run.failures,
+            skipped: run.skipped,
+        }
+    }
+
+    /// Chain order, with a sticky session's entry first.
+    fn entry_order(&self, req: &ClientRequest, now: Instant) -> Vec<usize> {
+        let n = req.route.chain.len();
+        let sticky = match (&req.session, self.config.health.sticky_sessions) {
+            (Some(s), true) => self.sessions.sticky_entry(s, &req.route.name, now),
+            _ => None,
+        };
+        match sticky.filter(|&i| i < n) {
+            Some(first) => std::iter::once(first).chain((0..n).filter(|&i| i != first)).collect(),
+            None => (0..n).collect(),
         }
     }
 
@@ -283,6 +267,7 @@ impl Gateway {
         &self,
         req: &ClientRequest,
         backend_id: BackendId,
+        key: Option<&Secret>,
         body: Bytes,
         deadline: Instant,
     ) -> Result<Served, Failed> {
@@ -300,6 +285,7 @@ impl Gateway {
             .upstream
             .request(
                 backend,
+                key,
                 body,
                 stream_requested,
                 req.dialect,
@@ -403,6 +389,240 @@ impl Gateway {
             content_type,
             body,
         })
+    }
+}
+
+enum Admitted<'g> {
+    Yes(Permit<'g>, Option<usize>),
+    Excluded(AttemptScopes),
+    Cooling(AttemptScopes, Instant),
+}
+
+/// The state of one request's walk down the chain.
+struct Run<'g, 'r> {
+    gw: &'g Gateway,
+    req: &'r ClientRequest,
+    deadline: Instant,
+    /// Scopes that failed earlier in this request's turn.
+    excluded: Vec<ScopeId>,
+    failures: Vec<AttemptRecord>,
+    skipped: Vec<SkippedEntry>,
+    attempts: u32,
+}
+
+impl<'g> Run<'g, '_> {
+    fn skip(&mut self, entry: usize, why: String, last: Option<(FailureReason, String)>) {
+        self.skipped.push(SkippedEntry {
+            entry,
+            backend: self.req.route.chain[entry].backend,
+            why,
+            last,
+        });
+    }
+
+    /// Picks the entry's first usable credential and admits the attempt on all its scopes.
+    /// `force` ignores cooldowns (the soonest-ending entry when everything is cooling).
+    fn admit_entry(&self, entry_idx: usize, force: Option<()>) -> Admitted<'g> {
+        let entry = &self.req.route.chain[entry_idx];
+        let health = &self.gw.health;
+        let n_creds = self.gw.config.backend(entry.backend).credentials.len();
+        let candidates: Vec<Option<usize>> = if n_creds == 0 {
+            vec![None]
+        } else {
+            (0..n_creds).map(Some).collect()
+        };
+        let now = Instant::now();
+        let mut first_scopes = None;
+        let mut soonest: Option<Instant> = None;
+        let mut any_cooling = false;
+        for cred in candidates {
+            let scopes = health.scopes_for(entry.backend, &entry.model, cred);
+            first_scopes.get_or_insert(scopes);
+            if scopes.all_ids().any(|id| self.excluded.contains(&id)) {
+                continue;
+            }
+            if force.is_some() {
+                return Admitted::Yes(health.force_permit(scopes), cred);
+            }
+            match health.admit(scopes, now) {
+                Ok(permit) => return Admitted::Yes(permit, cred),
+                Err(until) => {
+                    any_cooling = true;
+                    soonest = Some(soonest.map_or(until, |s: Instant| s.min(until)));
+                }
+            }
+        }
+        let scopes = first_scopes.expect("at least one candidate");
+        match (any_cooling, soonest) {
+            (true, Some(until)) => Admitted::Cooling(scopes, until),
+            _ => Admitted::Excluded(scopes),
+        }
+    }
+
+    /// Attempts one chain entry until it serves, returns to the client, or gives up.
+    /// `None` means: move on to the next entry.
+    async fn try_entry(
+        &mut self,
+        entry_idx: usize,
+        mut credential: Option<usize>,
+        first_permit: Permit<'g>,
+    ) -> Option<Outcome> {
+        let gw = self.gw;
+        let req = self.req;
+        let policy = &req.route.failover;
+        let entry = &req.route.chain[entry_idx];
+        let backend = gw.config.backend(entry.backend);
+        let upstream_body = body::with_model(&req.body, &req.scanned.model_span, &entry.model_json);
+        let budget = &gw.budgets[entry.backend.0];
+        budget.deposit();
+        let mut retries_done = 0u32;
+        let mut key_reloaded = false;
+        let mut tried_credentials: Vec<usize> = credential.into_iter().collect();
+        let mut permit = Some(first_permit);
+        loop {
+            if Instant::now() >= self.deadline {
+                return None;
+            }
+            let permit_now = match permit.take() {
+                Some(p) => p,
+                None => {
+                    let scopes = gw.health.scopes_for(entry.backend, &entry.model, credential);
+                    match gw.health.admit(scopes, Instant::now()) {
+                        Ok(p) => p,
+                        // Ejected by our own failures (or another request's): move on.
+                        Err(_) => return None,
+                    }
+                }
+            };
+            self.attempts += 1;
+            let key = credential.map(|c| backend.credentials[c].secret());
+            let started = Instant::now();
+            let span = tracing::info_span!(
+                "attempt",
+                request_id = %req.request_id,
+                route = %req.route.name,
+                backend = %backend.name,
+                model = %entry.model,
+                credential = credential.map(|c| &*backend.credentials[c].label),
+                probe = permit_now.is_probe(),
+                n = self.attempts,
+            );
+            let result = gw
+                .attempt(req, entry.backend, key.as_ref(), upstream_body.clone(), self.deadline)
+                .instrument(span.clone())
+                .await;
+            let elapsed = started.elapsed();
+            let failed = match result {
+                Ok(served) => {
+                    gw.health.record_success(permit_now, Instant::now());
+                    span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served"));
+                    if let (Some(s), true) = (&req.session, gw.config.health.sticky_sessions) {
+                        if entry_idx != 0 || gw.sessions.sticky_entry(s, &req.route.name, Instant::now()).is_some() {
+                            gw.sessions.set_sticky(s, &req.route.name, entry_idx, Instant::now());
+                        }
+                    }
+                    return Some(Outcome::Served {
+                        backend: entry.backend,
+                        attempts: self.attempts,
+                        served,
+                        failures: std::mem::take(&mut self.failures),
+                    });
+                }
+                Err(f) => f,
+            };
+            let c = &failed.classified;
+            let target = gw.health.record_failure(permit_now, c.reason, &c.detail, c.retry_after, Instant::now());
+            if let (Some(scope), Some(s)) = (target, &req.session) {
+                gw.sessions.exclude(s, scope, Instant::now());
+                self.excluded.push(scope);
+            }
+            self.failures.push(AttemptRecord {
+                entry: entry_idx,
+                backend: entry.backend,
+                reason: c.reason,
+                status: failed.status,
+                detail: c.detail.clone(),
+                elapsed,
+            });
+
+            // Credential problems are solved on the same backend first: a rotated key file is
+            // re-read once, then the pool's next usable key is tried, before any failover.
+            if c.reason == FailureReason::Auth && !key_reloaded {
+                if let Some(cred) = credential.map(|i| &backend.credentials[i]) {
+                    key_reloaded = true;
+                    if cred.reload().await {
+                        span.in_scope(|| tracing::info!("key file changed; retrying with the new key"));
+                        continue;
+                    }
+                }
+            }
+            if matches!(c.reason, FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth) {
+                let next = (0..backend.credentials.len()).find(|i| {
+                    !tried_credentials.contains(i) && {
+                        let scopes = gw.health.scopes_for(entry.backend, &entry.model, Some(*i));
+                        !scopes.all_ids().any(|id| self.excluded.contains(&id))
+                            && scopes.all_ids().all(|id| gw.health.is_clear(id))
+                    }
+                });
+                if let Some(next) = next {
+                    span.in_scope(|| tracing::warn!(
+                        reason = c.reason.as_str(),
+                        next_credential = &*backend.credentials[next].label,
+                        "credential failed; trying the backend's next key"
+                    ));
+                    credential = Some(next);
+                    tried_credentials.push(next);
+                    continue;
+                }
+            }
+
+            let facts = AttemptFacts {
+                reason: c.reason,
+                retry_after: c.retry_after,
+                retries_done,
+            };
+            let mut decision = decide(&facts, policy, rand::random::<f64>());
+            if let Decision::RetrySame { after } = decision {
+                if Instant::now() + after >= self.deadline {
+                    decision = Decision::Failover;
+                } else if !budget.withdraw() {
+                    span.in_scope(|| tracing::warn!("retry budget spent; failing over instead of retrying"));
+                    decision = Decision::Failover;
+                }
+            }
+            span.in_scope(|| {
+                tracing::warn!(
+                    reason = c.reason.as_str(),
+                    status = failed.status,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    decision = ?decision,
+                    detail = %c.detail,
+                    "attempt failed"
+                )
+            });
+            match decision {
+                Decision::RetrySame { after } => {
+                    retries_done += 1;
+                    tokio::time::sleep(after).await;
+                }
+                Decision::Failover => return None,
+                Decision::ReturnToClient => {
+                    let reason = failed.classified.reason;
+                    let (status, content_type, body) = failed
+                        .response
+                        .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
+                    return Some(Outcome::Returned {
+                        backend: entry.backend,
+                        attempts: self.attempts,
+                        status,
+                        content_type,
+                        body,
+                        reason,
+                        failures: std::mem::take(&mut self.failures),
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 """End-to-end fixtures: two mock upstreams and a gateway in front of them.
 
-The whole session shares one `switchyard mock` named ``primary``, one named
-``fallback`` and one ``switchyard serve`` whose routes put ``primary`` first and
-``fallback`` second (see ``GATEWAY_CONFIG``).  Every test starts with both mocks
-reset (no plan, counters at zero).
+The whole session shares one `switchyard mock` named ``primary`` and one named
+``fallback``; every test that asks for ``gateway`` gets its own fresh
+``switchyard serve`` (same config: routes put ``primary`` first and ``fallback``
+second, see ``GATEWAY_CONFIG``), so gateway state such as backend health never
+leaks between tests.  Every test starts with both mocks reset (no plan, counters
+at zero).
 
 Environment:
   SWITCHYARD_BIN              path of the binary (default: target/debug/switchyard,
@@ -59,6 +61,19 @@ for _var in ("NO_PROXY", "no_proxy"):
     _have = os.environ.get(_var, "")
     if "127.0.0.1" not in _have:
         os.environ[_var] = ",".join(x for x in (_have, "127.0.0.1", "localhost") if x)
+
+# The SDKs read these from the environment and would add or change credentials and
+# endpoints behind the tests' backs; the tests pass everything explicitly.
+for _var in (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+):
+    os.environ.pop(_var, None)
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -260,7 +275,6 @@ def e2e_dir(tmp_path_factory) -> Path:
 
 def _base_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
     env["PRIMARY_KEY"] = PRIMARY_KEY
     env["FALLBACK_KEY"] = FALLBACK_KEY
@@ -324,22 +338,38 @@ def fallback(mocks) -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway(switchyard_bin: Path, e2e_dir: Path, mocks) -> str:
-    """Base URL (no trailing slash, no /v1) of a running `switchyard serve`."""
+def gateway_config(e2e_dir: Path, mocks) -> Path:
+    """The gateway's config file, pointing at the two session mocks."""
     config = e2e_dir / "switchyard.yaml"
     config.write_text(GATEWAY_CONFIG.format(primary=mocks["primary"], fallback=mocks["fallback"]))
-    proc = Proc("gateway", [str(switchyard_bin), "serve", "--config", str(config)], _base_env(), e2e_dir)
-    try:
-        url = proc.wait_for_line(GATEWAY_LINE, _start_timeout()).group(1).rstrip("/")
-        _wait_healthy(proc, url)
-        proc.url = url  # type: ignore[attr-defined]
-        _GATEWAY_PROCS.append(proc)
-        yield url
-    finally:
-        proc.stop()
+    return config
 
 
 _GATEWAY_PROCS: list[Proc] = []
+
+
+@pytest.fixture
+def gateway(switchyard_bin: Path, e2e_dir: Path, gateway_config: Path) -> str:
+    """Base URL (no trailing slash, no /v1) of a running `switchyard serve`.
+
+    A fresh gateway per test (it starts in milliseconds): the gateway keeps per-backend
+    health (failure streaks, cooldowns) and sessions in memory, so one test's failovers
+    must not change which backend the next test reaches.
+    """
+    n = len(_GATEWAY_PROCS) + 1
+    proc = Proc(
+        f"gateway-{n}",
+        [str(switchyard_bin), "serve", "--config", str(gateway_config)],
+        _base_env(),
+        e2e_dir,
+    )
+    _GATEWAY_PROCS.append(proc)
+    try:
+        url = proc.wait_for_line(GATEWAY_LINE, _start_timeout()).group(1).rstrip("/")
+        _wait_healthy(proc, url)
+        yield url
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -355,7 +385,7 @@ def pytest_runtest_makereport(item, call):
     """On a failed test, attach the tail of the gateway's stderr to the report."""
     outcome = yield
     rep = outcome.get_result()
-    if rep.when == "call" and rep.failed and _GATEWAY_PROCS:
+    if rep.when == "call" and rep.failed and "gateway" in getattr(item, "fixturenames", ()):
         proc = _GATEWAY_PROCS[-1]
         try:
             tail = proc.stderr_path.read_text("utf-8", "replace")[-4000:]

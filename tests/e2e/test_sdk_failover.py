@@ -207,6 +207,21 @@ def test_primary_stall_fails_over_within_ttft_timeout(dialect, stream, clients, 
     assert stats(fallback)["requests"] >= 1
 
 
+@DIALECTS
+@MODES
+def test_abandoned_stalled_primary_request_is_cancelled(dialect, stream, clients, primary, fallback):
+    """After failing over, the gateway drops its connection to the stalled primary (no leak)."""
+    set_plan(primary, [], then=STALL)
+    text, _ = call(dialect, clients, stream)
+    assert text == "Hello from fallback"
+    deadline = time.monotonic() + 3.0
+    s = stats(primary)
+    while (s["in_flight"] != 0 or s["cancelled"] < 1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        s = stats(primary)
+    assert s["in_flight"] == 0 and s["cancelled"] >= 1, f"stalled upstream request still open: {s}"
+
+
 # --------------------------------------------------------------------------- context overflow: returned, not failed over
 
 

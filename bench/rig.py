@@ -1,0 +1,932 @@
+#!/usr/bin/env python3
+"""Switchyard benchmark rig: the measurement half of `bench/run` (which builds and installs).
+
+Starts two `switchyard mock`s (primary, fallback), the gateway, nginx (plain keep-alive reverse
+proxy, the floor) and optionally LiteLLM's proxy, pinned the same way every time:
+
+    core 0: the proxy under test (gateway / nginx / LiteLLM)
+    core 1: the mocks and the load generator
+
+and measures, each contender against direct-to-mock in the same run, 5 interleaved rounds,
+medians with min-max. Python standard library only. Prints Markdown tables; writes every raw
+number to the JSON file given by --out.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+GW_CORE = "0"
+LOAD_CORE = "1"
+KEY = "sk-bench-dummy-not-a-real-key"
+TOKENS = "".join("k%05d " % i for i in range(64))
+HOLD = (10 * 60)  # seconds a helper process may live at most (safety net)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class RigError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------ processes
+
+
+class Proc:
+    """A child process pinned with taskset; stdout/stderr go to files in the work dir."""
+
+    def __init__(self, name, argv, core, work, env=None, ready=None, port=None, timeout=60):
+        self.name = name
+        self.out = work / f"{name}.out"
+        self.err = work / f"{name}.err"
+        full = ["taskset", "-c", core] + [str(a) for a in argv]
+        with open(self.out, "w") as o, open(self.err, "w") as e:
+            self.p = subprocess.Popen(full, stdout=o, stderr=e, env=env, start_new_session=True)
+        self.pid = self.p.pid
+        self.addr = None
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.p.poll() is not None:
+                raise RigError(f"{name} exited ({self.p.returncode}): {self.err.read_text()[-2000:]}")
+            if ready:
+                m = re.search(ready, self.out.read_text())
+                if m:
+                    self.addr = m.group(1)
+                    return
+            elif port and port_open(port):
+                self.addr = f"127.0.0.1:{port}"
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RigError(f"{name} did not start within {timeout}s: {self.err.read_text()[-2000:]}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime+stime (+ those of reaped children) of pid and its descendants, from /proc/PID/stat."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # fields[11..14] = utime stime cutime cstime (stat fields 14-17)
+            total += sum(int(x) for x in fields[11:15])
+        except (OSError, IndexError):
+            pass
+    return total / tck
+
+
+def mem_kb(pid, field):
+    total = 0
+    for p in descendants(pid):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class RssSampler:
+    """Samples VmRSS of a process tree every 50 ms in a thread; .peak in kB."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.samples = pid, 0, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            kb = mem_kb(self.pid, "VmRSS")
+            self.samples.append(kb)
+            self.peak = max(self.peak, kb)
+            self._stop.wait(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        return self
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+def http(method, url, body=None, timeout=10):
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def set_plan(mock, then, steps=()):
+    http("POST", f"http://{mock.addr}/_mock/plan", {"steps": list(steps), "then": then})
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "—"
+    if abs(x) >= 1000 and nd == 0:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def spread(xs, nd=0):
+    """'median (min–max)' of a list of numbers."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "—"
+    if len(xs) == 1:
+        return fmt(xs[0], nd)
+    return f"{fmt(statistics.median(xs), nd)} ({fmt(min(xs), nd)}–{fmt(max(xs), nd)})"
+
+
+# -------------------------------------------------------------------------- the rig
+
+
+class Rig:
+    def __init__(self, args):
+        self.a = args
+        self.bin = Path(args.bin)
+        self.client = Path(args.client)
+        self.work = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
+        self.procs = []
+        self.results = {"machine": machine(), "args": vars(args), "stages": {}}
+        self.failures = []
+        self.quick = args.quick
+        self.rounds = 1 if args.quick else args.rounds
+        self.tool = args.tool
+
+    # ---- lifecycle
+    def start(self, name, argv, core, **kw):
+        log(f"starting {name}")
+        p = Proc(name, argv, core, self.work, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+
+    def check(self, ok, what):
+        if not ok:
+            self.failures.append(what)
+            log(f"CHECK FAILED: {what}")
+
+    def setup(self):
+        env = dict(os.environ, RUST_LOG="warn")
+        mock_re = r"listening on http://(\S+)"
+        self.mock_a = self.start(
+            "mock-primary", [self.bin, "--log-level", "warn", "mock", "--listen", "127.0.0.1:0", "--name", "primary"],
+            LOAD_CORE, env=env, ready=mock_re)
+        self.mock_b = self.start(
+            "mock-fallback", [self.bin, "--log-level", "warn", "mock", "--listen", "127.0.0.1:0", "--name", "fallback"],
+            LOAD_CORE, env=env, ready=mock_re)
+        self.closed_port = free_port()  # nothing listens here: connection refused
+        cfg = self.work / "switchyard.yaml"
+        cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port))
+        genv = dict(env, BENCH_KEY_A=KEY, BENCH_KEY_B=KEY)
+        self.gw = self.start(
+            "gateway", [self.bin, "--log-level", "warn", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
+            GW_CORE, env=genv, ready=r"switchyard listening on http://(\S+)")
+        time.sleep(0.5)
+        self.results["rss_idle_startup_kb"] = mem_kb(self.gw.pid, "VmRSS")
+        self.nginx = None
+        if self.a.nginx:
+            nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+            if os.path.exists(nginx):
+                port = free_port()
+                conf = self.work / "nginx.conf"
+                (self.work / "nginx").mkdir(exist_ok=True)
+                conf.write_text(nginx_config(self.work / "nginx", port, self.mock_a.addr))
+                self.nginx = self.start("nginx", [nginx, "-c", conf, "-p", self.work / "nginx"], GW_CORE, port=port)
+            else:
+                log("nginx not installed: the nginx floor is skipped")
+        self.litellm = None
+        if self.a.litellm:
+            self.litellm = self.start_litellm()
+        # Bodies.
+        self.bodies = {}
+        for dialect in ("openai", "anthropic"):
+            for size in ("small", "large"):
+                for who in ("gateway", "upstream"):
+                    model = route_model(dialect) if who == "gateway" else upstream_model(dialect)
+                    b = request_body(dialect, size, model, stream=False)
+                    path = self.work / f"body-{dialect}-{size}-{who}.json"
+                    path.write_bytes(b)
+                    self.bodies[(dialect, size, who)] = path
+        self.results["body_bytes"] = {f"{d}-{s}": self.bodies[(d, s, "upstream")].stat().st_size
+                                      for d in ("openai", "anthropic") for s in ("small", "large")}
+
+    def start_litellm(self):
+        venv = Path(self.a.litellm_venv)
+        exe = venv / "bin" / "litellm"
+        if not exe.exists():
+            log(f"LiteLLM not installed in {venv}: skipped")
+            self.results["litellm_error"] = f"{exe} missing"
+            return None
+        port = free_port()
+        cfg = self.work / "litellm.yaml"
+        cfg.write_text(litellm_config(self.mock_a.addr, self.mock_b.addr))
+        env = {k: v for k, v in os.environ.items()
+               if not re.search(r"(KEY|TOKEN|SECRET)", k) or k.startswith("BENCH_")}
+        env.update(BENCH_KEY_A=KEY, BENCH_KEY_B=KEY, LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION",
+                   LITELLM_TELEMETRY="False", DISABLE_SCHEMA_UPDATE="true", NO_DOCS="True",
+                   PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}")
+        try:
+            return self.start("litellm", [exe, "--config", cfg, "--host", "127.0.0.1", "--port", port,
+                                          "--num_workers", "1"], GW_CORE, env=env, port=port, timeout=180)
+        except RigError as e:
+            self.results["litellm_error"] = str(e)[-1500:]
+            log(f"LiteLLM failed to start: {e}")
+            return None
+
+    # ---- targets
+    def contenders(self):
+        out = [("direct", None), ("gateway", self.gw)]
+        if self.nginx:
+            out.append(("nginx", self.nginx))
+        if self.litellm:
+            out.append(("litellm", self.litellm))
+        return out
+
+    def target(self, who, dialect, size, stream=False):
+        """(url, body file, headers) for a contender."""
+        if who == "direct":
+            base, body_who = self.mock_a.addr, "upstream"
+        elif who == "nginx":
+            base, body_who = self.nginx.addr, "upstream"
+        elif who == "litellm":
+            base, body_who = self.litellm.addr, "gateway"
+        else:
+            base, body_who = self.gw.addr, "gateway"
+        path = "/v1/chat/completions" if dialect == "openai" else "/v1/messages"
+        if stream:
+            body = self.work / f"body-{dialect}-{size}-{body_who}-stream.json"
+            if not body.exists():
+                model = route_model(dialect) if body_who == "gateway" else upstream_model(dialect)
+                body.write_bytes(request_body(dialect, size, model, stream=True))
+        else:
+            body = self.bodies[(dialect, size, body_who)]
+        return f"http://{base}{path}", body, headers_for(dialect)
+
+    # ---- load generators
+    def load(self, url, body, headers, c, secs=None, n=None, rate=None):
+        """One measurement; returns {rps, p50, p90, p99 (µs), ok, errors}."""
+        if self.tool == "oha":
+            cmd = ["taskset", "-c", LOAD_CORE, self.a.oha, "--no-tui", "--output-format", "json",
+                   "-m", "POST", "-D", str(body), "-c", str(c)]
+            for h in headers:
+                cmd += ["-H", h]
+            if n is not None:
+                cmd += ["-n", str(n)]
+            else:
+                cmd += ["-z", f"{secs}s", "-w"]
+            if rate:
+                cmd += ["-q", str(rate), "--latency-correction"]
+            cmd.append(url)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise RigError(f"oha failed: {r.stderr[-1500:]}")
+            j = json.loads(r.stdout)
+            lp = j["latencyPercentiles"]
+            codes = j.get("statusCodeDistribution", {})
+            ok = sum(v for k, v in codes.items() if k.startswith("2"))
+            bad = sum(v for k, v in codes.items() if not k.startswith("2"))
+            errs = sum(j.get("errorDistribution", {}).values())
+            return {"rps": ok / j["summary"]["total"] if j["summary"]["total"] else 0.0,
+                    "p50": lp["p50"] * 1e6 if lp.get("p50") is not None else None,
+                    "p90": lp["p90"] * 1e6 if lp.get("p90") is not None else None,
+                    "p99": lp["p99"] * 1e6 if lp.get("p99") is not None else None,
+                    "ok": ok, "errors": errs + bad, "error_detail": j.get("errorDistribution") or
+                    ({k: v for k, v in codes.items() if not k.startswith("2")} or None)}
+        # our own closed-loop client
+        if n is None:
+            n = max(200, int(secs * (2000 if c == 1 else 4000)))
+        j = self.client_json(["load", "--url", url, "--body", body, *hflags(headers), "-c", c, "-n", n])
+        lat = j["latency_us"]
+        return {"rps": j["rps"], "p50": lat.get("p50"), "p90": lat.get("p90"), "p99": lat.get("p99"),
+                "ok": j["ok"], "errors": j["errors"] + j["non2xx"], "error_detail": j["first_error"]}
+
+    def client_json(self, args, core=LOAD_CORE, timeout=900):
+        cmd = ["taskset", "-c", core, str(self.client)] + [str(a) for a in args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RigError(f"benchclient {args[0]} failed: {r.stderr[-1500:]}")
+        return json.loads(r.stdout)
+
+    # ---- stage 1: non-streaming latency and throughput
+    def stage_latency(self):
+        cells = [(d, s, c) for d in ("openai", "anthropic") for s in ("small", "large") for c in (1, 64)]
+        secs = self.a.secs
+        log(f"warm-up: every contender, every cell ({self.tool})")
+        for who, _ in self.contenders():
+            for d, s, c in cells:
+                url, body, hdr = self.target(who, d, s)
+                self.load(url, body, hdr, c, n=200 if self.quick else (300 if who == "litellm" else 2000))
+        data = {}
+        rss_load = []
+        for rnd in range(self.rounds):
+            log(f"latency round {rnd + 1}/{self.rounds}")
+            for d, s, c in cells:
+                for who, proc in self.contenders():
+                    url, body, hdr = self.target(who, d, s)
+                    sampler = RssSampler(self.gw.pid) if who == "gateway" and c == 64 else None
+                    if self.quick:
+                        r = self.load(url, body, hdr, c, n=300 if c == 1 else 1000)
+                    else:
+                        r = self.load(url, body, hdr, c, secs=secs)
+                    if sampler:
+                        sampler.stop()
+                        if sampler.samples:
+                            rss_load.append(statistics.median(sampler.samples))
+                    data.setdefault(f"{d}/{s}/c{c}", {}).setdefault(who, []).append(r)
+                    self.check(r["ok"] > 0 and r["rps"] > 0, f"latency {who} {d} {s} c={c}: no successful request")
+                    self.check(r["errors"] == 0, f"latency {who} {d} {s} c={c}: {r['errors']} errors ({r['error_detail']})")
+        self.results["stages"]["latency"] = data
+        self.results["rss_under_load_kb"] = rss_load
+
+    # ---- stage 1b: constant arrival rate (oha -q), so slow requests are not under-counted
+    def stage_rate(self):
+        if self.tool != "oha" or self.quick:
+            return
+        data = {}
+        rate = self.a.rate
+        for rnd in range(self.rounds):
+            log(f"constant-rate round {rnd + 1}/{self.rounds} ({rate} req/s)")
+            for who, _ in self.contenders():
+                if who == "litellm":
+                    continue
+                url, body, hdr = self.target(who, "openai", "small")
+                r = self.load(url, body, hdr, 64, secs=self.a.secs, rate=rate)
+                data.setdefault(who, []).append(r)
+                self.check(r["errors"] == 0, f"rate {who}: {r['errors']} errors")
+        self.results["stages"]["rate"] = {"rate": rate, "runs": data}
+
+    # ---- stage 1c: CPU per request at c=8
+    def stage_cpu(self):
+        n = 2000 if self.quick else self.a.cpu_requests
+        data = {}
+        for rnd in range(self.rounds):
+            log(f"cpu round {rnd + 1}/{self.rounds} ({n} requests at c=8)")
+            for who, proc in self.contenders():
+                url, body, hdr = self.target(who, "openai", "small")
+                nn = n if who != "litellm" else max(500, n // 20)
+                pids = {"mock": self.mock_a.pid}
+                if proc is not None:
+                    pids[who] = proc.pid
+                before = {k: cpu_seconds(p) for k, p in pids.items()}
+                r = self.load(url, body, hdr, 8, n=nn)
+                after = {k: cpu_seconds(p) for k, p in pids.items()}
+                per = {k: (after[k] - before[k]) / max(1, r["ok"]) * 1e6 for k in pids}
+                data.setdefault(who, []).append({"requests": nn, "ok": r["ok"], "errors": r["errors"],
+                                                 "cpu_us_per_req": per, "rps": r["rps"]})
+                self.check(r["ok"] == nn and r["errors"] == 0, f"cpu {who}: {r['ok']}/{nn} ok, {r['errors']} errors")
+        self.results["stages"]["cpu"] = data
+        self.results["rss_idle_after_load_kb"] = mem_kb(self.gw.pid, "VmRSS")
+
+    # ---- stage 2: streaming
+    def stream_plan(self, interval_ms):
+        text = TOKENS
+        set_plan(self.mock_a, {"kind": "ok", "chunks": 64, "chunk_interval_ms": interval_ms, "text": text})
+
+    def stage_streams(self):
+        self.stream_plan(20)
+        data = {}
+        conc = 4 if self.quick else self.a.paced_streams
+        for rnd in range(self.rounds):
+            log(f"paced-stream round {rnd + 1}/{self.rounds} ({conc} streams, 64 chunks at 20 ms)")
+            for d in ("openai", "anthropic"):
+                for who in ("direct", "gateway"):
+                    url, body, hdr = self.target(who, d, "small", stream=True)
+                    j = self.client_json(["streams", "--url", url, "--body", body, *hflags(hdr),
+                                          "-c", conc, "--chunks", 64])
+                    data.setdefault(d, {}).setdefault(who, []).append(j)
+                    self.check(j["complete"] == conc and j["lost"] == 0 and j["out_of_order"] == 0
+                               and j["duplicates"] == 0,
+                               f"paced streams {who} {d}: {j['complete']}/{conc} complete, lost {j['lost']}, "
+                               f"out of order {j['out_of_order']}, dup {j['duplicates']}, error {j['first_error']}")
+        self.results["stages"]["streams"] = data
+
+        # Capacity: many concurrent paced streams through the gateway.
+        n = self.a.capacity if not self.quick else 200
+        interval = self.a.capacity_interval_ms
+        self.stream_plan(interval)
+        log(f"capacity: {n} concurrent streams, 64 chunks at {interval} ms, opened at {self.a.open_rate}/s")
+        url, body, hdr = self.target("gateway", "anthropic", "small", stream=True)
+        hwm_before = mem_kb(self.gw.pid, "VmHWM")
+        j = self.client_json(["streams", "--url", url, "--body", body, *hflags(hdr), "-c", n, "--chunks", 64,
+                              "--open-rate", self.a.open_rate, "--rss-pid", self.gw.pid, "--timeout", 600])
+        j["gateway_vmhwm_kb"] = mem_kb(self.gw.pid, "VmHWM")
+        j["gateway_vmhwm_before_kb"] = hwm_before
+        j["interval_ms"] = interval
+        self.results["stages"]["capacity"] = j
+        self.check(j["complete"] == n and j["lost"] == 0,
+                   f"capacity: {j['complete']}/{n} complete, lost {j['lost']}, peak open {j['peak_open']}, "
+                   f"error {j['first_error']}")
+        set_plan(self.mock_a, {"kind": "ok"})
+        time.sleep(1)
+        self.results["rss_idle_after_streams_kb"] = mem_kb(self.gw.pid, "VmRSS")
+
+    # ---- stage 3: failover
+    def stage_failover(self):
+        n = 3 if self.quick else self.a.failover_requests
+        n_stall = 1 if self.quick else 5
+        set_plan(self.mock_a, {"kind": "ok"})
+        set_plan(self.mock_b, {"kind": "ok"})
+        gw = f"http://{self.gw.addr}/v1/messages"
+        direct_b = f"http://{self.mock_b.addr}/v1/messages"
+        hdr = headers_for("anthropic")
+
+        def body(model, stream):
+            p = self.work / f"fo-{model}-{stream}.json"
+            p.write_bytes(request_body("anthropic", "small", model, stream=stream))
+            return p
+
+        def probe(url, bodyfile, count, stream):
+            args = ["probe", "--url", url, "--body", bodyfile, *hflags(hdr), "-n", count, "--pause-ms", 20]
+            if stream:
+                args.append("--stream")
+            return self.client_json(args)
+
+        base = {False: probe(direct_b, body("claude-bench", False), max(n, 5), False),
+                True: probe(direct_b, body("claude-bench", True), max(n, 5), True)}
+        # warm the gateway's pools for every route first
+        modes = [
+            # name, route, primary behaviour, stream, count, expected attempts note
+            ("500, retries 2, default backoff (250 ms base)", "fo", {"kind": "status", "status": 500}, False, n),
+            ("500, retries 2, backoff 0 (non-sleep part)", "fo-nosleep", {"kind": "status", "status": 500}, False, n),
+            ("500, retries 0", "fo-noretry", {"kind": "status", "status": 500}, False, n),
+            ("529, retries 2, default backoff (250 ms base)", "fo", {"kind": "status", "status": 529}, False, n),
+            ("529, retries 2, backoff 0 (non-sleep part)", "fo-nosleep", {"kind": "status", "status": 529}, False, n),
+            ("529, retries 0", "fo-noretry", {"kind": "status", "status": 529}, False, n),
+            ("429, Retry-After 120 > max_retry_after", "fo",
+             {"kind": "status", "status": 429, "headers": {"retry-after": "120"}}, False, n),
+            ("connection refused (closed port)", "fo-refused", None, False, n),
+            ("reset before any byte", "fo", {"kind": "reset", "after_chunks": 0}, False, n),
+            ("stall before first byte (stream, ttft_timeout 1 s)", "fo",
+             {"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100}, True, n_stall),
+        ]
+        data = {}
+        for name, route, behavior, stream, count in modes:
+            set_plan(self.mock_a, {"kind": "ok"})
+            probe(gw, body(route, stream), 2, stream)  # warm pools
+            if behavior is not None:
+                set_plan(self.mock_a, behavior)
+            log(f"failover: {name} ({count} requests)")
+            j = probe(gw, body(route, stream), count, stream)
+            set_plan(self.mock_a, {"kind": "ok"})
+            key = "ttft_us"
+            added = None
+            if j[key].get("p50") is not None:
+                added = j[key]["p50"] - base[stream][key]["p50"]
+            runs = j["runs"]
+            backends = sorted({r.get("backend") or "?" for r in runs})
+            statuses = sorted({r.get("status") for r in runs if "status" in r})
+            attempts = sorted({r.get("attempts") or "?" for r in runs})
+            data[name] = {"route": route, "stream": stream, "gateway": j, "added_p50_us": added,
+                          "fallback_direct_p50_us": base[stream][key]["p50"], "backends": backends,
+                          "statuses": statuses, "attempts": attempts,
+                          "samples_us": [r.get("ttft_us") for r in runs]}
+            self.check(statuses == [200] and backends == ["fallback-anthropic"],
+                       f"failover {name}: statuses {statuses}, backends {backends}")
+        # Stall mid-stream: after content no failover (by design); measure the stall clock.
+        name = "stall mid-stream (after 2 chunks, stall_timeout 1 s)"
+        set_plan(self.mock_a, {"kind": "stall", "after_chunks": 2, "heartbeat_ms": 100})
+        log(f"failover: {name}")
+        j = probe(gw, body("fo", True), n_stall, True)
+        set_plan(self.mock_a, {"kind": "ok"})
+        data[name] = {"route": "fo", "stream": True, "gateway": j,
+                      "last_content_to_error_p50_us": j["last_content_to_error_us"].get("p50"),
+                      "statuses": sorted({r.get("status") for r in j["runs"] if "status" in r})}
+        self.check(j["last_content_to_error_us"].get("count", 0) == n_stall,
+                   f"failover {name}: no error event after the stall")
+        self.results["stages"]["failover"] = {"baseline": base, "modes": data}
+
+    # ---- run everything
+    def run(self):
+        try:
+            self.setup()
+            for stage in self.a.stages.split(","):
+                getattr(self, f"stage_{stage}")()
+        finally:
+            self.results["gateway_vmhwm_final_kb"] = mem_kb(self.gw.pid, "VmHWM") if getattr(self, "gw", None) else None
+            self.stop_all()
+        self.results["failures"] = self.failures
+        return self.results
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def route_model(dialect):
+    return "bench-openai" if dialect == "openai" else "bench-anthropic"
+
+
+def upstream_model(dialect):
+    return "gpt-bench" if dialect == "openai" else "claude-bench"
+
+
+def headers_for(dialect):
+    if dialect == "openai":
+        return ["content-type: application/json", f"authorization: Bearer {KEY}"]
+    return ["content-type: application/json", f"x-api-key: {KEY}", "anthropic-version: 2023-06-01"]
+
+
+def hflags(headers):
+    out = []
+    for h in headers:
+        out += ["-H", h]
+    return out
+
+
+def request_body(dialect, size, model, stream):
+    if size == "small":
+        text = "Say hello in one short sentence, please."
+    else:
+        # ~50 KB of prose-like text in one user message.
+        words = "the quick brown fox jumps over the lazy dog and keeps running through the field ".split()
+        out, n = [], 0
+        i = 0
+        while n < 50_000 - 120:
+            w = words[i % len(words)]
+            out.append(w)
+            n += len(w) + 1
+            i += 1
+        text = " ".join(out)
+    body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    if dialect == "openai":
+        body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 64}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def gateway_config(a, b, closed_port):
+    return f"""# generated by bench/rig.py
+listen: 127.0.0.1:0
+backends:
+  primary-openai: {{ api: openai_chat, base_url: "http://{a}/v1", api_key_env: BENCH_KEY_A }}
+  fallback-openai: {{ api: openai_chat, base_url: "http://{b}/v1", api_key_env: BENCH_KEY_B }}
+  primary-anthropic: {{ api: anthropic_messages, base_url: "http://{a}", api_key_env: BENCH_KEY_A }}
+  fallback-anthropic: {{ api: anthropic_messages, base_url: "http://{b}", api_key_env: BENCH_KEY_B }}
+  refused-anthropic: {{ api: anthropic_messages, base_url: "http://127.0.0.1:{closed_port}", api_key_env: BENCH_KEY_A }}
+routes:
+  bench-openai:
+    chain:
+      - {{ backend: primary-openai, model: gpt-bench }}
+      - {{ backend: fallback-openai, model: gpt-bench }}
+  bench-anthropic:
+    chain:
+      - {{ backend: primary-anthropic, model: claude-bench }}
+      - {{ backend: fallback-anthropic, model: claude-bench }}
+  fo:
+    chain:
+      - {{ backend: primary-anthropic, model: claude-bench }}
+      - {{ backend: fallback-anthropic, model: claude-bench }}
+    failover: {{ ttft_timeout: 1s, stall_timeout: 1s }}
+  fo-nosleep:
+    chain:
+      - {{ backend: primary-anthropic, model: claude-bench }}
+      - {{ backend: fallback-anthropic, model: claude-bench }}
+    failover: {{ ttft_timeout: 1s, stall_timeout: 1s, backoff: {{ base: 0ms, max: 0ms }} }}
+  fo-noretry:
+    chain:
+      - {{ backend: primary-anthropic, model: claude-bench }}
+      - {{ backend: fallback-anthropic, model: claude-bench }}
+    failover: {{ ttft_timeout: 1s, stall_timeout: 1s, retries: 0 }}
+  fo-refused:
+    chain:
+      - {{ backend: refused-anthropic, model: claude-bench }}
+      - {{ backend: fallback-anthropic, model: claude-bench }}
+    failover: {{ ttft_timeout: 1s, stall_timeout: 1s }}
+failover:
+  # The rig sends bursts of failing requests; a budget would turn measured retries into failovers.
+  retry_budget: {{ ratio: 10, min_per_sec: 1000000 }}
+"""
+
+
+def nginx_config(prefix, port, mock):
+    return f"""# generated by bench/rig.py: a plain keep-alive reverse proxy, one worker
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 30000; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    client_max_body_size 32m;
+    client_body_buffer_size 128k;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream mock {{
+        server {mock};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def litellm_config(a, b):
+    # Same chain as the gateway: primary mock, then the fallback mock (LiteLLM `fallbacks`).
+    return f"""# generated by bench/rig.py
+model_list:
+  - model_name: bench-openai
+    litellm_params: {{ model: openai/gpt-bench, api_base: "http://{a}/v1", api_key: os.environ/BENCH_KEY_A }}
+  - model_name: bench-openai-fallback
+    litellm_params: {{ model: openai/gpt-bench, api_base: "http://{b}/v1", api_key: os.environ/BENCH_KEY_B }}
+  - model_name: bench-anthropic
+    litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{a}", api_key: os.environ/BENCH_KEY_A }}
+  - model_name: bench-anthropic-fallback
+    litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{b}", api_key: os.environ/BENCH_KEY_B }}
+router_settings:
+  fallbacks: [{{ "bench-openai": ["bench-openai-fallback"] }}, {{ "bench-anthropic": ["bench-anthropic-fallback"] }}]
+  num_retries: 0
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+  json_logs: false
+  drop_params: true
+general_settings: {{}}
+"""
+
+
+def machine():
+    out = {}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for k in ("Model name", "CPU(s)", "Hypervisor vendor"):
+            m = re.search(rf"^{re.escape(k)}:\s+(.*)$", lscpu, re.M)
+            if m:
+                out[k] = m.group(1)
+    except OSError:
+        pass
+    out["kernel"] = os.uname().release
+    out["mem_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def report(res, quick):
+    L = []
+    p = L.append
+    st = res["stages"]
+    m = res["machine"]
+    p(f"Machine: {m.get('Model name')} · {m.get('CPU(s)')} CPUs · {m.get('mem_gib')} GiB · kernel {m.get('kernel')}")
+    p(f"Pinning: proxy under test on core {GW_CORE}; mocks and load generator on core {LOAD_CORE}. "
+      f"Load tool: {res['args']['tool']}. Rounds: {1 if quick else res['args']['rounds']} (median, min–max).")
+    p("")
+    lat = st.get("latency")
+    if lat:
+        p("### Non-streaming latency (µs); added = contender − direct, per round")
+        p("")
+        p("| dialect | body | c | contender | p50 | p90 | p99 | added p50 | added p90 | added p99 | req/s |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|")
+        for cell, by in lat.items():
+            d, s, c = cell.split("/")
+            direct = by["direct"]
+            for who, runs in by.items():
+                row = [d, s, c[1:], who]
+                for q in ("p50", "p90", "p99"):
+                    row.append(fmt(med([r[q] for r in runs])))
+                for q in ("p50", "p90", "p99"):
+                    if who == "direct":
+                        row.append("")
+                    else:
+                        row.append(spread([r[q] - dr[q] for r, dr in zip(runs, direct)
+                                           if r[q] is not None and dr[q] is not None]))
+                row.append(spread([r["rps"] for r in runs]))
+                p("| " + " | ".join(str(x) for x in row) + " |")
+        p("")
+    rate = st.get("rate")
+    if rate:
+        p(f"### Constant arrival rate: {rate['rate']} req/s, c=64, OpenAI small body (oha -q, latency-corrected), µs")
+        p("")
+        p("| contender | p50 | p90 | p99 | added p99 |")
+        p("|---|---|---|---|---|")
+        direct = rate["runs"]["direct"]
+        for who, runs in rate["runs"].items():
+            added = "" if who == "direct" else spread([r["p99"] - d["p99"] for r, d in zip(runs, direct)])
+            p(f"| {who} | {fmt(med([r['p50'] for r in runs]))} | {fmt(med([r['p90'] for r in runs]))} | "
+              f"{fmt(med([r['p99'] for r in runs]))} | {added} |")
+        p("")
+    cpu = st.get("cpu")
+    if cpu:
+        p("### CPU per request (utime+stime from /proc/PID/stat, c=8, OpenAI small body), µs")
+        p("")
+        p("| contender | requests | proxy CPU/request | mock CPU/request | req/s at c=8 |")
+        p("|---|---|---|---|---|")
+        for who, runs in cpu.items():
+            proxy = "" if who == "direct" else spread([r["cpu_us_per_req"][who] for r in runs], 1)
+            p(f"| {who} | {runs[0]['requests']} | {proxy} | {spread([r['cpu_us_per_req']['mock'] for r in runs], 1)} | "
+              f"{spread([r['rps'] for r in runs])} |")
+        p("")
+    s = st.get("streams")
+    if s:
+        p("### Paced SSE (64 chunks at 20 ms), µs; added = gateway − direct, per round")
+        p("")
+        p("| dialect | contender | streams×rounds complete | lost | out of order | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 | added gap p99 |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|")
+        for d, by in s.items():
+            direct = by["direct"]
+            for who, runs in by.items():
+                comp = f"{sum(r['complete'] for r in runs)}/{sum(r['streams'] for r in runs)}"
+                lost = sum(r["lost"] for r in runs)
+                ooo = sum(r["out_of_order"] + r["duplicates"] for r in runs)
+                a1 = a2 = ""
+                if who != "direct":
+                    a1 = spread([r["ttft_us"]["p50"] - x["ttft_us"]["p50"] for r, x in zip(runs, direct)])
+                    a2 = spread([r["gap_us"]["p99"] - x["gap_us"]["p99"] for r, x in zip(runs, direct)])
+                p(f"| {d} | {who} | {comp} | {lost} | {ooo} | {fmt(med([r['ttft_us']['p50'] for r in runs]))} | "
+                  f"{fmt(med([r['ttft_us']['p99'] for r in runs]))} | {fmt(med([r['gap_us']['p50'] for r in runs]))} | "
+                  f"{fmt(med([r['gap_us']['p99'] for r in runs]))} | {a1} | {a2} |")
+        p("")
+    cap = st.get("capacity")
+    if cap:
+        gw_rss = cap["rss"][0]["peak_vmrss_kb"] if cap.get("rss") else None
+        p(f"### Concurrent paced streams through the gateway (64 chunks at {cap['interval_ms']} ms)")
+        p("")
+        p("| streams | complete | failed | peak open at once | chunks received / expected | lost | out of order | wall s | gateway peak VmRSS | gateway VmHWM |")
+        p("|---|---|---|---|---|---|---|---|---|---|")
+        p(f"| {cap['streams']} | {cap['complete']} | {cap['failed']} | {cap['peak_open']} | "
+          f"{cap['chunks_received']}/{cap['chunks_expected']} | {cap['lost']} | {cap['out_of_order'] + cap['duplicates']} | "
+          f"{cap['secs']:.1f} | {fmt(gw_rss / 1024 if gw_rss else None, 1)} MB | {fmt(cap['gateway_vmhwm_kb'] / 1024, 1)} MB |")
+        if cap.get("first_error"):
+            p(f"\nfirst error: `{cap['first_error'][:300]}`")
+        p("")
+    p("### Gateway memory (VmRSS)")
+    p("")
+    p("| when | MB |")
+    p("|---|---|")
+    p(f"| idle, just started | {fmt(res.get('rss_idle_startup_kb', 0) / 1024, 1)} |")
+    if res.get("rss_under_load_kb"):
+        p(f"| under load (c=64, median of samples) | {spread([x / 1024 for x in res['rss_under_load_kb']], 1)} |")
+    if res.get("rss_idle_after_load_kb"):
+        p(f"| idle after the load stages | {fmt(res['rss_idle_after_load_kb'] / 1024, 1)} |")
+    if res.get("rss_idle_after_streams_kb"):
+        p(f"| idle after the streams stage | {fmt(res['rss_idle_after_streams_kb'] / 1024, 1)} |")
+    if res.get("gateway_vmhwm_final_kb"):
+        p(f"| peak (VmHWM) over the whole run | {fmt(res['gateway_vmhwm_final_kb'] / 1024, 1)} |")
+    p("")
+    fo = st.get("failover")
+    if fo:
+        b = fo["baseline"]
+        p("### Failover (Anthropic dialect, primary misbehaves, fallback answers at once), µs")
+        p("")
+        p(f"Fallback straight from the client: non-streaming TTFB p50 {fmt(b['false']['ttft_us']['p50'] if 'false' in b else b[False]['ttft_us']['p50'])}, "
+          f"streaming time-to-first-content p50 {fmt(b['true']['ttft_us']['p50'] if 'true' in b else b[True]['ttft_us']['p50'])}.")
+        p("")
+        p("| failure mode | gateway TTFB p50 (min–max) | minus fallback direct = failover time | attempts | answered by |")
+        p("|---|---|---|---|---|")
+        for name, r in fo["modes"].items():
+            g = r["gateway"]
+            if "last_content_to_error_p50_us" in r:
+                v = r["last_content_to_error_p50_us"]
+                p(f"| {name} | error event {fmt(v)} after the last chunk (min {fmt(g['last_content_to_error_us'].get('min'))}, max {fmt(g['last_content_to_error_us'].get('max'))}) | "
+                  f"{fmt(v - 1e6 if v is not None else None)} past stall_timeout; no failover after content (by design) | — | primary, then error event |")
+                continue
+            t = g["ttft_us"]
+            p(f"| {name} | {fmt(t.get('p50'))} ({fmt(t.get('min'))}–{fmt(t.get('max'))}) | {fmt(r['added_p50_us'])} | "
+              f"{', '.join(r['attempts'])} | {', '.join(r['backends'])} |")
+        p("| request while the primary cools down | not yet measurable (health registry pending, issue 4) | | | |")
+        p("")
+    if res.get("litellm_error"):
+        p(f"LiteLLM: {res['litellm_error'][:500]}")
+        p("")
+    if res["failures"]:
+        p("### FAILED CHECKS")
+        for f in res["failures"]:
+            p(f"- {f}")
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--client", required=True)
+    ap.add_argument("--oha", default="oha")
+    ap.add_argument("--tool", choices=["oha", "benchclient"], default="oha")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--secs", type=float, default=2.0, help="seconds per latency cell")
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--cpu-requests", type=int, default=30000)
+    ap.add_argument("--paced-streams", type=int, default=16)
+    ap.add_argument("--capacity", type=int, default=10000)
+    ap.add_argument("--capacity-interval-ms", type=int, default=20)
+    ap.add_argument("--open-rate", type=float, default=2000)
+    ap.add_argument("--failover-requests", type=int, default=20)
+    ap.add_argument("--nginx", action="store_true")
+    ap.add_argument("--litellm", action="store_true")
+    ap.add_argument("--litellm-venv", default="")
+    ap.add_argument("--stages", default="latency,rate,cpu,streams,failover")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    rig = Rig(args)
+    t0 = time.time()
+    try:
+        res = rig.run()
+    except RigError as e:
+        log(f"rig error: {e}")
+        sys.exit(1)
+    res["wall_seconds"] = time.time() - t0
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1, default=str))
+    text = report(json.loads(json.dumps(res, default=str)), args.quick)
+    print(text)
+    md = Path(args.out).with_suffix(".md")
+    md.write_text(text + "\n")
+    log(f"raw numbers: {args.out}; table: {md}; {res['wall_seconds']:.0f} s")
+    shutil.rmtree(rig.work, ignore_errors=True)
+    if res["failures"]:
+        log(f"{len(res['failures'])} check(s) failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

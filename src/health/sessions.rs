@@ -1,0 +1,234 @@
+//! Per-session memory: the turn exclusion table and sticky sessions.
+//!
+//! Both are bounded maps with an idle TTL and least-recently-used eviction, so a flood of
+//! distinct session ids costs a fixed amount of memory. Requests without a session id are not
+//! tracked at all (no shared "" bucket).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ScopeId;
+
+/// A map with an idle TTL and an entry cap; the least recently touched entry goes first.
+/// Recency is kept in a queue with lazy deletion: a touch pushes a new marker, and stale
+/// markers are skipped when popped, so every operation is amortized O(1).
+pub struct BoundedMap<K, V> {
+    /// Value, last touch, and the generation of its newest marker in `order`.
+    entries: HashMap<K, (V, Instant, u64)>,
+    order: VecDeque<(K, u64)>,
+    generation: u64,
+    cap: usize,
+    ttl: Duration,
+}
+
+impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+    pub fn new(cap: usize, ttl: Duration) -> Self {
+        BoundedMap {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            generation: 0,
+            cap: cap.max(1),
+            ttl,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn touch(&mut self, key: &K, now: Instant) {
+        self.generation += 1;
+        let g = self.generation;
+        if let Some((_, t, gen)) = self.entries.get_mut(key) {
+            *t = now;
+            *gen = g;
+            self.order.push_back((key.clone(), g));
+            self.compact();
+        }
+    }
+
+    /// The live value for `key`, refreshing its recency.
+    pub fn get_mut(&mut self, key: &K, now: Instant) -> Option<&mut V> {
+        self.expire(now);
+        if !self.entries.contains_key(key) {
+            return None;
+        }
+        self.touch(key, now);
+        self.entries.get_mut(key).map(|(v, _, _)| v)
+    }
+
+    /// The value for `key`, inserting `make()` if absent; evicts as needed.
+    pub fn entry(&mut self, key: K, now: Instant, make: impl FnOnce() -> V) -> &mut V {
+        self.expire(now);
+        if !self.entries.contains_key(&key) {
+            while self.entries.len() >= self.cap {
+                self.evict_one();
+            }
+            self.entries.insert(key.clone(), (make(), now, 0));
+        }
+        self.touch(&key, now);
+        &mut self.entries.get_mut(&key).expect("just inserted").0
+    }
+
+    fn is_live(&self, key: &K, gen: u64) -> bool {
+        self.entries.get(key).is_some_and(|(_, _, g)| *g == gen)
+    }
+
+    fn evict_one(&mut self) {
+        while let Some((k, g)) = self.order.pop_front() {
+            if self.is_live(&k, g) {
+                self.entries.remove(&k);
+                return;
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((k, g)) = self.order.front() {
+            match self.entries.get(k) {
+                Some((_, t, gen)) if gen == g => {
+                    if now.saturating_duration_since(*t) < self.ttl {
+                        break;
+                    }
+                    let k = k.clone();
+                    self.order.pop_front();
+                    self.entries.remove(&k);
+                }
+                // A stale marker: the key was touched again later or is gone.
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Keeps the marker queue within a constant factor of the live entries.
+    fn compact(&mut self) {
+        if self.order.len() > 4 * self.cap + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, g)| entries.get(k).is_some_and(|(_, _, gen)| gen == g));
+        }
+    }
+}
+
+/// Identifies a client conversation. Built only when the client sent a session id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub session: Box<str>,
+    pub turn: Option<Box<str>>,
+}
+
+/// Which scopes failed during each (session, turn), and where sticky sessions stay.
+pub struct Sessions {
+    turns: Mutex<BoundedMap<(Box<str>, Box<str>), Vec<ScopeId>>>,
+    sticky: Mutex<BoundedMap<(Box<str>, std::sync::Arc<str>), usize>>,
+}
+
+impl Sessions {
+    pub fn new(cap: usize, turn_ttl: Duration, session_ttl: Duration) -> Sessions {
+        Sessions {
+            turns: Mutex::new(BoundedMap::new(cap, turn_ttl)),
+            sticky: Mutex::new(BoundedMap::new(cap, session_ttl)),
+        }
+    }
+
+    fn turn_key(key: &SessionKey) -> Option<(Box<str>, Box<str>)> {
+        key.turn.as_ref().map(|t| (key.session.clone(), t.clone()))
+    }
+
+    /// Scopes excluded for this turn (failed earlier in it).
+    pub fn excluded(&self, key: &SessionKey, now: Instant) -> Vec<ScopeId> {
+        let Some(k) = Self::turn_key(key) else {
+            return Vec::new();
+        };
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.get_mut(&k, now).cloned().unwrap_or_default()
+    }
+
+    pub fn exclude(&self, key: &SessionKey, scope: ScopeId, now: Instant) {
+        let Some(k) = Self::turn_key(key) else {
+            return;
+        };
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let list = turns.entry(k, now, Vec::new);
+        if !list.contains(&scope) {
+            list.push(scope);
+        }
+    }
+
+    pub fn sticky_entry(&self, key: &SessionKey, route: &std::sync::Arc<str>, now: Instant) -> Option<usize> {
+        let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
+        sticky.get_mut(&(key.session.clone(), route.clone()), now).copied()
+    }
+
+    pub fn set_sticky(&self, key: &SessionKey, route: &std::sync::Arc<str>, entry: usize, now: Instant) {
+        let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
+        *sticky.entry((key.session.clone(), route.clone()), now, || entry) = entry;
+    }
+
+    pub fn tracked(&self) -> (usize, usize) {
+        (
+            self.turns.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.sticky.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_map_evicts_least_recently_used_and_expires_idle_entries() {
+        let mut m: BoundedMap<u32, u32> = BoundedMap::new(3, Duration::from_secs(10));
+        let t = Instant::now();
+        for k in 0..3 {
+            m.entry(k, t, || k);
+        }
+        m.get_mut(&0, t); // 0 is now the most recent
+        m.entry(3, t, || 3); // evicts 1
+        assert!(m.get_mut(&1, t).is_none());
+        assert!(m.get_mut(&0, t).is_some());
+        assert_eq!(m.len(), 3);
+        let later = t + Duration::from_secs(11);
+        assert!(m.get_mut(&0, later).is_none(), "idle entries expire");
+        assert!(m.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stays_bounded_under_a_flood_of_distinct_sessions() {
+        let s = Sessions::new(1000, Duration::from_secs(60), Duration::from_secs(60));
+        let now = Instant::now();
+        for i in 0..100_000 {
+            let key = SessionKey { session: format!("s{i}").into(), turn: Some("t".into()) };
+            s.exclude(&key, ScopeId(1), now);
+            s.set_sticky(&key, &"r".into(), 1, now);
+        }
+        assert_eq!(s.tracked(), (1000, 1000));
+        let turns = s.turns.lock().unwrap();
+        assert!(turns.order.len() <= 4 * 1000 + 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_remembers_what_failed_in_it_and_no_session_means_no_tracking() {
+        let s = Sessions::new(10, Duration::from_secs(60), Duration::from_secs(60));
+        let now = Instant::now();
+        let key = SessionKey { session: "s".into(), turn: Some("1".into()) };
+        s.exclude(&key, ScopeId(4), now);
+        assert_eq!(s.excluded(&key, now), vec![ScopeId(4)]);
+        let next_turn = SessionKey { session: "s".into(), turn: Some("2".into()) };
+        assert!(s.excluded(&next_turn, now).is_empty());
+        let no_turn = SessionKey { session: "s".into(), turn: None };
+        s.exclude(&no_turn, ScopeId(1), now);
+        assert_eq!(s.tracked().0, 1);
+    }
+}

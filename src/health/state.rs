@@ -1,0 +1,312 @@
+//! One health scope's state machine: healthy → cooling down (until T) → half-open → healthy.
+//!
+//! Plain data plus methods that take `now`, so every transition is testable without clocks.
+//! A scope is ejected after `threshold` consecutive failed attempts; each new ejection doubles
+//! the cooldown (capped), and the escalation is forgotten after `decay_after` of health. When a
+//! cooldown ends, exactly one request may probe; its success heals the scope, its failure
+//! ejects it again.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::classify::FailureReason;
+
+/// What a scope looks like from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    Healthy,
+    CoolingDown { until: Instant },
+    /// The cooldown is over; one probe decides.
+    HalfOpen,
+}
+
+impl BackendState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendState::Healthy => "healthy",
+            BackendState::CoolingDown { .. } => "cooling_down",
+            BackendState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The cooldown settings of the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CooldownPolicy {
+    pub base: Duration,
+    pub max: Duration,
+    pub decay_after: Duration,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        CooldownPolicy {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            decay_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl CooldownPolicy {
+    /// base × 2^(n−1), capped at max.
+    pub fn cooldown_for(&self, ejection: u32) -> Duration {
+        let factor = 1u32 << ejection.saturating_sub(1).min(20);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Whether a request may use the scope now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Available,
+    /// The caller holds the one probe permit and must report the outcome (or release it).
+    Probe,
+    Unavailable { until: Instant },
+}
+
+/// What a recorded outcome changed, for alerts and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Ejected { until: Instant, ejection: u32 },
+    Recovered,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScopeState {
+    pub streak: u32,
+    pub ejections: u32,
+    pub cooldown_until: Option<Instant>,
+    pub probe_in_flight: bool,
+    /// When the scope last became healthy after a cooldown; escalation decays from here.
+    pub recovered_at: Option<Instant>,
+    pub last_reason: Option<FailureReason>,
+    pub last_detail: String,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+impl Default for ScopeState {
+    fn default() -> Self {
+        ScopeState {
+            streak: 0,
+            ejections: 0,
+            cooldown_until: None,
+            probe_in_flight: false,
+            recovered_at: None,
+            last_reason: None,
+            last_detail: String::new(),
+            successes: 0,
+            failures: 0,
+        }
+    }
+}
+
+impl ScopeState {
+    pub fn state(&self, now: Instant) -> BackendState {
+        match self.cooldown_until {
+            None => BackendState::Healthy,
+            Some(until) if now < until => BackendState::CoolingDown { until },
+            Some(_) => BackendState::HalfOpen,
+        }
+    }
+
+    /// Admits a request, handing out the single probe permit once a cooldown has ended.
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.state(now) {
+            BackendState::Healthy => Admission::Available,
+            BackendState::CoolingDown { until } => Admission::Unavailable { until },
+            BackendState::HalfOpen if self.probe_in_flight => Admission::Unavailable { until: now },
+            BackendState::HalfOpen => {
+                self.probe_in_flight = true;
+                Admission::Probe
+            }
+        }
+    }
+
+    /// A probe that ended without a verdict (client left, client-side error) frees the permit.
+    pub fn release_probe(&mut self) {
+        self.probe_in_flight = false;
+    }
+
+    pub fn record_success(&mut self, now: Instant) -> Transition {
+        self.successes += 1;
+        self.streak = 0;
+        self.probe_in_flight = false;
+        if self.cooldown_until.take().is_some() {
+            self.recovered_at = Some(now);
+            return Transition::Recovered;
+        }
+        Transition::None
+    }
+
+    /// Records a failed attempt blamed on the upstream. `threshold` is the number of
+    /// consecutive failures that ejects; `retry_after` sets a floor on the cooldown.
+    pub fn record_failure(
+        &mut self,
+        now: Instant,
+        reason: FailureReason,
+        detail: &str,
+        threshold: u32,
+        retry_after: Option<Duration>,
+        policy: &CooldownPolicy,
+    ) -> Transition {
+        self.failures += 1;
+        self.streak += 1;
+        self.last_reason = Some(reason);
+        self.last_detail = detail.to_string();
+        let was_probe = self.probe_in_flight;
+        self.probe_in_flight = false;
+        let now_state = self.state(now);
+        // A long Retry-After says how long the scope is out: believe it at once.
+        let told_to_wait = retry_after.is_some_and(|ra| ra >= policy.base);
+        if !(was_probe
+            || matches!(now_state, BackendState::HalfOpen)
+            || self.streak >= threshold.max(1)
+            || told_to_wait)
+        {
+            return Transition::None;
+        }
+        if let BackendState::CoolingDown { .. } = now_state {
+            // Already out (another request's failure got there first): only extend.
+            if let Some(ra) = retry_after {
+                let until = now + ra;
+                if self.cooldown_until.is_none_or(|u| u < until) {
+                    self.cooldown_until = Some(until);
+                }
+            }
+            return Transition::None;
+        }
+        if self
+            .recovered_at
+            .is_some_and(|r| now.saturating_duration_since(r) >= policy.decay_after)
+        {
+            self.ejections = 0;
+        }
+        self.ejections += 1;
+        let mut cooldown = policy.cooldown_for(self.ejections);
+        if let Some(ra) = retry_after {
+            cooldown = cooldown.max(ra);
+        }
+        let until = now + cooldown;
+        self.cooldown_until = Some(until);
+        Transition::Ejected {
+            until,
+            ejection: self.ejections,
+        }
+    }
+
+    /// Applies a cooldown learned from another replica: never shortens one already running.
+    pub fn apply_remote_cooldown(&mut self, until: Instant, ejections: u32) -> bool {
+        if self.cooldown_until.is_some_and(|u| u >= until) {
+            return false;
+        }
+        self.cooldown_until = Some(until);
+        self.ejections = self.ejections.max(ejections);
+        true
+    }
+
+    /// Operator reset: healthy, streaks and escalation forgotten.
+    pub fn reset(&mut self) {
+        *self = ScopeState {
+            successes: self.successes,
+            failures: self.failures,
+            ..ScopeState::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureReason::*;
+
+    fn policy() -> CooldownPolicy {
+        CooldownPolicy {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+            decay_after: Duration::from_secs(600),
+        }
+    }
+
+    fn fail(s: &mut ScopeState, now: Instant, threshold: u32) -> Transition {
+        s.record_failure(now, Overloaded, "Overloaded", threshold, None, &policy())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejects_after_threshold_consecutive_failures_and_success_clears_the_streak() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        assert_eq!(fail(&mut s, t, 3), Transition::None);
+        assert_eq!(fail(&mut s, t, 3), Transition::None);
+        s.record_success(t);
+        assert_eq!(s.streak, 0);
+        assert_eq!(fail(&mut s, t, 3), Transition::None);
+        assert_eq!(fail(&mut s, t, 3), Transition::None);
+        let tr = fail(&mut s, t, 3);
+        assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(5), ejection: 1 });
+        assert_eq!(s.admit(t), Admission::Unavailable { until: t + Duration::from_secs(5) });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_escalates_per_ejection_capped_and_decays_after_health() {
+        let p = policy();
+        assert_eq!(p.cooldown_for(1), Duration::from_secs(5));
+        assert_eq!(p.cooldown_for(2), Duration::from_secs(10));
+        assert_eq!(p.cooldown_for(3), Duration::from_secs(20));
+        assert_eq!(p.cooldown_for(5), Duration::from_secs(60));
+        assert_eq!(p.cooldown_for(30), Duration::from_secs(60));
+
+        let mut s = ScopeState::default();
+        let mut t = Instant::now();
+        for expected in [5, 10, 20, 40, 60] {
+            let tr = fail(&mut s, t, 1);
+            assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(expected), ejection: s.ejections });
+            t += Duration::from_secs(expected);
+            // The cooldown ended: one probe fails → ejected again, longer.
+            assert_eq!(s.admit(t), Admission::Probe);
+        }
+        assert_eq!(s.record_success(t), Transition::Recovered);
+        // Healthy for longer than decay_after: the next ejection starts from base again.
+        t += Duration::from_secs(601);
+        assert_eq!(fail(&mut s, t, 1), Transition::Ejected { until: t + Duration::from_secs(5), ejection: 1 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_exactly_one_probe_through() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        fail(&mut s, t, 1);
+        let later = t + Duration::from_secs(6);
+        assert_eq!(s.state(later), BackendState::HalfOpen);
+        assert_eq!(s.admit(later), Admission::Probe);
+        for _ in 0..10 {
+            assert!(matches!(s.admit(later), Admission::Unavailable { .. }));
+        }
+        s.release_probe();
+        assert_eq!(s.admit(later), Admission::Probe);
+        assert_eq!(s.record_success(later), Transition::Recovered);
+        assert_eq!(s.admit(later), Admission::Available);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_sets_a_floor_and_never_shortens_a_running_cooldown() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        let p = policy();
+        // Below the threshold, a Retry-After alone keeps the scope out that long.
+        s.record_failure(t, RateLimit, "slow down", 3, Some(Duration::from_secs(30)), &p);
+        assert_eq!(s.state(t), BackendState::CoolingDown { until: t + Duration::from_secs(30) });
+        // An ejection with a shorter computed cooldown keeps the later end.
+        let mut s = ScopeState::default();
+        let tr = s.record_failure(t, RateLimit, "x", 1, Some(Duration::from_secs(42)), &p);
+        assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(42), ejection: 1 });
+        s.record_failure(t, RateLimit, "x", 1, Some(Duration::from_secs(2)), &p);
+        assert_eq!(s.cooldown_until, Some(t + Duration::from_secs(42)));
+        assert!(!s.apply_remote_cooldown(t + Duration::from_secs(10), 1));
+        assert!(s.apply_remote_cooldown(t + Duration::from_secs(100), 3));
+        assert_eq!(s.ejections, 3);
+    }
+}
