@@ -1,10 +1,247 @@
-//! Micro-benchmarks of the per-request hot path (placeholder filled in by the bench work).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Micro-benchmarks of the per-request hot path, so a regression shows up at the function level
+//! before it shows up in `bench/run`:
+//!
+//! - `body_scan/*`: locating `model` and `stream` in a ~150 B and a 50 KB request body;
+//! - `model_rewrite/*`: splicing the chain entry's model into the body;
+//! - `classify/*`: classifying real provider error responses (status, headers, body);
+//! - `sse/*`: parsing a realistic 64-chunk Anthropic / OpenAI stream and classifying every event
+//!   with the post-commit fast path, fed as the network delivers it (one read per event) and in
+//!   4 KiB reads.
+//!
+//! `cargo bench --bench hot_path` (add `-- body_scan` to filter).
 
-fn scan(c: &mut Criterion) {
-    let body = br#"{"model":"main","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}],"stream":true}"#;
-    c.bench_function("body_scan_small", |b| b.iter(|| switchyard::body::scan(std::hint::black_box(body)).unwrap()));
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use http::{HeaderMap, HeaderValue};
+use switchyard::dialect::Dialect;
+use switchyard::stream::{classify_event_fast, EventKind, SseEvent, SseParser};
+
+const SMALL: &[u8] = br#"{"model":"main","max_tokens":64,"messages":[{"role":"user","content":"Say hello in one short sentence, please."}],"stream":true}"#;
+
+/// A ~50 KB body like an agent's: a system prompt, a few turns, a long pasted file.
+fn large_body() -> Vec<u8> {
+    let line = "fn main() { println!(\"the quick brown fox jumps over the lazy dog\"); }\\n";
+    let mut file = String::new();
+    while file.len() < 50_000 - 400 {
+        file.push_str(line);
+    }
+    format!(
+        concat!(
+            r#"{{"model":"main","max_tokens":4096,"system":"You are a careful coding agent.","#,
+            r#""messages":[{{"role":"user","content":"Review this file:\n{}"}},"#,
+            r#"{{"role":"assistant","content":"Looking at it now."}},"#,
+            r#"{{"role":"user","content":"Go on."}}],"temperature":0.2,"stream":false}}"#
+        ),
+        file
+    )
+    .into_bytes()
 }
 
-criterion_group!(benches, scan);
+fn bodies() -> [(&'static str, Vec<u8>); 2] {
+    [("150B", SMALL.to_vec()), ("50KB", large_body())]
+}
+
+fn body_scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("body_scan");
+    for (name, body) in bodies() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+            b.iter(|| switchyard::body::scan(black_box(body)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn model_rewrite(c: &mut Criterion) {
+    let mut g = c.benchmark_group("model_rewrite");
+    for (name, body) in bodies() {
+        let span = switchyard::body::scan(&body).unwrap().model_span;
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+            b.iter(|| {
+                switchyard::body::with_model(
+                    black_box(body),
+                    black_box(&span),
+                    black_box(br#""claude-sonnet-4-5""#),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+fn classify(c: &mut Criterion) {
+    let mut anthropic = HeaderMap::new();
+    anthropic.insert("content-type", HeaderValue::from_static("application/json"));
+    anthropic.insert(
+        "request-id",
+        HeaderValue::from_static("req_011CAbcdefghijklmnop"),
+    );
+    let mut limited = anthropic.clone();
+    limited.insert("retry-after", HeaderValue::from_static("17"));
+    let mut openai = HeaderMap::new();
+    openai.insert("content-type", HeaderValue::from_static("application/json"));
+    openai.insert(
+        "x-request-id",
+        HeaderValue::from_static("req_5f0c1e2d3a4b5c6d7e8f"),
+    );
+    let mut openai_limited = openai.clone();
+    openai_limited.insert("retry-after-ms", HeaderValue::from_static("1200"));
+    let cases: [(&str, u16, &HeaderMap, &[u8]); 5] = [
+        (
+            "anthropic_529_overloaded",
+            529,
+            &anthropic,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_011CAbcdefghijklmnop"}"#,
+        ),
+        (
+            "anthropic_429_retry_after",
+            429,
+            &limited,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization of 80,000 input tokens per minute."}}"#,
+        ),
+        (
+            "anthropic_400_prompt_too_long",
+            400,
+            &anthropic,
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#,
+        ),
+        (
+            "openai_429_rate_limit",
+            429,
+            &openai_limited,
+            br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, Used 29000, Requested 1500. Please try again in 2s.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+        ),
+        (
+            "openai_500_server_error",
+            500,
+            &openai,
+            br#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#,
+        ),
+    ];
+    let mut g = c.benchmark_group("classify");
+    for (name, status, headers, body) in cases {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                switchyard::classify::classify_response(
+                    black_box(status),
+                    black_box(headers),
+                    black_box(body),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A realistic Anthropic stream: envelope, ping, 64 text deltas, stop events.
+fn anthropic_stream() -> Vec<Vec<u8>> {
+    let mut ev = vec![
+        br#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"output_tokens":2}}}
+
+"#
+        .to_vec(),
+        b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_vec(),
+        b"event: ping\ndata: {\"type\": \"ping\"}\n\n".to_vec(),
+    ];
+    for i in 0..64 {
+        ev.push(
+            format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\" token{i} of the answer\"}}}}\n\n"
+            )
+            .into_bytes(),
+        );
+    }
+    ev.push(
+        b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+            .to_vec(),
+    );
+    ev.push(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":64}}\n\n".to_vec());
+    ev.push(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_vec());
+    ev
+}
+
+/// A realistic OpenAI stream: role chunk, 64 content chunks, finish chunk, usage, `[DONE]`.
+fn openai_stream() -> Vec<Vec<u8>> {
+    let head = r#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion.chunk","created":1741570283,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_eb9dce56a8","#;
+    let mut ev = vec![format!(
+        "data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"
+    )
+    .into_bytes()];
+    for i in 0..64 {
+        ev.push(
+            format!(
+                "data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" token{i} of the answer\"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"
+            )
+            .into_bytes(),
+        );
+    }
+    ev.push(
+        format!(
+            "data: {head}\"choices\":[{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}],\"usage\":null}}\n\n"
+        )
+        .into_bytes(),
+    );
+    ev.push(
+        format!(
+            "data: {head}\"choices\":[],\"usage\":{{\"prompt_tokens\":472,\"completion_tokens\":64,\"total_tokens\":536}}}}\n\n"
+        )
+        .into_bytes(),
+    );
+    ev.push(b"data: [DONE]\n\n".to_vec());
+    ev
+}
+
+/// Parses every read and classifies every event; returns the number of content events.
+fn parse_and_classify(dialect: Dialect, reads: &[Vec<u8>]) -> usize {
+    let mut parser = SseParser::default();
+    let mut events: Vec<SseEvent> = Vec::with_capacity(4);
+    let mut content = 0;
+    for read in reads {
+        events.clear();
+        parser.feed(read, &mut events);
+        for ev in &events {
+            if classify_event_fast(dialect, ev) == EventKind::Content {
+                content += 1;
+            }
+        }
+    }
+    content
+}
+
+fn rechunk(events: &[Vec<u8>], size: usize) -> Vec<Vec<u8>> {
+    events.concat().chunks(size).map(<[u8]>::to_vec).collect()
+}
+
+fn sse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sse");
+    for (name, dialect, events) in [
+        ("anthropic", Dialect::Anthropic, anthropic_stream()),
+        ("openai", Dialect::OpenAi, openai_stream()),
+    ] {
+        let expected = parse_and_classify(dialect, &events);
+        assert!(expected >= 64, "{name}: {expected} content events");
+        g.throughput(Throughput::Elements(events.len() as u64));
+        for (split, reads) in [
+            ("read_per_event", events.clone()),
+            ("4KiB_reads", rechunk(&events, 4096)),
+        ] {
+            g.bench_with_input(BenchmarkId::new(name, split), &reads, |b, reads| {
+                b.iter(|| parse_and_classify(dialect, black_box(reads)))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = body_scan, model_rewrite, classify, sse
+}
 criterion_main!(benches);

@@ -316,7 +316,12 @@ struct StreamResult {
     error: Option<String>,
 }
 
-async fn one_stream(p: &Prepared, chunks: usize, open: &AtomicUsize, peak: &AtomicUsize) -> StreamResult {
+async fn one_stream(
+    p: &Prepared,
+    chunks: usize,
+    open: &AtomicUsize,
+    peak: &AtomicUsize,
+) -> StreamResult {
     let mut r = StreamResult {
         gaps: Vec::with_capacity(chunks),
         ..Default::default()
@@ -407,7 +412,10 @@ async fn streams(
     let open = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
-    let rss_peak: Vec<Arc<AtomicU64>> = rss_pids.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let rss_peak: Vec<Arc<AtomicU64>> = rss_pids
+        .iter()
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     {
         let (pids, peaks, done) = (rss_pids.clone(), rss_peak.clone(), Arc::clone(&done));
         tokio::spawn(async move {

@@ -50,6 +50,8 @@ failover:
 "#;
 
 struct Scenario {
+    /// Forget health state first, so the scenario shows one failure mode on its own.
+    fresh: bool,
     title: &'static str,
     plan: Value,
     route: &'static str,
@@ -76,7 +78,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let gw = Arc::new(Gateway::new(Arc::new(config)).map_err(|e| e.to_string())?);
-    tokio::spawn(crate::server::serve(listener, gw));
+    tokio::spawn(crate::server::serve(listener, gw.clone()));
     let base = format!("http://{addr}");
 
     println!("Switchyard demo");
@@ -92,54 +94,70 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     let http = reqwest::Client::new();
     let scenarios = [
         Scenario {
+            fresh: true,
             title: "healthy primary",
             plan: json!({"steps": [], "then": {"kind": "ok"}}),
             route: "claude",
             stream: false,
         },
         Scenario {
+            fresh: true,
             title: "primary overloaded (529 on every attempt)",
             plan: json!({"steps": [], "then": {"kind": "status", "status": 529}}),
             route: "claude",
             stream: false,
         },
         Scenario {
+            fresh: false,
+            title: "a follow-up call a moment later (the primary is cooling down: not touched)",
+            plan: json!({"steps": [], "then": {"kind": "status", "status": 529}}),
+            route: "claude",
+            stream: false,
+        },
+        Scenario {
+            fresh: true,
             title: "primary rate-limited once (429, retry-after: 1)",
             plan: json!({"steps": [{"kind": "status", "status": 429, "headers": {"retry-after": "1"}}], "then": {"kind": "ok"}}),
             route: "claude",
             stream: false,
         },
         Scenario {
+            fresh: true,
             title: "primary rate-limited for 2 minutes (429, retry-after: 120)",
             plan: json!({"steps": [], "then": {"kind": "status", "status": 429, "headers": {"retry-after": "120"}}}),
             route: "gpt",
             stream: false,
         },
         Scenario {
+            fresh: true,
             title: "primary stalls before the first token (stream, heartbeats only)",
             plan: json!({"steps": [], "then": {"kind": "stall", "after_chunks": 0, "heartbeat_ms": 300}}),
             route: "claude",
             stream: true,
         },
         Scenario {
+            fresh: true,
             title: "primary resets the connection",
             plan: json!({"steps": [], "then": {"kind": "reset", "after_chunks": 0}}),
             route: "gpt",
             stream: true,
         },
         Scenario {
+            fresh: true,
             title: "primary sends a 200 stream whose first event is overloaded_error",
             plan: json!({"steps": [], "then": {"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"}}),
             route: "claude",
             stream: true,
         },
         Scenario {
+            fresh: true,
             title: "client's prompt is too long (returned, not failed over)",
             plan: json!({"steps": [], "then": {"kind": "status", "status": 400, "body": {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 250000 tokens > 200000 maximum"}}}}),
             route: "claude",
             stream: false,
         },
         Scenario {
+            fresh: true,
             title: "primary dies mid-stream, after content was sent",
             plan: json!({"steps": [], "then": {"kind": "reset", "after_chunks": 2}}),
             route: "claude",
@@ -147,6 +165,11 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
         },
     ];
     for (i, s) in scenarios.iter().enumerate() {
+        if s.fresh {
+            for name in ["primary", "primary-openai"] {
+                gw.health.reset_backend(name);
+            }
+        }
         for m in [&primary, &fallback] {
             let _ = http.post(format!("{}/_mock/reset", m.url())).send().await;
         }

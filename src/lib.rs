@@ -5,6 +5,7 @@
 //! point, response out) → `report` (when every backend failed). `mock` is the fault-injecting
 //! upstream used by tests, the demo and the benchmarks.
 
+pub mod admin;
 pub mod body;
 pub mod classify;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod failover;
 pub mod health;
 pub mod mock;
 pub mod report;
+pub mod scrub;
 pub mod server;
 pub mod stream;
 pub mod upstream;

@@ -58,6 +58,18 @@ enum Command {
         #[arg(long, default_value = "mock")]
         name: String,
     },
+    /// Print the health of every backend scope of a running gateway.
+    Status {
+        /// The gateway's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Admin key, when the gateway sets admin.key_env.
+        #[arg(long, env = "SWITCHYARD_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        /// Print the raw JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start two mock upstreams and the gateway, show failovers, then keep serving.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -84,7 +96,7 @@ fn init_logging(format: LogFormat, level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Demo { .. } => "error",
+        Command::Demo { .. } | Command::Status { .. } => "error",
         _ => "info",
     };
     init_logging(
@@ -106,6 +118,11 @@ fn main() -> ExitCode {
             Command::Serve { config, listen } => serve(config, listen).await,
             Command::Mock { listen, name } => mock(listen, name).await,
             Command::Demo { listen, no_serve } => switchyard::demo::run(listen, !no_serve).await,
+            Command::Status {
+                url,
+                admin_key,
+                json,
+            } => status(url, admin_key, json).await,
         }
     });
     match result {
@@ -145,6 +162,33 @@ async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
     switchyard::mock::serve(listener, name)
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn status(url: String, admin_key: Option<String>, json: bool) -> Result<(), String> {
+    let endpoint = format!("{}/admin/backends", url.trim_end_matches('/'));
+    let mut req = reqwest::Client::new()
+        .get(&endpoint)
+        .timeout(std::time::Duration::from_secs(5));
+    if let Some(k) = admin_key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{endpoint} answered {status}: {text}"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{endpoint}: not JSON: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text));
+    } else {
+        print!("{}", switchyard::admin::render_table(&v));
+    }
+    Ok(())
 }
 
 /// One line on stdout that scripts and tests wait for.

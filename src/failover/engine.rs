@@ -22,6 +22,7 @@ use crate::config::{BackendId, Config, HealthStore, Route, Secret};
 use crate::health::sessions::{SessionKey, Sessions};
 use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
 use crate::dialect::Dialect;
+use crate::scrub::Scrubber;
 use crate::stream::{self, Committed};
 use crate::upstream::{ForwardHeaders, Upstream};
 
@@ -34,6 +35,7 @@ const RESPONSE_BODY_LIMIT: usize = 256 << 20;
 /// per-backend retry budgets.
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub scrubber: Arc<Scrubber>,
     pub health: Arc<HealthRegistry>,
     pub sessions: Sessions,
     upstream: Upstream,
@@ -156,7 +158,13 @@ impl Gateway {
                 )
             })
             .collect();
+        let secrets: Vec<String> = config
+            .secrets()
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
         Ok(Gateway {
+            scrubber: Arc::new(Scrubber::new(&secrets)),
             config,
             health,
             sessions,
@@ -530,6 +538,8 @@ impl<'g> Run<'g, '_> {
                 }
                 Err(f) => f,
             };
+            let mut failed = failed;
+            failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
             let c = &failed.classified;
             let target = gw.health.record_failure(permit_now, c.reason, &c.detail, c.retry_after, Instant::now());
             if let (Some(scope), Some(s)) = (target, &req.session) {
@@ -611,6 +621,11 @@ impl<'g> Run<'g, '_> {
                     let (status, content_type, body) = failed
                         .response
                         .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
+                    // The client gets the upstream's answer, minus any secret it echoed.
+                    let body = match std::str::from_utf8(&body).map(|t| gw.scrubber.scrub(t)) {
+                        Ok(std::borrow::Cow::Owned(clean)) => Bytes::from(clean),
+                        _ => body,
+                    };
                     return Some(Outcome::Returned {
                         backend: entry.backend,
                         attempts: self.attempts,

@@ -1018,11 +1018,11 @@ async fn throughput() {
         let t = Instant::now();
         for _ in 0..n {
             s.write_all(req.as_bytes()).await.expect("write");
-            // Each reply ends with "}" (JSON) or "message_stop\"}\n\n" (SSE).
+            // Each reply ends with "}" (JSON) or the last chunk of chunked encoding (SSE).
             loop {
                 let k = s.read(&mut buf).await.expect("read");
                 assert!(k > 0);
-                if buf[..k].ends_with(b"}") || buf[..k].ends_with(b"}\n\n") {
+                if buf[..k].ends_with(b"}") || buf[..k].ends_with(b"\r\n0\r\n\r\n") {
                     break;
                 }
             }
