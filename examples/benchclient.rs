@@ -92,6 +92,9 @@ enum Cmd {
         /// Pause between requests, milliseconds.
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        /// Requests sent (and not recorded) first, to open the connections.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
     },
 }
 
@@ -189,7 +192,8 @@ fn main() {
                 requests,
                 stream,
                 pause_ms,
-            } => probe(&target, requests, stream, pause_ms).await,
+                warmup,
+            } => probe(&target, requests, stream, pause_ms, warmup).await,
         }
     });
     match out {
@@ -493,12 +497,25 @@ async fn streams(
 
 // ---------------------------------------------------------------------------------- probe
 
-async fn probe(t: &Target, n: usize, stream: bool, pause_ms: u64) -> Result<Value, String> {
+async fn probe(
+    t: &Target,
+    n: usize,
+    stream: bool,
+    pause_ms: u64,
+    warmup: usize,
+) -> Result<Value, String> {
     let p = Prepared::new(t, 4)?;
     let mut runs = Vec::with_capacity(n);
     let (mut ttfb, mut ttft, mut end) = (Vec::new(), Vec::new(), Vec::new());
     let mut stall_to_error = Vec::new();
-    for _ in 0..n {
+    for i in 0..warmup + n {
+        if i == warmup {
+            runs.clear();
+            ttfb.clear();
+            ttft.clear();
+            end.clear();
+            stall_to_error.clear();
+        }
         let t0 = Instant::now();
         let resp = match p.request().send().await {
             Ok(r) => r,

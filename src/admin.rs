@@ -29,9 +29,14 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/admin/backends/{name}/reset", post(reset))
 }
 
-fn authorized(gw: &Gateway, headers: &HeaderMap, peer: Option<Peer>) -> Result<(), Response> {
+/// `Some(refusal)` unless the caller may use the admin API.
+fn refusal(gw: &Gateway, headers: &HeaderMap, peer: Option<Peer>) -> Option<Response> {
     let deny = |status: StatusCode, msg: &str| {
-        (status, Json(json!({"error": {"message": msg, "type": "admin_auth"}}))).into_response()
+        (
+            status,
+            Json(json!({"error": {"message": msg, "type": "admin_auth"}})),
+        )
+            .into_response()
     };
     match &gw.config.admin_key {
         Some(key) => {
@@ -45,12 +50,22 @@ fn authorized(gw: &Gateway, headers: &HeaderMap, peer: Option<Peer>) -> Result<(
                         .and_then(|v| v.strip_prefix("Bearer "))
                 });
             match offered {
-                Some(k) if crate::server::constant_time_eq(k.trim().as_bytes(), key.expose().as_bytes()) => Ok(()),
-                _ => Err(deny(StatusCode::UNAUTHORIZED, "admin key required (admin.key_env)")),
+                Some(k)
+                    if crate::server::constant_time_eq(
+                        k.trim().as_bytes(),
+                        key.expose().as_bytes(),
+                    ) =>
+                {
+                    None
+                }
+                _ => Some(deny(
+                    StatusCode::UNAUTHORIZED,
+                    "admin key required (admin.key_env)",
+                )),
             }
         }
-        None if peer.is_some_and(|p| p.0.ip().is_loopback()) => Ok(()),
-        None => Err(deny(
+        None if peer.is_some_and(|p| p.0.ip().is_loopback()) => None,
+        None => Some(deny(
             StatusCode::FORBIDDEN,
             "admin API is loopback-only unless admin.key_env is set",
         )),
@@ -62,7 +77,7 @@ async fn backends(
     headers: HeaderMap,
     peer: Option<Extension<Peer>>,
 ) -> Response {
-    if let Err(r) = authorized(&gw, &headers, peer.map(|p| p.0)) {
+    if let Some(r) = refusal(&gw, &headers, peer.map(|p| p.0)) {
         return r;
     }
     Json(backends_json(&gw)).into_response()
@@ -80,7 +95,10 @@ pub fn backends_json(gw: &Gateway) -> Value {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             if let Some(left) = s.cooldown_remaining_s {
                 let until = wall + Duration::from_secs_f64(left);
-                v["cooldown_until_ms"] = json!(until.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64);
+                v["cooldown_until_ms"] = json!(until
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64);
             }
             v["last_detail"] = json!(gw.scrubber.scrub(&s.last_detail));
             v
@@ -114,7 +132,7 @@ async fn reset(
     headers: HeaderMap,
     peer: Option<Extension<Peer>>,
 ) -> Response {
-    if let Err(r) = authorized(&gw, &headers, peer.map(|p| p.0)) {
+    if let Some(r) = refusal(&gw, &headers, peer.map(|p| p.0)) {
         return r;
     }
     if gw.health.reset_backend(&name) {
@@ -146,18 +164,31 @@ pub fn render_table(v: &Value) -> String {
             "credential" => format!("key {}", s["credential"].as_str().unwrap_or("")),
             _ => "backend".to_string(),
         };
-        let state = match (s["state"].as_str().unwrap_or(""), s["cooldown_remaining_s"].as_f64()) {
+        let state = match (
+            s["state"].as_str().unwrap_or(""),
+            s["cooldown_remaining_s"].as_f64(),
+        ) {
             ("cooling_down", Some(left)) => format!("cooling down {left:.0}s"),
             (st, _) => st.replace('_', "-"),
         };
         let last = match s["last_reason"].as_str() {
             Some(r) => {
-                let d: String = s["last_detail"].as_str().unwrap_or("").chars().take(50).collect();
+                let d: String = s["last_detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(50)
+                    .collect();
                 format!("{r}: {d}")
             }
             None => "-".into(),
         };
-        let names: Vec<&str> = s["backends"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let names: Vec<&str> = s["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         rows.push([
             names.join(","),
             scope,
@@ -168,10 +199,16 @@ pub fn render_table(v: &Value) -> String {
             last,
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -429,7 +429,10 @@ impl Default for HealthConfig {
             redis_timeout: Duration::from_millis(250),
             redis_poll_interval: Duration::from_millis(500),
             threshold_default: 3,
-            thresholds: HashMap::from([(FailureReason::Connection, 1), (FailureReason::Timeout, 1)]),
+            thresholds: HashMap::from([
+                (FailureReason::Connection, 1),
+                (FailureReason::Timeout, 1),
+            ]),
             cooldown: crate::health::CooldownPolicy::default(),
             sticky_sessions: false,
             session_from_body: false,
@@ -773,7 +776,10 @@ fn build_health(
     h.store = raw.store.unwrap_or(h.store);
     if let Some(r) = &raw.redis {
         if let Some(url) = &r.url {
-            if !url.starts_with("redis://") && !url.starts_with("rediss://") && !url.starts_with("unix://") {
+            if !url.starts_with("redis://")
+                && !url.starts_with("rediss://")
+                && !url.starts_with("unix://")
+            {
                 return Err(invalid(
                     "health.redis.url".into(),
                     format!("{url:?} is not a redis URL; write redis://HOST:PORT"),

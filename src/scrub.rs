@@ -135,7 +135,10 @@ mod tests {
             s.scrub("error from https://user:pw@api.example.com/v1/models?key=AIzaXYZ&x=1 now"),
             "error from https://api.example.com/v1/models now"
         );
-        assert_eq!(s.scrub("see https://example.com/a/b for more"), "see https://example.com/a/b for more");
+        assert_eq!(
+            s.scrub("see https://example.com/a/b for more"),
+            "see https://example.com/a/b for more"
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone().layer(axum::Extension(crate::admin::Peer(peer))));
+        let svc =
+            TowerToHyperService::new(app.clone().layer(axum::Extension(crate::admin::Peer(peer))));
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

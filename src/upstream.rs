@@ -29,6 +29,17 @@ impl ForwardHeaders {
     }
 }
 
+/// Everything one upstream attempt needs.
+pub struct Call<'a> {
+    pub backend: &'a Backend,
+    pub key: Option<&'a Secret>,
+    pub body: Bytes,
+    pub stream: bool,
+    pub client_dialect: Dialect,
+    pub fwd: &'a ForwardHeaders,
+    pub connect_timeout: Duration,
+}
+
 /// One pooled client per distinct connect timeout (reqwest sets it per client); built once.
 pub struct Upstream {
     clients: HashMap<Duration, reqwest::Client>,
@@ -53,17 +64,17 @@ impl Upstream {
             .unwrap_or_else(|| build_client(connect_timeout).expect("client builds"))
     }
 
-    /// Sends `body` (already rewritten for this chain entry) to `backend`.
-    pub fn request(
-        &self,
-        backend: &Backend,
-        key: Option<&Secret>,
-        body: Bytes,
-        stream: bool,
-        client_dialect: Dialect,
-        fwd: &ForwardHeaders,
-        connect_timeout: Duration,
-    ) -> reqwest::RequestBuilder {
+    /// Builds the request for one attempt; `call.body` is already rewritten for the entry.
+    pub fn request(&self, call: Call<'_>) -> reqwest::RequestBuilder {
+        let Call {
+            backend,
+            key,
+            body,
+            stream,
+            client_dialect,
+            fwd,
+            connect_timeout,
+        } = call;
         let mut rb = self
             .client(connect_timeout)
             .post(backend.endpoint.clone())

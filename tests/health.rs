@@ -26,14 +26,27 @@ fn scope<'a>(v: &'a Value, backend: &str, kind: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["kind"] == kind && s["backends"].as_array().unwrap().iter().any(|b| b == backend))
+        .find(|s| {
+            s["kind"] == kind
+                && s["backends"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|b| b == backend)
+        })
         .unwrap_or_else(|| panic!("no {kind} scope for {backend}: {v}"))
 }
 
 #[tokio::test]
 async fn a_failed_primary_is_not_touched_again_while_it_cools_down() {
     let h = start(FAST, "health: { cooldown: { base: 30s } }").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "reset", "after_chunks": 0})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "reset", "after_chunks": 0}),
+    )
+    .await;
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
     for i in 0..25 {
@@ -42,7 +55,11 @@ async fn a_failed_primary_is_not_touched_again_while_it_cools_down() {
         assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
         assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
     }
-    assert_eq!(requests_seen(&h, &h.primary).await, 1, "a cooling primary was touched");
+    assert_eq!(
+        requests_seen(&h, &h.primary).await,
+        1,
+        "a cooling primary was touched"
+    );
     let v = admin(&h).await;
     let s = scope(&v, "primary", "backend");
     assert_eq!(s["state"], "cooling_down");
@@ -54,11 +71,21 @@ async fn a_failed_primary_is_not_touched_again_while_it_cools_down() {
 async fn retries_count_toward_the_threshold_so_the_next_call_skips_the_backend() {
     // Default threshold 3 = the first request's three attempts (retries: 2).
     let h = start(FAST, "health: { cooldown: { base: 30s } }").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 529})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
     let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
     assert_eq!(r.header("x-switchyard-attempts"), Some("4"));
     let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
-    assert_eq!(r.header("x-switchyard-attempts"), Some("1"), "the title call touched the primary again");
+    assert_eq!(
+        r.header("x-switchyard-attempts"),
+        Some("1"),
+        "the title call touched the primary again"
+    );
     assert_eq!(requests_seen(&h, &h.primary).await, 3);
 }
 
@@ -80,38 +107,79 @@ async fn after_the_cooldown_one_probe_goes_first_then_traffic_returns() {
         let http = h.http.clone();
         let url = format!("{}/v1/messages", h.gateway);
         tasks.push(tokio::spawn(async move {
-            let r = http.post(url).json(&anthropic_body(false)).send().await.unwrap();
-            r.headers()["x-switchyard-backend"].to_str().unwrap().to_string()
+            let r = http
+                .post(url)
+                .json(&anthropic_body(false))
+                .send()
+                .await
+                .unwrap();
+            r.headers()["x-switchyard-backend"]
+                .to_str()
+                .unwrap()
+                .to_string()
         }));
     }
     let mut served = Vec::new();
     for t in tasks {
         served.push(t.await.unwrap());
     }
-    assert_eq!(served.iter().filter(|b| *b == "primary").count(), 1, "{served:?}");
-    assert_eq!(requests_seen(&h, &h.primary).await, 2, "more than one probe reached the primary");
+    assert_eq!(
+        served.iter().filter(|b| *b == "primary").count(),
+        1,
+        "{served:?}"
+    );
+    assert_eq!(
+        requests_seen(&h, &h.primary).await,
+        2,
+        "more than one probe reached the primary"
+    );
     // The probe succeeded: the primary is healthy and gets the traffic again.
     for _ in 0..5 {
         let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
         assert_eq!(r.header("x-switchyard-backend"), Some("primary"));
     }
-    assert_eq!(scope(&admin(&h).await, "primary", "backend")["state"], "healthy");
+    assert_eq!(
+        scope(&admin(&h).await, "primary", "backend")["state"],
+        "healthy"
+    );
 }
 
 #[tokio::test]
 async fn a_turns_follow_up_call_skips_the_backend_that_failed_in_that_turn() {
-    let h = start(FAST, "health: { cooldown: { base: 1s }, failure_threshold: { default: 1 } }").await;
-    plan(&h, &h.primary, json!([{"kind": "status", "status": 500}]), json!({"kind": "ok"})).await;
-    let turn = [("content-type", "application/json"), ("x-switchyard-session", "sess-1"), ("x-switchyard-turn", "7")];
+    let h = start(
+        FAST,
+        "health: { cooldown: { base: 1s }, failure_threshold: { default: 1 } }",
+    )
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "status", "status": 500}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
+    let turn = [
+        ("content-type", "application/json"),
+        ("x-switchyard-session", "sess-1"),
+        ("x-switchyard-turn", "7"),
+    ];
     let main_call = post_raw(&h, "/v1/messages", anthropic_body(false).to_string(), &turn).await;
     assert_eq!(main_call.header("x-switchyard-backend"), Some("fallback"));
     // The cooldown has expired by now, but the turn remembers.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let title_call = post_raw(&h, "/v1/messages", anthropic_body(false).to_string(), &turn).await;
     assert_eq!(title_call.header("x-switchyard-backend"), Some("fallback"));
-    assert_eq!(requests_seen(&h, &h.primary).await, 1, "the title call retried the failed backend");
+    assert_eq!(
+        requests_seen(&h, &h.primary).await,
+        1,
+        "the title call retried the failed backend"
+    );
     // The next turn goes back to the (now probed, healthy) primary.
-    let next = [("content-type", "application/json"), ("x-switchyard-session", "sess-1"), ("x-switchyard-turn", "8")];
+    let next = [
+        ("content-type", "application/json"),
+        ("x-switchyard-session", "sess-1"),
+        ("x-switchyard-turn", "8"),
+    ];
     let r = post_raw(&h, "/v1/messages", anthropic_body(false).to_string(), &next).await;
     assert_eq!(r.header("x-switchyard-backend"), Some("primary"));
 }
@@ -120,7 +188,13 @@ async fn a_turns_follow_up_call_skips_the_backend_that_failed_in_that_turn() {
 async fn client_errors_never_take_a_backend_out() {
     let h = start(FAST, "health: { failure_threshold: { default: 1 } }").await;
     let overflow = json!({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 300000 tokens > 200000 maximum"}});
-    plan(&h, &h.primary, json!([]), json!({"kind": "status", "status": 400, "body": overflow})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 400, "body": overflow}),
+    )
+    .await;
     for _ in 0..5 {
         let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
         assert_eq!(r.status, 400);
@@ -134,7 +208,13 @@ async fn client_errors_never_take_a_backend_out() {
 #[tokio::test]
 async fn a_long_retry_after_cools_the_scope_that_long() {
     let h = start(FAST, "").await;
-    plan(&h, &h.primary, json!([{"kind": "status", "status": 429, "headers": {"retry-after": "120"}}]), json!({"kind": "ok"})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "status", "status": 429, "headers": {"retry-after": "120"}}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
     post(&h, "/v1/messages", &anthropic_body(false)).await;
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
@@ -148,7 +228,13 @@ async fn a_long_retry_after_cools_the_scope_that_long() {
 async fn when_everything_is_cooling_the_soonest_ending_entry_is_tried() {
     let h = start(FAST, "health: { cooldown: { base: 30s } }").await;
     for m in [&h.primary, &h.fallback] {
-        plan(&h, m, json!([{"kind": "reset", "after_chunks": 0}]), json!({"kind": "ok"})).await;
+        plan(
+            &h,
+            m,
+            json!([{"kind": "reset", "after_chunks": 0}]),
+            json!({"kind": "ok"}),
+        )
+        .await;
     }
     let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
     assert_eq!(r.status, 502);
@@ -161,8 +247,20 @@ async fn when_everything_is_cooling_the_soonest_ending_entry_is_tried() {
 #[tokio::test]
 async fn admin_reset_and_skipped_entries_in_the_report() {
     let h = start(FAST, "health: { cooldown: { base: 30s } }").await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "reset", "after_chunks": 0})).await;
-    plan(&h, &h.fallback, json!([]), json!({"kind": "status", "status": 401})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "reset", "after_chunks": 0}),
+    )
+    .await;
+    plan(
+        &h,
+        &h.fallback,
+        json!([]),
+        json!({"kind": "status", "status": 401}),
+    )
+    .await;
     post(&h, "/v1/messages", &anthropic_body(false)).await;
     // The primary is cooling down: the next exhausted report lists it as skipped with its
     // last failure.
@@ -172,35 +270,91 @@ async fn admin_reset_and_skipped_entries_in_the_report() {
     assert_eq!(f[0]["skipped"], true, "{f}");
     assert_eq!(f[0]["reason"], "connection");
     assert_eq!(f[1]["reason"], "auth");
-    let reset = h.http.post(format!("{}/admin/backends/primary/reset", h.gateway)).send().await.unwrap();
+    let reset = h
+        .http
+        .post(format!("{}/admin/backends/primary/reset", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reset.status(), 200);
-    assert_eq!(scope(&admin(&h).await, "primary", "backend")["state"], "healthy");
-    let missing = h.http.post(format!("{}/admin/backends/nope/reset", h.gateway)).send().await.unwrap();
+    assert_eq!(
+        scope(&admin(&h).await, "primary", "backend")["state"],
+        "healthy"
+    );
+    let missing = h
+        .http
+        .post(format!("{}/admin/backends/nope/reset", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test]
 async fn admin_key_protects_the_admin_api() {
     let h = start(FAST, "admin: { key_env: GATEWAY_KEY }").await;
-    let r = h.http.get(format!("{}/admin/backends", h.gateway)).send().await.unwrap();
+    let r = h
+        .http
+        .get(format!("{}/admin/backends", h.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = h.http.get(format!("{}/admin/backends", h.gateway)).bearer_auth("gw-secret-key").send().await.unwrap();
+    let r = h
+        .http
+        .get(format!("{}/admin/backends", h.gateway))
+        .bearer_auth("gw-secret-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert!(!v.to_string().contains(PRIMARY_KEY), "a key leaked into /admin/backends");
+    assert!(
+        !v.to_string().contains(PRIMARY_KEY),
+        "a key leaked into /admin/backends"
+    );
 }
 
 #[tokio::test]
 async fn sticky_sessions_stay_on_the_fallback() {
-    let h = start(FAST, "health: { sticky_sessions: true, cooldown: { base: 200ms } }").await;
-    plan(&h, &h.primary, json!([{"kind": "reset", "after_chunks": 0}]), json!({"kind": "ok"})).await;
-    let sess = [("content-type", "application/json"), ("x-switchyard-session", "sticky-1")];
-    let r = post_raw(&h, "/v1/chat/completions", openai_body(false).to_string(), &sess).await;
+    let h = start(
+        FAST,
+        "health: { sticky_sessions: true, cooldown: { base: 200ms } }",
+    )
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "reset", "after_chunks": 0}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
+    let sess = [
+        ("content-type", "application/json"),
+        ("x-switchyard-session", "sticky-1"),
+    ];
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        openai_body(false).to_string(),
+        &sess,
+    )
+    .await;
     assert_eq!(r.header("x-switchyard-backend"), Some("oa-fallback"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..3 {
-        let r = post_raw(&h, "/v1/chat/completions", openai_body(false).to_string(), &sess).await;
-        assert_eq!(r.header("x-switchyard-backend"), Some("oa-fallback"), "sticky session ping-ponged");
+        let r = post_raw(
+            &h,
+            "/v1/chat/completions",
+            openai_body(false).to_string(),
+            &sess,
+        )
+        .await;
+        assert_eq!(
+            r.header("x-switchyard-backend"),
+            Some("oa-fallback"),
+            "sticky session ping-ponged"
+        );
     }
     let other = post(&h, "/v1/chat/completions", &openai_body(false)).await;
     assert_eq!(other.header("x-switchyard-backend"), Some("oa-primary"));
@@ -222,7 +376,9 @@ async fn start_with_keys(backend_keys: &str) -> (Harness, String) {
     let config = switchyard::config::Config::from_yaml(&yaml, "keys.yaml", &env).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gw = std::sync::Arc::new(switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap());
+    let gw = std::sync::Arc::new(
+        switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap(),
+    );
     tokio::spawn(switchyard::server::serve(listener, gw));
     (h, format!("http://{addr}"))
 }
@@ -230,8 +386,20 @@ async fn start_with_keys(backend_keys: &str) -> (Harness, String) {
 #[tokio::test]
 async fn a_rate_limited_key_moves_to_the_next_key_of_the_same_backend() {
     let (h, gw) = start_with_keys("api_key_env: [KEY_ONE, KEY_TWO]").await;
-    plan(&h, &h.primary, json!([{"kind": "status", "status": 429, "headers": {"retry-after": "30"}}]), json!({"kind": "ok"})).await;
-    let r = h.http.post(format!("{gw}/v1/messages")).json(&anthropic_body(false)).send().await.unwrap();
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "status", "status": 429, "headers": {"retry-after": "30"}}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
+    let r = h
+        .http
+        .post(format!("{gw}/v1/messages"))
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-switchyard-backend"], "primary");
     let keys: Vec<String> = request_log(&h, &h.primary)
@@ -242,9 +410,18 @@ async fn a_rate_limited_key_moves_to_the_next_key_of_the_same_backend() {
     assert_eq!(keys, ["sk-key-one-111111", "sk-key-two-222222"]);
     assert_eq!(requests_seen(&h, &h.fallback).await, 0);
     // Key one is cooling down; the next request starts with key two.
-    let _ = h.http.post(format!("{gw}/v1/messages")).json(&anthropic_body(false)).send().await.unwrap();
+    let _ = h
+        .http
+        .post(format!("{gw}/v1/messages"))
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap();
     let last = request_log(&h, &h.primary).await;
-    assert_eq!(last.last().unwrap()["headers"]["x-api-key"], "sk-key-two-222222");
+    assert_eq!(
+        last.last().unwrap()["headers"]["x-api-key"],
+        "sk-key-two-222222"
+    );
 }
 
 #[tokio::test]
@@ -254,11 +431,23 @@ async fn a_401_rereads_a_rotated_key_file_and_retries_the_same_backend() {
     let file = dir.join("token");
     std::fs::write(&file, "old-oauth-token-1\n").unwrap();
     let (h, gw) = start_with_keys(&format!("api_key_file: {:?}", file.display().to_string())).await;
-    plan(&h, &h.primary, json!([{"kind": "status", "status": 401}]), json!({"kind": "ok"})).await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "status", "status": 401}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
     // Another process rotates the token.
     std::fs::write(&file, "new-oauth-token-2\n").unwrap();
     let started = Instant::now();
-    let r = h.http.post(format!("{gw}/v1/messages")).json(&anthropic_body(false)).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{gw}/v1/messages"))
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-switchyard-backend"], "primary");
     let keys: Vec<String> = request_log(&h, &h.primary)

@@ -17,23 +17,41 @@ struct Redis {
 
 impl Redis {
     async fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test installs it)");
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Redis { child, port };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not start on port {port}");
     }
 
     async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Redis::start_on(port).await
     }
 
@@ -88,7 +106,10 @@ health:
         primary,
         fallback,
         gateways,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
     }
 }
 
@@ -110,13 +131,26 @@ impl Cluster {
     }
 
     async fn primary_requests(&self) -> u64 {
-        let v: Value = self.http.get(format!("{}/_mock/stats", self.primary.url())).send().await.unwrap().json().await.unwrap();
+        let v: Value = self
+            .http
+            .get(format!("{}/_mock/stats", self.primary.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v["requests"].as_u64().unwrap()
     }
 
     async fn fail_primary_once(&self) {
         let plan = json!({"steps": [{"kind": "reset", "after_chunks": 0}], "then": {"kind": "ok"}});
-        self.http.post(format!("{}/_mock/plan", self.primary.url())).json(&plan).send().await.unwrap();
+        self.http
+            .post(format!("{}/_mock/plan", self.primary.url()))
+            .json(&plan)
+            .send()
+            .await
+            .unwrap();
     }
 }
 
@@ -126,7 +160,10 @@ fn prefix() -> String {
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +178,11 @@ async fn a_cooldown_seen_by_one_replica_makes_the_other_skip_the_backend() {
     for _ in 0..10 {
         assert_eq!(c.ask(1).await, (200, "fallback".into()));
     }
-    assert_eq!(c.primary_requests().await, 1, "replica B touched a backend A saw fail");
+    assert_eq!(
+        c.primary_requests().await,
+        1,
+        "replica B touched a backend A saw fail"
+    );
     let _ = &c.fallback;
 }
 
@@ -158,7 +199,11 @@ async fn redis_going_away_and_returning_never_fails_a_request() {
         let (status, _) = c.ask(i % 2).await;
         assert_eq!(status, 200, "request {i} failed while redis was down");
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "redis outage slowed requests: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "redis outage slowed requests: {:?}",
+        started.elapsed()
+    );
     // A sees the primary fail while redis is down: only A knows.
     c.fail_primary_once().await;
     assert_eq!(c.ask(0).await, (200, "fallback".into()));
@@ -176,5 +221,8 @@ async fn redis_going_away_and_returning_never_fails_a_request() {
         }
         // B probed the primary itself (it did not know yet): that is allowed, not a failure.
     }
-    assert!(learned, "replica B never learned A's cooldown after redis came back");
+    assert!(
+        learned,
+        "replica B never learned A's cooldown after redis came back"
+    );
 }

@@ -19,12 +19,12 @@ use super::policy::{decide, AttemptFacts, Decision};
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
 use crate::config::{BackendId, Config, HealthStore, Route, Secret};
+use crate::dialect::Dialect;
 use crate::health::sessions::{SessionKey, Sessions};
 use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
-use crate::dialect::Dialect;
 use crate::scrub::Scrubber;
 use crate::stream::{self, Committed};
-use crate::upstream::{ForwardHeaders, Upstream};
+use crate::upstream::{Call, ForwardHeaders, Upstream};
 
 /// Upstream error bodies are read up to this size for classification and pass-back.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
@@ -203,11 +203,15 @@ impl Gateway {
                     client = req.dialect.as_str(),
                     "skipping chain entry: its dialect differs from the client's and translation is not available"
                 );
-                run.skip(entry_idx, format!(
+                run.skip(
+                    entry_idx,
+                    format!(
                     "speaks {}, the client speaks {}; cross-dialect translation is not available",
                     backend.api.as_str(),
                     req.dialect.as_str()
-                ), None);
+                ),
+                    None,
+                );
                 continue;
             }
             match run.admit_entry(entry_idx, None) {
@@ -223,7 +227,11 @@ impl Gateway {
                 Admitted::Cooling(scopes, until) => {
                     let last = self.health.last_failure(scopes);
                     let left = until.saturating_duration_since(Instant::now());
-                    run.skip(entry_idx, format!("cooling down for {:.1}s", left.as_secs_f64()), last);
+                    run.skip(
+                        entry_idx,
+                        format!("cooling down for {:.1}s", left.as_secs_f64()),
+                        last,
+                    );
                     cooling.push((until, entry_idx));
                 }
             }
@@ -240,8 +248,7 @@ impl Gateway {
                     cooldown_left_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
                     "every chain entry is cooling down; trying the one whose cooldown ends soonest"
                 );
-                if let Admitted::Yes(permit, credential) = run.admit_entry(entry_idx, Some(()))
-                {
+                if let Admitted::Yes(permit, credential) = run.admit_entry(entry_idx, Some(())) {
                     run.skipped.retain(|s| s.entry != entry_idx);
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
                         return outcome;
@@ -264,7 +271,9 @@ impl Gateway {
             _ => None,
         };
         match sticky.filter(|&i| i < n) {
-            Some(first) => std::iter::once(first).chain((0..n).filter(|&i| i != first)).collect(),
+            Some(first) => std::iter::once(first)
+                .chain((0..n).filter(|&i| i != first))
+                .collect(),
             None => (0..n).collect(),
         }
     }
@@ -291,15 +300,15 @@ impl Gateway {
         };
         let send = self
             .upstream
-            .request(
+            .request(Call {
                 backend,
                 key,
                 body,
-                stream_requested,
-                req.dialect,
-                &req.fwd,
-                policy.connect_timeout,
-            )
+                stream: stream_requested,
+                client_dialect: req.dialect,
+                fwd: &req.fwd,
+                connect_timeout: policy.connect_timeout,
+            })
             .send();
         let resp = match timeout_at(first_token_at, send).await {
             Err(_) => return Err(classify::timeout(timeout_kind, policy.ttft_timeout).into()),
@@ -494,7 +503,9 @@ impl<'g> Run<'g, '_> {
             let permit_now = match permit.take() {
                 Some(p) => p,
                 None => {
-                    let scopes = gw.health.scopes_for(entry.backend, &entry.model, credential);
+                    let scopes = gw
+                        .health
+                        .scopes_for(entry.backend, &entry.model, credential);
                     match gw.health.admit(scopes, Instant::now()) {
                         Ok(p) => p,
                         // Ejected by our own failures (or another request's): move on.
@@ -516,17 +527,31 @@ impl<'g> Run<'g, '_> {
                 n = self.attempts,
             );
             let result = gw
-                .attempt(req, entry.backend, key.as_ref(), upstream_body.clone(), self.deadline)
+                .attempt(
+                    req,
+                    entry.backend,
+                    key.as_ref(),
+                    upstream_body.clone(),
+                    self.deadline,
+                )
                 .instrument(span.clone())
                 .await;
             let elapsed = started.elapsed();
             let failed = match result {
                 Ok(served) => {
                     gw.health.record_success(permit_now, Instant::now());
-                    span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served"));
+                    span.in_scope(|| {
+                        tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served")
+                    });
                     if let (Some(s), true) = (&req.session, gw.config.health.sticky_sessions) {
-                        if entry_idx != 0 || gw.sessions.sticky_entry(s, &req.route.name, Instant::now()).is_some() {
-                            gw.sessions.set_sticky(s, &req.route.name, entry_idx, Instant::now());
+                        if entry_idx != 0
+                            || gw
+                                .sessions
+                                .sticky_entry(s, &req.route.name, Instant::now())
+                                .is_some()
+                        {
+                            gw.sessions
+                                .set_sticky(s, &req.route.name, entry_idx, Instant::now());
                         }
                     }
                     return Some(Outcome::Served {
@@ -541,7 +566,13 @@ impl<'g> Run<'g, '_> {
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
             let c = &failed.classified;
-            let target = gw.health.record_failure(permit_now, c.reason, &c.detail, c.retry_after, Instant::now());
+            let target = gw.health.record_failure(
+                permit_now,
+                c.reason,
+                &c.detail,
+                c.retry_after,
+                Instant::now(),
+            );
             if let (Some(scope), Some(s)) = (target, &req.session) {
                 gw.sessions.exclude(s, scope, Instant::now());
                 self.excluded.push(scope);
@@ -561,12 +592,17 @@ impl<'g> Run<'g, '_> {
                 if let Some(cred) = credential.map(|i| &backend.credentials[i]) {
                     key_reloaded = true;
                     if cred.reload().await {
-                        span.in_scope(|| tracing::info!("key file changed; retrying with the new key"));
+                        span.in_scope(|| {
+                            tracing::info!("key file changed; retrying with the new key")
+                        });
                         continue;
                     }
                 }
             }
-            if matches!(c.reason, FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth) {
+            if matches!(
+                c.reason,
+                FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth
+            ) {
                 let next = (0..backend.credentials.len()).find(|i| {
                     !tried_credentials.contains(i) && {
                         let scopes = gw.health.scopes_for(entry.backend, &entry.model, Some(*i));
@@ -575,11 +611,13 @@ impl<'g> Run<'g, '_> {
                     }
                 });
                 if let Some(next) = next {
-                    span.in_scope(|| tracing::warn!(
-                        reason = c.reason.as_str(),
-                        next_credential = &*backend.credentials[next].label,
-                        "credential failed; trying the backend's next key"
-                    ));
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            reason = c.reason.as_str(),
+                            next_credential = &*backend.credentials[next].label,
+                            "credential failed; trying the backend's next key"
+                        )
+                    });
                     credential = Some(next);
                     tried_credentials.push(next);
                     continue;
@@ -596,7 +634,9 @@ impl<'g> Run<'g, '_> {
                 if Instant::now() + after >= self.deadline {
                     decision = Decision::Failover;
                 } else if !budget.withdraw() {
-                    span.in_scope(|| tracing::warn!("retry budget spent; failing over instead of retrying"));
+                    span.in_scope(|| {
+                        tracing::warn!("retry budget spent; failing over instead of retrying")
+                    });
                     decision = Decision::Failover;
                 }
             }

@@ -192,22 +192,24 @@ impl HealthRegistry {
         let mut scopes: Vec<ScopeInfo> = Vec::new();
         let mut index: HashMap<(BackendIdentity, Scope), ScopeId> = HashMap::new();
         let mut intern = |identity: &BackendIdentity, scope: Scope, backend: &Arc<str>| {
-            let id = *index.entry((identity.clone(), scope.clone())).or_insert_with(|| {
-                let key = match &scope {
-                    Scope::Backend => format!("backend|{}", identity.as_str()),
-                    Scope::Model { model } => format!("model|{}|{model}", identity.as_str()),
-                    Scope::Credential { credential } => {
-                        format!("credential|{}|{credential}", identity.as_str())
-                    }
-                };
-                scopes.push(ScopeInfo {
-                    identity: identity.clone(),
-                    scope,
-                    backends: Vec::new(),
-                    key,
+            let id = *index
+                .entry((identity.clone(), scope.clone()))
+                .or_insert_with(|| {
+                    let key = match &scope {
+                        Scope::Backend => format!("backend|{}", identity.as_str()),
+                        Scope::Model { model } => format!("model|{}|{model}", identity.as_str()),
+                        Scope::Credential { credential } => {
+                            format!("credential|{}|{credential}", identity.as_str())
+                        }
+                    };
+                    scopes.push(ScopeInfo {
+                        identity: identity.clone(),
+                        scope,
+                        backends: Vec::new(),
+                        key,
+                    });
+                    ScopeId(scopes.len() as u32 - 1)
                 });
-                ScopeId(scopes.len() as u32 - 1)
-            });
             let info = &mut scopes[id.0 as usize];
             if !info.backends.contains(backend) {
                 info.backends.push(backend.clone());
@@ -298,7 +300,12 @@ impl HealthRegistry {
     }
 
     /// The scopes an attempt on `backend` for `model` with credential `credential` touches.
-    pub fn scopes_for(&self, backend: BackendId, model: &Arc<str>, credential: Option<usize>) -> AttemptScopes {
+    pub fn scopes_for(
+        &self,
+        backend: BackendId,
+        model: &Arc<str>,
+        credential: Option<usize>,
+    ) -> AttemptScopes {
         AttemptScopes {
             backend: self.backend_scope[backend.0],
             model: self.model_scopes[&(backend, model.clone())],
@@ -411,7 +418,14 @@ impl HealthRegistry {
         permit.probes.retain(|id| *id != target);
         let threshold = self.config.threshold(reason);
         let mut s = self.lock(target);
-        let t = s.record_failure(now, reason, detail, threshold, retry_after, &self.config.cooldown);
+        let t = s.record_failure(
+            now,
+            reason,
+            detail,
+            threshold,
+            retry_after,
+            &self.config.cooldown,
+        );
         self.set_clear(target, &s);
         drop(s);
         if let Transition::Ejected { until, ejection } = t {
@@ -445,7 +459,11 @@ impl HealthRegistry {
         self.set_clear(id, &s);
         drop(s);
         if changed {
-            tracing::info!(scope = key, cooldown_ms = left.as_millis() as u64, "cooldown learned from another replica");
+            tracing::info!(
+                scope = key,
+                cooldown_ms = left.as_millis() as u64,
+                "cooldown learned from another replica"
+            );
         }
     }
 
@@ -497,7 +515,13 @@ impl HealthRegistry {
             .collect()
     }
 
-    fn emit(&self, scope: ScopeId, kind: HealthEventKind, reason: Option<FailureReason>, detail: String) {
+    fn emit(
+        &self,
+        scope: ScopeId,
+        kind: HealthEventKind,
+        reason: Option<FailureReason>,
+        detail: String,
+    ) {
         let info = self.scope_info(scope);
         match &kind {
             HealthEventKind::Down { cooldown, ejection } => tracing::warn!(
@@ -558,13 +582,25 @@ mod tests {
 
     #[test]
     fn identity_normalizes_case_default_port_and_trailing_slash() {
-        let a = BackendIdentity::new(Dialect::OpenAi, &reqwest::Url::parse("HTTPS://API.Example.com/v1/").unwrap());
-        let b = BackendIdentity::new(Dialect::OpenAi, &reqwest::Url::parse("https://api.example.com:443/v1").unwrap());
+        let a = BackendIdentity::new(
+            Dialect::OpenAi,
+            &reqwest::Url::parse("HTTPS://API.Example.com/v1/").unwrap(),
+        );
+        let b = BackendIdentity::new(
+            Dialect::OpenAi,
+            &reqwest::Url::parse("https://api.example.com:443/v1").unwrap(),
+        );
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "openai_chat|https://api.example.com:443/v1");
-        let c = BackendIdentity::new(Dialect::Anthropic, &reqwest::Url::parse("https://api.example.com/v1").unwrap());
+        let c = BackendIdentity::new(
+            Dialect::Anthropic,
+            &reqwest::Url::parse("https://api.example.com/v1").unwrap(),
+        );
         assert_ne!(a, c, "the api is part of the identity");
-        let d = BackendIdentity::new(Dialect::OpenAi, &reqwest::Url::parse("http://api.example.com/v1").unwrap());
+        let d = BackendIdentity::new(
+            Dialect::OpenAi,
+            &reqwest::Url::parse("http://api.example.com/v1").unwrap(),
+        );
         assert_ne!(a, d);
     }
 
@@ -582,7 +618,10 @@ mod tests {
         let (_c, reg) = registry("");
         let a = reg.scopes_for(BackendId(0), &"m1".into(), Some(0));
         let a2 = reg.scopes_for(BackendId(1), &"m2".into(), None);
-        assert_eq!(a.backend, a2.backend, "same api + normalized URL = same backend scope");
+        assert_eq!(
+            a.backend, a2.backend,
+            "same api + normalized URL = same backend scope"
+        );
         assert_ne!(a.model, a2.model);
         let now = Instant::now();
         // A connection failure (threshold 1) takes the shared backend out for both names.
@@ -594,7 +633,10 @@ mod tests {
         let k1 = reg.scopes_for(BackendId(0), &"m1".into(), Some(0));
         let k2 = reg.scopes_for(BackendId(0), &"m1".into(), Some(1));
         let p = reg.admit(k1, now).unwrap();
-        assert_eq!(reg.record_failure(p, FailureReason::RateLimit, "429", None, now), k1.credential);
+        assert_eq!(
+            reg.record_failure(p, FailureReason::RateLimit, "429", None, now),
+            k1.credential
+        );
         assert!(reg.admit(k1, now).is_err());
         assert!(reg.admit(k2, now).is_ok());
     }
@@ -604,7 +646,12 @@ mod tests {
         let (_c, reg) = registry("health: { failure_threshold: { default: 1 } }");
         let s = reg.scopes_for(BackendId(2), &"m1".into(), None);
         let now = Instant::now();
-        for reason in [FailureReason::ContextOverflow, FailureReason::PayloadTooLarge, FailureReason::InvalidRequest, FailureReason::ContentPolicy] {
+        for reason in [
+            FailureReason::ContextOverflow,
+            FailureReason::PayloadTooLarge,
+            FailureReason::InvalidRequest,
+            FailureReason::ContentPolicy,
+        ] {
             let p = reg.admit(s, now).unwrap();
             assert_eq!(reg.record_failure(p, reason, "x", None, now), None);
         }
@@ -624,7 +671,10 @@ mod tests {
         assert!(probe.is_probe());
         let reg = &reg;
         let others: Vec<bool> = (0..100).map(|_| reg.admit(s, later).is_ok()).collect();
-        assert!(others.iter().all(|ok| !ok), "a second request got through during the probe");
+        assert!(
+            others.iter().all(|ok| !ok),
+            "a second request got through during the probe"
+        );
         drop(probe);
         let probe = reg.admit(s, later).unwrap();
         reg.record_success(probe, later);
@@ -641,7 +691,13 @@ mod tests {
         let p = reg.admit(s, now).unwrap();
         reg.record_failure(p, FailureReason::Connection, "refused", None, now);
         let ev = rx.try_recv().unwrap();
-        assert_eq!(ev.kind, HealthEventKind::Down { cooldown: Duration::from_secs(5), ejection: 1 });
+        assert_eq!(
+            ev.kind,
+            HealthEventKind::Down {
+                cooldown: Duration::from_secs(5),
+                ejection: 1
+            }
+        );
         let later = now + Duration::from_secs(5);
         let p = reg.admit(s, later).unwrap();
         reg.record_success(p, later);

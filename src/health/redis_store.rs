@@ -66,7 +66,12 @@ pub fn spawn(
         script: redis::Script::new(SET_IF_LATER),
         down: false,
     };
-    Ok(tokio::spawn(run(store, registry, rx, config.redis_poll_interval)))
+    Ok(tokio::spawn(run(
+        store,
+        registry,
+        rx,
+        config.redis_poll_interval,
+    )))
 }
 
 async fn run(
@@ -75,11 +80,7 @@ async fn run(
     mut rx: mpsc::Receiver<RemoteOp>,
     poll_interval: Duration,
 ) {
-    let keys: Vec<String> = registry
-        .all_keys()
-        .iter()
-        .map(|k| store.key(k))
-        .collect();
+    let keys: Vec<String> = registry.all_keys().iter().map(|k| store.key(k)).collect();
     let mut tick = tokio::time::interval(poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -122,7 +123,10 @@ impl Store {
                 until,
                 ejections,
             } => {
-                let until_ms = until.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let until_ms = until
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
                 let ttl_ms = until
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
@@ -131,7 +135,9 @@ impl Store {
                 let mut conn = self.conn.clone();
                 let mut inv = self.script.key(self.key(key));
                 inv.arg(until_ms).arg(*ejections).arg(ttl_ms);
-                self.bounded(inv.invoke_async::<i64>(&mut conn)).await.map(|_| ())
+                self.bounded(inv.invoke_async::<i64>(&mut conn))
+                    .await
+                    .map(|_| ())
             }
             RemoteOp::Recovered { key } => {
                 let mut conn = self.conn.clone();

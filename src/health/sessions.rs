@@ -127,10 +127,15 @@ pub struct SessionKey {
     pub turn: Option<Box<str>>,
 }
 
+/// (session, turn).
+type TurnKey = (Box<str>, Box<str>);
+/// (session, route).
+type StickyKey = (Box<str>, std::sync::Arc<str>);
+
 /// Which scopes failed during each (session, turn), and where sticky sessions stay.
 pub struct Sessions {
-    turns: Mutex<BoundedMap<(Box<str>, Box<str>), Vec<ScopeId>>>,
-    sticky: Mutex<BoundedMap<(Box<str>, std::sync::Arc<str>), usize>>,
+    turns: Mutex<BoundedMap<TurnKey, Vec<ScopeId>>>,
+    sticky: Mutex<BoundedMap<StickyKey, usize>>,
 }
 
 impl Sessions {
@@ -141,7 +146,7 @@ impl Sessions {
         }
     }
 
-    fn turn_key(key: &SessionKey) -> Option<(Box<str>, Box<str>)> {
+    fn turn_key(key: &SessionKey) -> Option<TurnKey> {
         key.turn.as_ref().map(|t| (key.session.clone(), t.clone()))
     }
 
@@ -165,12 +170,25 @@ impl Sessions {
         }
     }
 
-    pub fn sticky_entry(&self, key: &SessionKey, route: &std::sync::Arc<str>, now: Instant) -> Option<usize> {
+    pub fn sticky_entry(
+        &self,
+        key: &SessionKey,
+        route: &std::sync::Arc<str>,
+        now: Instant,
+    ) -> Option<usize> {
         let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
-        sticky.get_mut(&(key.session.clone(), route.clone()), now).copied()
+        sticky
+            .get_mut(&(key.session.clone(), route.clone()), now)
+            .copied()
     }
 
-    pub fn set_sticky(&self, key: &SessionKey, route: &std::sync::Arc<str>, entry: usize, now: Instant) {
+    pub fn set_sticky(
+        &self,
+        key: &SessionKey,
+        route: &std::sync::Arc<str>,
+        entry: usize,
+        now: Instant,
+    ) {
         let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
         *sticky.entry((key.session.clone(), route.clone()), now, || entry) = entry;
     }
@@ -209,7 +227,10 @@ mod tests {
         let s = Sessions::new(1000, Duration::from_secs(60), Duration::from_secs(60));
         let now = Instant::now();
         for i in 0..100_000 {
-            let key = SessionKey { session: format!("s{i}").into(), turn: Some("t".into()) };
+            let key = SessionKey {
+                session: format!("s{i}").into(),
+                turn: Some("t".into()),
+            };
             s.exclude(&key, ScopeId(1), now);
             s.set_sticky(&key, &"r".into(), 1, now);
         }
@@ -222,12 +243,21 @@ mod tests {
     async fn a_turn_remembers_what_failed_in_it_and_no_session_means_no_tracking() {
         let s = Sessions::new(10, Duration::from_secs(60), Duration::from_secs(60));
         let now = Instant::now();
-        let key = SessionKey { session: "s".into(), turn: Some("1".into()) };
+        let key = SessionKey {
+            session: "s".into(),
+            turn: Some("1".into()),
+        };
         s.exclude(&key, ScopeId(4), now);
         assert_eq!(s.excluded(&key, now), vec![ScopeId(4)]);
-        let next_turn = SessionKey { session: "s".into(), turn: Some("2".into()) };
+        let next_turn = SessionKey {
+            session: "s".into(),
+            turn: Some("2".into()),
+        };
         assert!(s.excluded(&next_turn, now).is_empty());
-        let no_turn = SessionKey { session: "s".into(), turn: None };
+        let no_turn = SessionKey {
+            session: "s".into(),
+            turn: None,
+        };
         s.exclude(&no_turn, ScopeId(1), now);
         assert_eq!(s.tracked().0, 1);
     }

@@ -16,7 +16,9 @@ use crate::classify::FailureReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendState {
     Healthy,
-    CoolingDown { until: Instant },
+    CoolingDown {
+        until: Instant,
+    },
     /// The cooldown is over; one probe decides.
     HalfOpen,
 }
@@ -63,7 +65,9 @@ pub enum Admission {
     Available,
     /// The caller holds the one probe permit and must report the outcome (or release it).
     Probe,
-    Unavailable { until: Instant },
+    Unavailable {
+        until: Instant,
+    },
 }
 
 /// What a recorded outcome changed, for alerts and logs.
@@ -74,7 +78,7 @@ pub enum Transition {
     Recovered,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ScopeState {
     pub streak: u32,
     pub ejections: u32,
@@ -86,22 +90,6 @@ pub struct ScopeState {
     pub last_detail: String,
     pub successes: u64,
     pub failures: u64,
-}
-
-impl Default for ScopeState {
-    fn default() -> Self {
-        ScopeState {
-            streak: 0,
-            ejections: 0,
-            cooldown_until: None,
-            probe_in_flight: false,
-            recovered_at: None,
-            last_reason: None,
-            last_detail: String::new(),
-            successes: 0,
-            failures: 0,
-        }
-    }
 }
 
 impl ScopeState {
@@ -246,8 +234,19 @@ mod tests {
         assert_eq!(fail(&mut s, t, 3), Transition::None);
         assert_eq!(fail(&mut s, t, 3), Transition::None);
         let tr = fail(&mut s, t, 3);
-        assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(5), ejection: 1 });
-        assert_eq!(s.admit(t), Admission::Unavailable { until: t + Duration::from_secs(5) });
+        assert_eq!(
+            tr,
+            Transition::Ejected {
+                until: t + Duration::from_secs(5),
+                ejection: 1
+            }
+        );
+        assert_eq!(
+            s.admit(t),
+            Admission::Unavailable {
+                until: t + Duration::from_secs(5)
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -263,7 +262,13 @@ mod tests {
         let mut t = Instant::now();
         for expected in [5, 10, 20, 40, 60] {
             let tr = fail(&mut s, t, 1);
-            assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(expected), ejection: s.ejections });
+            assert_eq!(
+                tr,
+                Transition::Ejected {
+                    until: t + Duration::from_secs(expected),
+                    ejection: s.ejections
+                }
+            );
             t += Duration::from_secs(expected);
             // The cooldown ended: one probe fails → ejected again, longer.
             assert_eq!(s.admit(t), Admission::Probe);
@@ -271,7 +276,13 @@ mod tests {
         assert_eq!(s.record_success(t), Transition::Recovered);
         // Healthy for longer than decay_after: the next ejection starts from base again.
         t += Duration::from_secs(601);
-        assert_eq!(fail(&mut s, t, 1), Transition::Ejected { until: t + Duration::from_secs(5), ejection: 1 });
+        assert_eq!(
+            fail(&mut s, t, 1),
+            Transition::Ejected {
+                until: t + Duration::from_secs(5),
+                ejection: 1
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,12 +308,30 @@ mod tests {
         let t = Instant::now();
         let p = policy();
         // Below the threshold, a Retry-After alone keeps the scope out that long.
-        s.record_failure(t, RateLimit, "slow down", 3, Some(Duration::from_secs(30)), &p);
-        assert_eq!(s.state(t), BackendState::CoolingDown { until: t + Duration::from_secs(30) });
+        s.record_failure(
+            t,
+            RateLimit,
+            "slow down",
+            3,
+            Some(Duration::from_secs(30)),
+            &p,
+        );
+        assert_eq!(
+            s.state(t),
+            BackendState::CoolingDown {
+                until: t + Duration::from_secs(30)
+            }
+        );
         // An ejection with a shorter computed cooldown keeps the later end.
         let mut s = ScopeState::default();
         let tr = s.record_failure(t, RateLimit, "x", 1, Some(Duration::from_secs(42)), &p);
-        assert_eq!(tr, Transition::Ejected { until: t + Duration::from_secs(42), ejection: 1 });
+        assert_eq!(
+            tr,
+            Transition::Ejected {
+                until: t + Duration::from_secs(42),
+                ejection: 1
+            }
+        );
         s.record_failure(t, RateLimit, "x", 1, Some(Duration::from_secs(2)), &p);
         assert_eq!(s.cooldown_until, Some(t + Duration::from_secs(42)));
         assert!(!s.apply_remote_cooldown(t + Duration::from_secs(10), 1));

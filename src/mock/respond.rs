@@ -313,6 +313,12 @@ fn full(
     body: Bytes,
     flight: Flight,
 ) -> Response<MockBody> {
+    // 204 and 304 cannot carry a body; hyper would silently drop it.
+    let body = if status == 204 || status == 304 {
+        Bytes::new()
+    } else {
+        body
+    };
     let mut resp = Response::new(MockBody::full(body, Some(flight)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     common_headers(&mut resp, ctx, content_type);

@@ -1028,6 +1028,9 @@ async fn throughput() {
             }
         }
         let per = t.elapsed() / n;
-        println!("{path} stream={}: {per:?} per request (round trip)", body.contains("true"));
+        println!(
+            "{path} stream={}: {per:?} per request (round trip)",
+            body.contains("true")
+        );
     }
 }

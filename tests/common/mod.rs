@@ -32,7 +32,8 @@ pub const FALLBACK_KEY: &str = "sk-fallback-0123456789abcdef";
 pub async fn start(failover: &str, extra: &str) -> Harness {
     // Engine tests look at one request at a time: unless a test configures `health:` itself,
     // thresholds are out of reach so earlier requests in the test never eject a backend.
-    let isolated = "health: { failure_threshold: { default: 1000, connection: 1000, timeout: 1000 } }";
+    let isolated =
+        "health: { failure_threshold: { default: 1000, connection: 1000, timeout: 1000 } }";
     let extra = if extra.contains("health:") {
         extra.to_string()
     } else {
