@@ -116,6 +116,12 @@ def descendants(pid):
     return out
 
 
+def pin(pid, core):
+    """Moves every thread of pid and its descendants to `core`."""
+    for p in descendants(pid):
+        subprocess.run(["taskset", "-a", "-p", "-c", core, str(p)], capture_output=True)
+
+
 def cpu_seconds(pid):
     """utime+stime (+ those of reaped children) of pid and its descendants, from /proc/PID/stat."""
     tck = os.sysconf("SC_CLK_TCK")
@@ -384,30 +390,42 @@ class Rig:
 
     # ---- stage 1: non-streaming latency and throughput
     def stage_latency(self):
-        cells = [(d, s, c) for d in ("openai", "anthropic") for s in ("small", "large") for c in (1, 64)]
+        # c=1 is measured twice: with the proxy on its own core (the split placement every other
+        # number uses) and with the proxy moved onto the load core ("one core"), which removes the
+        # cross-core wake-ups (expensive in this VM) and leaves the proxy's own software cost.
+        cells = [(d, s, c, pl) for d in ("openai", "anthropic") for s in ("small", "large")
+                 for c, pl in ((1, "split"), (1, "shared"), (64, "split"))]
         secs = self.a.secs
         log(f"warm-up: every contender, every cell ({self.tool})")
         for who, _ in self.contenders():
-            for d, s, c in cells:
+            for d, s, c, pl in cells:
+                if pl == "shared":
+                    continue
                 url, body, hdr = self.target(who, d, s)
                 self.load(url, body, hdr, c, n=200 if self.quick else (300 if who == "litellm" else 2000))
         data = {}
         rss_load = []
         for rnd in range(self.rounds):
             log(f"latency round {rnd + 1}/{self.rounds}")
-            for d, s, c in cells:
+            for d, s, c, pl in cells:
                 for who, proc in self.contenders():
                     url, body, hdr = self.target(who, d, s)
                     sampler = RssSampler(self.gw.pid) if who == "gateway" and c == 64 else None
-                    if self.quick:
-                        r = self.load(url, body, hdr, c, n=300 if c == 1 else 1000)
-                    else:
-                        r = self.load(url, body, hdr, c, secs=secs)
+                    if proc is not None and pl == "shared":
+                        pin(proc.pid, LOAD_CORE)
+                    try:
+                        if self.quick:
+                            r = self.load(url, body, hdr, c, n=300 if c == 1 else 1000)
+                        else:
+                            r = self.load(url, body, hdr, c, secs=secs)
+                    finally:
+                        if proc is not None and pl == "shared":
+                            pin(proc.pid, GW_CORE)
                     if sampler:
                         sampler.stop()
                         if sampler.samples:
                             rss_load.append(statistics.median(sampler.samples))
-                    data.setdefault(f"{d}/{s}/c{c}", {}).setdefault(who, []).append(r)
+                    data.setdefault(f"{d}/{s}/c{c}/{pl}", {}).setdefault(who, []).append(r)
                     self.check(r["ok"] > 0 and r["rps"] > 0, f"latency {who} {d} {s} c={c}: no successful request")
                     self.check(r["errors"] == 0, f"latency {who} {d} {s} c={c}: {r['errors']} errors ({r['error_detail']})")
         self.results["stages"]["latency"] = data
@@ -766,10 +784,10 @@ def report(res, quick):
         p("| dialect | body | c | contender | p50 | p90 | p99 | added p50 | added p90 | added p99 | req/s |")
         p("|---|---|---|---|---|---|---|---|---|---|---|")
         for cell, by in lat.items():
-            d, s, c = cell.split("/")
+            d, s, c, pl = cell.split("/")
             direct = by["direct"]
             for who, runs in by.items():
-                row = [d, s, c[1:], who]
+                row = [d, s, c[1:] + (" (one core)" if pl == "shared" else ""), who]
                 for q in ("p50", "p90", "p99"):
                     row.append(fmt(med([r[q] for r in runs])))
                 for q in ("p50", "p90", "p99"):

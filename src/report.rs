@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::classify::FailureReason;
 use crate::config::{Config, Route};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, ErrorKind};
 use crate::failover::engine::{AttemptRecord, SkippedEntry};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -33,7 +33,7 @@ pub struct Report {
     pub all_timeouts: bool,
 }
 
-fn retryable(reason: FailureReason) -> bool {
+pub fn retryable(reason: FailureReason) -> bool {
     matches!(
         reason,
         FailureReason::RateLimit
@@ -171,5 +171,174 @@ pub fn stream_error_event(dialect: Dialect, report: &Report) -> Bytes {
     match dialect {
         Dialect::OpenAi => Bytes::from(format!("data: {v}\n\n")),
         Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+    }
+}
+
+/// RFC 9457 problem document for clients that `Accept: application/problem+json`.
+pub fn problem_body(report: &Report, status: u16, request_id: &str) -> Bytes {
+    let v = json!({
+        "type": "urn:switchyard:problem:fallback-exhausted",
+        "title": "Every backend of the route failed",
+        "status": status,
+        "detail": report.summary,
+        "code": "FALLBACK_EXHAUSTED",
+        "request_id": request_id,
+        "failures": report.failures,
+    });
+    Bytes::from(v.to_string())
+}
+
+/// The error event that ends a stream whose backend failed after content reached the client:
+/// `error_type` is the reason that cut it, `failures` lists that backend's failure.
+pub fn cut_stream_event(dialect: Dialect, failure: BackendFailure) -> Bytes {
+    let reason = failure.reason.unwrap_or("unknown");
+    let summary = format!(
+        "The stream from {} ({}) failed after the response started: {reason}: {}",
+        failure.backend, failure.model, failure.detail
+    );
+    let kind = match reason {
+        "timeout" => ErrorKind::Timeout,
+        "overloaded" | "rate_limit" => ErrorKind::Overloaded,
+        _ => ErrorKind::Upstream,
+    };
+    let failures = [failure];
+    let v = match dialect {
+        Dialect::OpenAi => json!({"error": {
+            "message": summary,
+            "type": reason,
+            "code": reason,
+            "error_type": reason,
+            "failures": failures,
+        }}),
+        Dialect::Anthropic => json!({
+            "type": "error",
+            "error": {"type": crate::dialect::anthropic::error_type(kind), "message": summary, "error_type": reason},
+            "failures": failures,
+        }),
+    };
+    match dialect {
+        Dialect::OpenAi => Bytes::from(format!("data: {v}\n\n")),
+        Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+    }
+}
+
+/// One backend's entry for a stream cut after commit.
+pub fn cut_stream_failure(
+    config: &Config,
+    backend: crate::config::BackendId,
+    model: &str,
+    attempts: u32,
+    failure: &crate::classify::Classified,
+) -> BackendFailure {
+    let b = config.backend(backend);
+    BackendFailure {
+        backend: b.name.to_string(),
+        api: b.api.as_str(),
+        model: model.to_string(),
+        status: Some(200),
+        reason: Some(failure.reason.as_str()),
+        retryable: retryable(failure.reason),
+        attempts,
+        skipped: false,
+        detail: failure.detail.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendId;
+    use std::time::Duration;
+
+    fn config() -> Config {
+        let yaml = "backends:\n  a: { api: anthropic_messages, base_url: \"http://a\" }\n  b: { api: openai_chat, base_url: \"http://b/v1\" }\n  c: { api: anthropic_messages, base_url: \"http://c\" }\nroutes:\n  r: { chain: [ { backend: a, model: m-a }, { backend: b, model: m-b }, { backend: c, model: m-c } ] }\n";
+        Config::from_yaml(yaml, "t.yaml", &|_| None).unwrap()
+    }
+
+    fn rec(
+        entry: usize,
+        reason: FailureReason,
+        status: Option<u16>,
+        detail: &str,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            entry,
+            backend: BackendId(entry),
+            reason,
+            status,
+            detail: detail.into(),
+            elapsed: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn one_entry_per_chain_entry_in_order_with_nested_attempts() {
+        let c = config();
+        let route = &c.routes["r"];
+        let records = [
+            rec(0, FailureReason::Overloaded, Some(529), "Overloaded"),
+            rec(0, FailureReason::Overloaded, Some(529), "Overloaded"),
+            rec(0, FailureReason::ServerError, Some(500), "boom"),
+            rec(
+                2,
+                FailureReason::Timeout,
+                None,
+                "no content before ttft_timeout (1s)",
+            ),
+        ];
+        let skipped = [SkippedEntry {
+            entry: 1,
+            backend: BackendId(1),
+            why: "speaks openai_chat".into(),
+            last: None,
+        }];
+        let rep = build(&c, route, &records, &skipped);
+        assert_eq!(rep.failures.len(), 3);
+        assert_eq!(rep.failures[0].attempts, 3);
+        assert_eq!(
+            rep.failures[0].reason,
+            Some("server_error"),
+            "the last attempt's reason"
+        );
+        assert_eq!(rep.failures[0].status, Some(500));
+        assert!(rep.failures[1].skipped);
+        assert_eq!(rep.failures[2].reason, Some("timeout"));
+        assert_eq!(rep.failures[2].status, None);
+        assert_eq!(
+            rep.summary,
+            "All 3 backends failed: a (m-a) server_error 500 after 3 attempts; b (m-b) skipped; c (m-c) timeout"
+        );
+        assert!(!rep.all_timeouts);
+        // Deterministic: same failures, same bytes.
+        let again = build(&c, route, &records, &skipped);
+        assert_eq!(
+            error_body(Dialect::OpenAi, &rep),
+            error_body(Dialect::OpenAi, &again)
+        );
+        assert_eq!(
+            error_body(Dialect::Anthropic, &rep),
+            error_body(Dialect::Anthropic, &again)
+        );
+    }
+
+    #[test]
+    fn every_reason_reports_under_its_name() {
+        let c = config();
+        let route = &c.routes["r"];
+        for reason in FailureReason::ALL {
+            let rep = build(&c, route, &[rec(0, reason, Some(500), "x")], &[]);
+            assert_eq!(rep.failures[0].reason, Some(reason.as_str()));
+            assert_eq!(rep.failures[0].retryable, retryable(reason));
+        }
+        let all_timeouts = build(
+            &c,
+            route,
+            &[
+                rec(0, FailureReason::Timeout, None, "t"),
+                rec(2, FailureReason::Timeout, None, "t"),
+            ],
+            &[],
+        );
+        assert!(all_timeouts.all_timeouts);
     }
 }

@@ -309,7 +309,12 @@ async fn prepare(
         },
     };
     let session = session_key(config, headers, &bytes, &scanned);
+    let accept_problem = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/problem+json"));
     Ok(ClientRequest {
+        accept_problem,
         session,
         dialect,
         request_id: request_id.clone(),
@@ -394,9 +399,10 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
             }
         };
         match outcome {
-            Outcome::Served { served: Served::Stream(c), backend, attempts, .. } => {
+            Outcome::Served { served: Served::Stream(c), backend, entry, attempts, failures } => {
                 log_served(&gw, &req, backend, attempts, started);
-                let mut relayed = std::pin::pin!(stream::relay(c, relay_logger(&req)));
+                let finish = relay_finisher(&gw, &req, entry, &failures);
+                let mut relayed = std::pin::pin!(stream::relay(c, finish));
                 while let Some(chunk) = futures_util::StreamExt::next(&mut relayed).await {
                     yield chunk;
                 }
@@ -429,9 +435,10 @@ fn outcome_response(
     let mut resp = match outcome {
         Outcome::Served {
             backend,
+            entry,
             attempts,
             served,
-            ..
+            failures,
         } => {
             log_served(gw, req, backend, attempts, started);
             let mut resp = match served {
@@ -449,8 +456,8 @@ fn outcome_response(
                     r
                 }
                 Served::Stream(c) => {
-                    let mut r =
-                        Response::new(Body::from_stream(stream::relay(c, relay_logger(req))));
+                    let finish = relay_finisher(gw, req, entry, &failures);
+                    let mut r = Response::new(Body::from_stream(stream::relay(c, finish)));
                     sse_headers(r.headers_mut());
                     r
                 }
@@ -512,7 +519,19 @@ fn outcome_response(
             } else {
                 StatusCode::BAD_GATEWAY
             };
-            let mut r = json_response(status, report::error_body(req.dialect, &rep));
+            let mut r = if req.accept_problem {
+                let mut r = json_response(
+                    status,
+                    report::problem_body(&rep, status.as_u16(), &req.request_id),
+                );
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                r
+            } else {
+                json_response(status, report::error_body(req.dialect, &rep))
+            };
             set_header(r.headers_mut(), HDR_ATTEMPTS, &attempts.to_string());
             r
         }
@@ -539,18 +558,47 @@ fn log_served(
     );
 }
 
-fn relay_logger(req: &ClientRequest) -> impl FnOnce(RelayEnd) + Send + 'static {
+/// Logs how a committed stream ended and, when its backend failed mid-way, builds the error
+/// event that closes it (reason, scrubbed detail, and that backend's failure entry).
+fn relay_finisher(
+    gw: &Gateway,
+    req: &ClientRequest,
+    entry: usize,
+    failures: &[crate::failover::engine::AttemptRecord],
+) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
     let request_id = req.request_id.clone();
     let route = req.route.name.clone();
+    let dialect = req.dialect;
+    let chain_entry = &req.route.chain[entry];
+    let attempts = 1 + failures.iter().filter(|f| f.entry == entry).count() as u32;
+    let scrubber = gw.scrubber.clone();
+    let mut template = report::cut_stream_failure(
+        &gw.config,
+        chain_entry.backend,
+        &chain_entry.model,
+        attempts,
+        &crate::classify::invalid_response(""),
+    );
     move |end| match end {
-        RelayEnd::Complete => tracing::debug!(request_id = %request_id, "stream complete"),
-        RelayEnd::Failed(reason, detail) => tracing::warn!(
-            request_id = %request_id,
-            route = %route,
-            reason = reason.as_str(),
-            detail = %detail,
-            "stream failed after content was sent; ended it with an error event"
-        ),
+        RelayEnd::Complete => {
+            tracing::debug!(request_id = %request_id, "stream complete");
+            None
+        }
+        RelayEnd::Failed(failure) => {
+            let detail = scrubber.detail(&failure.detail, 300);
+            tracing::warn!(
+                request_id = %request_id,
+                route = %route,
+                backend = %template.backend,
+                reason = failure.reason.as_str(),
+                detail = %detail,
+                "stream failed after content was sent; ended it with an error event"
+            );
+            template.reason = Some(failure.reason.as_str());
+            template.retryable = report::retryable(failure.reason);
+            template.detail = detail;
+            Some(report::cut_stream_event(dialect, template))
+        }
     }
 }
 

@@ -244,6 +244,8 @@ pub struct Committed {
     pub finished: bool,
     pub stall_timeout: Duration,
     pub deadline: Instant,
+    /// Applied to chunks that carry an upstream error event (they may echo a key).
+    pub scrubber: Option<std::sync::Arc<crate::scrub::Scrubber>>,
 }
 
 /// Reads a 2xx event stream until its first content event. Heartbeats and envelope events are
@@ -301,25 +303,27 @@ pub async fn await_first_content(
                 finished,
                 stall_timeout,
                 deadline,
+                scrubber: None,
             });
         }
     }
 }
 
-/// How a relayed stream ended, for logs.
+/// How a relayed stream ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayEnd {
     Complete,
-    Failed(FailureReason, String),
+    Failed(Classified),
 }
 
-/// Passes a committed stream to the client. `on_end` is called once with how it ended.
+/// Passes a committed stream to the client. `finish` is called once with how it ended and
+/// returns the closing error event to send, if any (see [`post_commit_error_event`]).
 pub fn relay(
     c: Committed,
-    on_end: impl FnOnce(RelayEnd) + Send + 'static,
+    finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
-        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline } = c;
+        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline, scrubber } = c;
         for chunk in held {
             yield Ok(chunk);
         }
@@ -338,6 +342,7 @@ pub fn relay(
                 Ok(Some(Ok(chunk))) => {
                     parser.feed(&chunk, &mut events);
                     let mut done = false;
+                    let mut has_error = false;
                     for ev in events.drain(..) {
                         match classify_event_fast(dialect, &ev) {
                             EventKind::Heartbeat | EventKind::Envelope | EventKind::Malformed(_) => {}
@@ -346,10 +351,18 @@ pub fn relay(
                                 last_content = Instant::now();
                                 finished = true;
                             }
-                            // The upstream's own error event reaches the client as sent and ends it.
-                            EventKind::Terminal | EventKind::Error(_) => done = true,
+                            EventKind::Terminal => done = true,
+                            // The upstream's own error event reaches the client and ends it.
+                            EventKind::Error(_) => {
+                                done = true;
+                                has_error = true;
+                            }
                         }
                     }
+                    let chunk = match (&scrubber, has_error, std::str::from_utf8(&chunk)) {
+                        (Some(s), true, Ok(text)) => Bytes::from(s.scrub(text).into_owned()),
+                        _ => chunk,
+                    };
                     yield Ok(chunk);
                     if done {
                         break RelayEnd::Complete;
@@ -357,14 +370,16 @@ pub fn relay(
                     continue;
                 }
             };
-            yield Ok(post_commit_error_event(dialect, &failure));
-            break RelayEnd::Failed(failure.reason, failure.detail);
+            break RelayEnd::Failed(failure);
         };
-        on_end(end);
+        if let Some(event) = finish(&end) {
+            yield Ok(event);
+        }
     }
 }
 
-/// The error event that ends a stream the client has already seen content from.
+/// A plain error event that ends a stream the client has already seen content from (the
+/// server sends a richer one built by `report`).
 pub fn post_commit_error_event(dialect: Dialect, failure: &Classified) -> Bytes {
     let kind = match failure.reason {
         FailureReason::Timeout => ErrorKind::Timeout,
@@ -540,10 +555,13 @@ mod tests {
         .map_err(|e| e.detail)
         .unwrap();
         assert_eq!(c.held.len(), 3);
-        let out: Vec<Bytes> = relay(c, |end| assert_eq!(end, RelayEnd::Complete))
-            .map(|r| r.unwrap())
-            .collect()
-            .await;
+        let out: Vec<Bytes> = relay(c, |end| {
+            assert_eq!(*end, RelayEnd::Complete);
+            None
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
         assert_eq!(out.len(), 3);
     }
 
@@ -615,16 +633,25 @@ mod tests {
         .ok()
         .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let out: Vec<Bytes> = relay(c, move |end| tx.send(end).unwrap())
-            .map(|r| r.unwrap())
-            .collect()
-            .await;
+        let out: Vec<Bytes> = relay(c, move |end| {
+            tx.send(end.clone()).unwrap();
+            match end {
+                RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::OpenAi, f)),
+                RelayEnd::Complete => None,
+            }
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
         let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
         assert!(last.starts_with("data: {\"error\""), "{last}");
         assert!(last.contains("stalled"), "{last}");
         assert!(matches!(
             rx.recv().unwrap(),
-            RelayEnd::Failed(FailureReason::Timeout, _)
+            RelayEnd::Failed(Classified {
+                reason: FailureReason::Timeout,
+                ..
+            })
         ));
         // Heartbeats were relayed but did not reset the stall clock.
         assert_eq!(Instant::now() - now, d);
@@ -648,7 +675,13 @@ mod tests {
         .await
         .ok()
         .unwrap();
-        let out: Vec<Bytes> = relay(c, |_| {}).map(|r| r.unwrap()).collect().await;
+        let out: Vec<Bytes> = relay(c, |end| match end {
+            RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::Anthropic, f)),
+            RelayEnd::Complete => None,
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
         let last = String::from_utf8(out.last().unwrap().to_vec()).unwrap();
         assert!(
             last.starts_with("event: error\ndata: {\"error\":{\"message\":\"upstream failed")

@@ -52,6 +52,8 @@ pub struct ClientRequest {
     pub fwd: ForwardHeaders,
     /// Present when the client named its session (`x-switchyard-session`).
     pub session: Option<SessionKey>,
+    /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
+    pub accept_problem: bool,
 }
 
 /// One failed attempt, for the report and the logs.
@@ -90,6 +92,8 @@ pub enum Outcome {
     /// A backend answered; `failures` are the attempts that failed before it.
     Served {
         backend: BackendId,
+        /// Index of the chain entry that served.
+        entry: usize,
         attempts: u32,
         served: Served,
         failures: Vec<AttemptRecord>,
@@ -349,7 +353,10 @@ impl Gateway {
                 policy.stall_timeout,
             )
             .await
-            .map(Served::Stream)
+            .map(|mut c| {
+                c.scrubber = Some(self.scrubber.clone());
+                Served::Stream(c)
+            })
             .map_err(|c| Failed {
                 classified: c,
                 status: Some(status.as_u16()),
@@ -556,6 +563,7 @@ impl<'g> Run<'g, '_> {
                     }
                     return Some(Outcome::Served {
                         backend: entry.backend,
+                        entry: entry_idx,
                         attempts: self.attempts,
                         served,
                         failures: std::mem::take(&mut self.failures),

@@ -23,6 +23,10 @@ pub struct Plan {
 }
 
 impl Plan {
+    pub fn new(steps: Vec<Behavior>, then: Option<Behavior>) -> Plan {
+        Plan { steps, then }
+    }
+
     /// A plan that answers every request with `behavior`.
     pub fn always(behavior: Behavior) -> Plan {
         Plan {
@@ -259,6 +263,21 @@ pub struct EmptyFault {
 }
 
 impl Behavior {
+    /// `{"kind":"ok"}` with every default.
+    pub fn ok() -> Behavior {
+        Behavior::default()
+    }
+
+    /// `{"kind":"status","status":STATUS}`: the dialect's real error body.
+    pub fn status(status: u16) -> Behavior {
+        Behavior::Status(StatusFault {
+            status,
+            headers: BTreeMap::new(),
+            body: None,
+            delay_ms: 0,
+        })
+    }
+
     /// Checks what serde cannot: real status codes, sendable headers, sane sizes.
     pub fn check(&self) -> Result<(), String> {
         match self {
