@@ -248,9 +248,16 @@ async fn handle(
                         e.code,
                     )
                 }),
-                Dialect::Anthropic => validate::anthropic(&json)
-                    .err()
-                    .map(|message| anthropic::error(&ctx, "invalid_request_error", &message)),
+                Dialect::Anthropic => validate::anthropic(
+                    &json,
+                    parts
+                        .headers
+                        .get("anthropic-beta")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|b| b.contains("mid-conversation-system")),
+                )
+                .err()
+                .map(|message| anthropic::error(&ctx, "invalid_request_error", &message)),
             }
         }
     };

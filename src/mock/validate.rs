@@ -281,7 +281,9 @@ fn openai_tool_calls(messages: &[Value], i: usize, calls: &[Value]) -> Result<()
 }
 
 /// Validates a Messages request body; the error is the API's `path: problem` message.
-pub(crate) fn anthropic(body: &Value) -> Result<(), String> {
+/// `system_turns`: the `mid-conversation-system` beta (sent by Claude Code) lets `system`
+/// messages appear inside `messages`.
+pub(crate) fn anthropic(body: &Value, system_turns: bool) -> Result<(), String> {
     let Some(obj) = body.as_object() else {
         return Err("Input should be a valid dictionary".to_owned());
     };
@@ -315,7 +317,7 @@ pub(crate) fn anthropic(body: &Value) -> Result<(), String> {
         return Err("messages: at least one message is required".to_owned());
     }
     for (i, m) in messages.iter().enumerate() {
-        anthropic_message(messages, i, m)?;
+        anthropic_message(messages, i, m, system_turns)?;
     }
     match obj.get("system") {
         None | Some(Value::String(_)) => {}
@@ -359,13 +361,19 @@ fn block_ids<'a>(message: &'a Value, block_type: &str, id_field: &str) -> Vec<&'
         .unwrap_or_default()
 }
 
-fn anthropic_message(messages: &[Value], i: usize, m: &Value) -> Result<(), String> {
+fn anthropic_message(
+    messages: &[Value],
+    i: usize,
+    m: &Value,
+    system_turns: bool,
+) -> Result<(), String> {
     let Some(obj) = m.as_object() else {
         return Err(format!("messages.{i}: Input should be a valid dictionary"));
     };
     match obj.get("role") {
         None => return Err(format!("messages.{i}.role: Field required")),
         Some(Value::String(r)) if r == "user" || r == "assistant" => {}
+        Some(Value::String(r)) if r == "system" && system_turns => {}
         Some(_) => {
             return Err(format!(
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
@@ -486,7 +494,11 @@ mod tests {
     #[test]
     fn anthropic_messages() {
         let ok = json!({"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]});
-        assert_eq!(anthropic(&ok), Ok(()));
+        assert_eq!(anthropic(&ok, false), Ok(()));
+        // Claude Code's mid-conversation system turns are valid under their beta only.
+        let system_turn = json!({"model":"m","max_tokens":1,"messages":[{"role":"user","content":"a"},{"role":"system","content":"b"}]});
+        assert!(anthropic(&system_turn, false).is_err());
+        assert_eq!(anthropic(&system_turn, true), Ok(()));
         let cases = [
             (
                 json!({"model":"m","messages":[]}),
@@ -538,7 +550,7 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
-            assert_eq!(anthropic(&body).unwrap_err(), want, "{body}");
+            assert_eq!(anthropic(&body, false).unwrap_err(), want, "{body}");
         }
     }
 
@@ -549,16 +561,16 @@ mod tests {
             {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"w","input":{}}]},
             {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"sunny"}]}
         ]});
-        assert_eq!(anthropic(&good), Ok(()));
+        assert_eq!(anthropic(&good, false), Ok(()));
         let orphan = json!({"model":"m","max_tokens":5,"messages":[
             {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_9"}]}
         ]});
-        assert!(anthropic(&orphan).unwrap_err().contains("toolu_9"));
+        assert!(anthropic(&orphan, false).unwrap_err().contains("toolu_9"));
         let unanswered = json!({"model":"m","max_tokens":5,"messages":[
             {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"w","input":{}}]},
             {"role":"user","content":"nevermind"}
         ]});
-        assert!(anthropic(&unanswered)
+        assert!(anthropic(&unanswered, false)
             .unwrap_err()
             .starts_with("messages.1: `tool_use` ids were found without `tool_result`"));
     }
