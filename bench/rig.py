@@ -768,6 +768,102 @@ def machine():
 # ----------------------------------------------------------------------------- report
 
 
+def targets(res):
+    """Rows (target, goal, measured, verdict) from the issue's target list."""
+    st = res["stages"]
+    rows = []
+
+    def verdict(ok):
+        return "—" if ok is None else ("met" if ok else "**missed**")
+
+    lat = st.get("latency", {})
+
+    def added(cell, who, q):
+        by = lat.get(cell)
+        if not by or who not in by:
+            return None
+        return med([r[q] - d[q] for r, d in zip(by[who], by["direct"]) if r[q] is not None and d[q] is not None])
+
+    for c, pl, goal, label in ((1, "split", 50, "c=1, proxy on its own core"),
+                               (1, "shared", 50, "c=1, one core (no cross-core wake-ups)"),
+                               (64, "split", 500, "c=64")):
+        vals = {f"{d} {s}": added(f"{d}/{s}/c{c}/{pl}", "gateway", "p99")
+                for d in ("openai", "anthropic") for s in ("small", "large")}
+        vals = {k: v for k, v in vals.items() if v is not None}
+        if vals:
+            worst = max(vals.values())
+            ng = [added(f"{d}/{s}/c{c}/{pl}", "nginx", "p99") for d in ("openai", "anthropic") for s in ("small", "large")]
+            ng = [x for x in ng if x is not None]
+            extra = f"; nginx floor worst {fmt(max(ng))} µs" if ng else ""
+            rows.append((f"added p99, {label}", f"≤ {goal} µs",
+                         f"worst cell {fmt(worst)} µs, best {fmt(min(vals.values()))} µs{extra}", verdict(worst <= goal)))
+    cpu = st.get("cpu", {})
+    if "gateway" in cpu:
+        v = med([r["cpu_us_per_req"]["gateway"] for r in cpu["gateway"]])
+        extra = ""
+        if "nginx" in cpu:
+            extra = f" (nginx {fmt(med([r['cpu_us_per_req']['nginx'] for r in cpu['nginx']]), 1)} µs)"
+        rows.append(("CPU per request", "≤ 60 µs", f"{fmt(v, 1)} µs{extra}", verdict(v <= 60)))
+    cell = lat.get("openai/small/c64/split")
+    if cell and "gateway" in cell:
+        ratios = [g["rps"] / d["rps"] for g, d in zip(cell["gateway"], cell["direct"]) if d["rps"]]
+        v = med(ratios)
+        rows.append(("req/s on one core vs direct (c=64, OpenAI small)", "≥ 60 %",
+                     f"{v * 100:.0f} % ({fmt(med([r['rps'] for r in cell['gateway']]))} vs "
+                     f"{fmt(med([r['rps'] for r in cell['direct']]))} req/s)", verdict(v >= 0.6)))
+        if "litellm" in cell:
+            lr = med([r["rps"] for r in cell["litellm"]])
+            v = med([r["rps"] for r in cell["gateway"]]) / lr if lr else None
+            rows.append(("req/s vs LiteLLM (one worker, same rig)", "≥ 50×",
+                         f"{v:.0f}× ({fmt(lr)} req/s for LiteLLM)" if v else "LiteLLM answered nothing",
+                         verdict(v is not None and v >= 50)))
+        else:
+            rows.append(("req/s vs LiteLLM (one worker, same rig)", "≥ 50×", "not run (bench/run --litellm)", "—"))
+    streams = st.get("streams", {})
+    if streams:
+        tt = [med([r["ttft_us"]["p50"] - x["ttft_us"]["p50"] for r, x in zip(by["gateway"], by["direct"])])
+              for by in streams.values()]
+        gp = [med([r["gap_us"]["p99"] - x["gap_us"]["p99"] for r, x in zip(by["gateway"], by["direct"])])
+              for by in streams.values()]
+        rows.append(("added TTFT (paced SSE, p50)", "≤ 100 µs", f"worst dialect {fmt(max(tt))} µs", verdict(max(tt) <= 100)))
+        rows.append(("added inter-chunk gap p99", "≤ 10 µs", f"worst dialect {fmt(max(gp))} µs", verdict(max(gp) <= 10)))
+    cap = st.get("capacity")
+    if cap:
+        ok = cap["lost"] == 0 and cap["complete"] == cap["streams"]
+        rows.append((f"{cap['streams']:,} concurrent paced streams, no lost frame", "0 lost",
+                     f"{cap['complete']:,} complete, {cap['lost']} lost, {cap['out_of_order'] + cap['duplicates']} out of order, "
+                     f"peak {cap['peak_open']:,} open at once", verdict(ok)))
+        mb = cap["gateway_vmhwm_kb"] / 1024
+        rows.append((f"RSS with {cap['streams']:,} open streams", "≤ 150 MB", f"{mb:.1f} MB (VmHWM)", verdict(mb <= 150)))
+    if res.get("rss_idle_startup_kb"):
+        mb = res["rss_idle_startup_kb"] / 1024
+        after = res.get("rss_idle_after_load_kb")
+        extra = f"; {after / 1024:.1f} MB idle after load" if after else ""
+        rows.append(("RSS idle", "≤ 15 MB", f"{mb:.1f} MB at start{extra}", verdict(mb <= 15)))
+    fo = st.get("failover", {}).get("modes", {})
+    for name, r in fo.items():
+        if "last_content_to_error_p50_us" in r:
+            v = r["last_content_to_error_p50_us"]
+            rows.append((f"failover: {name}", "error event ≤ stall_timeout + 5 ms",
+                         f"stall_timeout + {fmt((v - 1e6) / 1000 if v else None, 1)} ms",
+                         verdict(v is not None and v - 1e6 <= 5000)))
+            continue
+        v = r["added_p50_us"]
+        if v is None:
+            continue
+        if "default backoff" in name:
+            rows.append((f"failover: {name}", "backoff slept + ≤ 1 ms", f"{fmt(v / 1000, 1)} ms total (random backoff; "
+                         "the non-sleep part is the next row)", "—"))
+        elif "stall before" in name:
+            rows.append((f"failover: {name}", "≤ ttft_timeout + 5 ms", f"ttft_timeout + {fmt((v - 1e6) / 1000, 1)} ms",
+                         verdict(v - 1e6 <= 5000)))
+        else:
+            rows.append((f"failover: {name}", "≤ 1 ms + fallback latency", f"{fmt(v)} µs", verdict(v <= 1000)))
+    rows.append(("request while the primary cools down", "≤ 50 µs more than healthy",
+                 "not yet measurable (health registry pending, issue 4)", "—"))
+    return rows
+
+
 def report(res, quick):
     L = []
     p = L.append
@@ -776,6 +872,13 @@ def report(res, quick):
     p(f"Machine: {m.get('Model name')} · {m.get('CPU(s)')} CPUs · {m.get('mem_gib')} GiB · kernel {m.get('kernel')}")
     p(f"Pinning: proxy under test on core {GW_CORE}; mocks and load generator on core {LOAD_CORE}. "
       f"Load tool: {res['args']['tool']}. Rounds: {1 if quick else res['args']['rounds']} (median, min–max).")
+    p("")
+    p("### Targets (issue 8)")
+    p("")
+    p("| target | goal | measured | verdict |")
+    p("|---|---|---|---|")
+    for row in targets(res):
+        p("| " + " | ".join(row) + " |")
     p("")
     lat = st.get("latency")
     if lat:

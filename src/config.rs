@@ -72,6 +72,16 @@ struct RawHealth {
     #[serde(default, deserialize_with = "opt_duration")]
     session_ttl: Option<Duration>,
     max_tracked: Option<usize>,
+    probe: Option<RawProbe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default, deserialize_with = "opt_duration")]
+    interval: Option<Duration>,
+    /// The probe's JSON body (model is filled in); default: a one-token "ping".
+    request: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +427,9 @@ pub struct HealthConfig {
     pub turn_ttl: Duration,
     pub session_ttl: Duration,
     pub max_tracked: usize,
+    /// Active probes every interval; None: live traffic probes only.
+    pub probe_interval: Option<Duration>,
+    pub probe_request: Option<serde_json::Value>,
 }
 
 impl Default for HealthConfig {
@@ -439,6 +452,8 @@ impl Default for HealthConfig {
             turn_ttl: Duration::from_secs(1800),
             session_ttl: Duration::from_secs(3600),
             max_tracked: 10_000,
+            probe_interval: None,
+            probe_request: None,
         }
     }
 }
@@ -832,6 +847,18 @@ fn build_health(
     h.turn_ttl = raw.turn_ttl.unwrap_or(h.turn_ttl);
     h.session_ttl = raw.session_ttl.unwrap_or(h.session_ttl);
     h.max_tracked = raw.max_tracked.unwrap_or(h.max_tracked).max(1);
+    if let Some(p) = &raw.probe {
+        h.probe_interval = p.interval.filter(|d| !d.is_zero());
+        if let Some(req) = &p.request {
+            if !req.is_object() {
+                return Err(invalid(
+                    "health.probe.request".into(),
+                    "must be a JSON/YAML object (the probe request body)".into(),
+                ));
+            }
+            h.probe_request = Some(req.clone());
+        }
+    }
     Ok(h)
 }
 

@@ -55,6 +55,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 /// bounds how long a client may take to send its headers (slowloris).
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
     let header_timeout = gw.config.limits.header_read_timeout;
+    gw.start_background();
     let app = router(gw);
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -460,3 +460,35 @@ async fn a_401_rereads_a_rotated_key_file_and_retries_the_same_backend() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_active_probe_ends_a_cooldown_early_without_a_user_request() {
+    let h = start(
+        FAST,
+        "health: { cooldown: { base: 60s }, probe: { interval: 200ms } }",
+    )
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([{"kind": "reset", "after_chunks": 0}]),
+        json!({"kind": "ok"}),
+    )
+    .await;
+    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
+    assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
+    let mut healed = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if scope(&admin(&h).await, "primary", "backend")["state"] == "healthy" {
+            healed = true;
+            break;
+        }
+    }
+    assert!(healed, "the active probe did not heal the primary");
+    let probe = request_log(&h, &h.primary).await.last().cloned().unwrap();
+    assert_eq!(probe["body"]["max_tokens"], 1);
+    assert_eq!(probe["body"]["model"], "claude-opus-4-7");
+    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
+    assert_eq!(r.header("x-switchyard-backend"), Some("primary"));
+}

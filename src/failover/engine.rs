@@ -177,6 +177,22 @@ impl Gateway {
         })
     }
 
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Starts background work that needs the gateway itself (active health probes).
+    pub fn start_background(self: &Arc<Self>) {
+        let h = &self.config.health;
+        if let Some(interval) = h.probe_interval {
+            tokio::spawn(super::probe::run(
+                self.clone(),
+                interval,
+                h.probe_request.clone(),
+            ));
+        }
+    }
+
     /// Runs the attempt loop for one client request.
     pub async fn run(&self, req: &ClientRequest) -> Outcome {
         let now = Instant::now();

@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod policy;
+pub mod probe;
 
 pub use engine::{ClientRequest, Gateway, Outcome, Served};
 pub use policy::{decide, Decision};

@@ -467,6 +467,36 @@ impl HealthRegistry {
         }
     }
 
+    /// Scopes with a cooldown set (cooling down, or half-open with no probe in flight).
+    pub fn cooling_scopes(&self, now: Instant) -> Vec<ScopeId> {
+        (0..self.scopes.len())
+            .map(|i| ScopeId(i as u32))
+            .filter(|id| !self.is_clear(*id))
+            .filter(|id| {
+                let s = self.lock(*id);
+                s.cooldown_until.is_some()
+                    && !(s.probe_in_flight && s.state(now) == BackendState::HalfOpen)
+            })
+            .collect()
+    }
+
+    /// An active probe succeeded: the scope is healthy again, before its cooldown ended.
+    pub fn heal(&self, id: ScopeId, now: Instant) {
+        let mut s = self.lock(id);
+        if s.cooldown_until.is_none() {
+            return;
+        }
+        let t = s.record_success(now);
+        self.set_clear(id, &s);
+        drop(s);
+        if t == Transition::Recovered {
+            self.emit(id, HealthEventKind::Recovered, None, String::new());
+            self.push_remote(RemoteOp::Recovered {
+                key: self.scope_info(id).key.clone(),
+            });
+        }
+    }
+
     /// Operator reset of every scope of the named backend's identity. False if no such backend.
     pub fn reset_backend(&self, name: &str) -> bool {
         let mut found = false;
