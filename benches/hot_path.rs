@@ -22,7 +22,8 @@ const SMALL: &[u8] = br#"{"model":"main","max_tokens":64,"messages":[{"role":"us
 
 /// A ~50 KB body like an agent's: a system prompt, a few turns, a long pasted file.
 fn large_body() -> Vec<u8> {
-    let line = "fn main() { println!(\"the quick brown fox jumps over the lazy dog\"); }\\n";
+    // JSON-escaped source text: `\"` and `\n` as a client would send them.
+    let line = r#"fn main() { println!(\"the quick brown fox jumps over the lazy dog\"); }\n"#;
     let mut file = String::new();
     while file.len() < 50_000 - 400 {
         file.push_str(line);
