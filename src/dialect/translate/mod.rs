@@ -1,0 +1,1 @@
+//! Cross-dialect translation (being written).
