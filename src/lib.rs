@@ -13,6 +13,7 @@ pub mod demo;
 pub mod dialect;
 pub mod failover;
 pub mod health;
+pub mod metrics;
 pub mod mock;
 pub mod report;
 pub mod scrub;

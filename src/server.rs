@@ -44,6 +44,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/models/", get(models))
         .route("/models", get(models))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/", get(root).head(root))
         .merge(crate::admin::router())
         .fallback(not_found)
@@ -80,6 +81,15 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
             }
         });
     }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut r = Response::new(Body::from(gw.metrics.render(&gw.health)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 async fn root() -> &'static str {
@@ -177,12 +187,14 @@ impl Reject {
 async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
+    let in_flight = gw.metrics.in_flight();
     match prepare(&gw, dialect, &headers, body, &request_id).await {
         Err(r) => {
+            gw.metrics.request("-", "-", "rejected");
             tracing::info!(request_id = %request_id, code = r.code, "request rejected: {}", r.message);
             error_response(dialect, r.kind, r.code, &r.message, Some(&request_id))
         }
-        Ok(req) => respond(gw, req, started).await,
+        Ok(req) => respond(gw, req, started, in_flight).await,
     }
 }
 
@@ -367,7 +379,12 @@ fn session_key(
     })
 }
 
-async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Response {
+async fn respond(
+    gw: Arc<Gateway>,
+    req: ClientRequest,
+    started: Instant,
+    in_flight: crate::metrics::InFlight,
+) -> Response {
     let early = req
         .route
         .failover
@@ -375,7 +392,7 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
         .filter(|_| req.scanned.stream);
     let Some(early_after) = early else {
         let outcome = gw.run(&req).await;
-        return outcome_response(&gw, &req, outcome, started);
+        return outcome_response(&gw, &req, outcome, started, in_flight);
     };
     // Slow starters: if no backend has committed by `early_after`, send the 200 headers and
     // heartbeats so the client's read timeout does not fire; failover continues behind them.
@@ -386,7 +403,7 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
         async move { gw.run(&req).await }
     });
     tokio::select! {
-        outcome = &mut run => return outcome_response(&gw, &req, outcome, started),
+        outcome = &mut run => return outcome_response(&gw, &req, outcome, started, in_flight),
         _ = tokio::time::sleep(early_after) => {}
     }
     let dialect = req.dialect;
@@ -402,7 +419,7 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
         match outcome {
             Outcome::Served { served: Served::Stream(c), backend, entry, attempts, failures } => {
                 log_served(&gw, &req, backend, attempts, started);
-                let finish = relay_finisher(&gw, &req, entry, &failures);
+                let finish = relay_finisher(&gw, &req, entry, &failures, in_flight);
                 let mut relayed = std::pin::pin!(stream::relay(c, finish));
                 while let Some(chunk) = futures_util::StreamExt::next(&mut relayed).await {
                     yield chunk;
@@ -415,6 +432,7 @@ async fn respond(gw: Arc<Gateway>, req: ClientRequest, started: Instant) -> Resp
             }
             Outcome::Exhausted { failures, skipped, .. } => {
                 let rep = report::build(&gw.config, &req.route, &failures, &skipped);
+                gw.metrics.request(&req.route.name, "-", "exhausted");
                 tracing::warn!(request_id = %req.request_id, route = %req.route.name, "{}", rep.summary);
                 yield Ok(report::stream_error_event(dialect, &rep));
             }
@@ -431,6 +449,7 @@ fn outcome_response(
     req: &ClientRequest,
     outcome: Outcome,
     started: Instant,
+    in_flight: crate::metrics::InFlight,
 ) -> Response {
     let config = &gw.config;
     let mut resp = match outcome {
@@ -457,7 +476,7 @@ fn outcome_response(
                     r
                 }
                 Served::Stream(c) => {
-                    let finish = relay_finisher(gw, req, entry, &failures);
+                    let finish = relay_finisher(gw, req, entry, &failures, in_flight);
                     let mut r = Response::new(Body::from_stream(stream::relay(c, finish)));
                     sse_headers(r.headers_mut());
                     r
@@ -480,6 +499,8 @@ fn outcome_response(
             reason,
             ..
         } => {
+            gw.metrics
+                .request(&req.route.name, &config.backend(backend).name, "returned");
             tracing::info!(
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -507,6 +528,7 @@ fn outcome_response(
             skipped,
         } => {
             let rep = report::build(config, &req.route, &failures, &skipped);
+            gw.metrics.request(&req.route.name, "-", "exhausted");
             tracing::warn!(
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -548,6 +570,8 @@ fn log_served(
     attempts: u32,
     started: Instant,
 ) {
+    gw.metrics
+        .request(&req.route.name, &gw.config.backend(backend).name, "served");
     tracing::info!(
         request_id = %req.request_id,
         route = %req.route.name,
@@ -566,7 +590,10 @@ fn relay_finisher(
     req: &ClientRequest,
     entry: usize,
     failures: &[crate::failover::engine::AttemptRecord],
+    in_flight: crate::metrics::InFlight,
 ) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
+    let metrics = gw.metrics.clone();
+    let stream_started = Instant::now();
     let request_id = req.request_id.clone();
     let route = req.route.name.clone();
     let dialect = req.dialect;
@@ -580,7 +607,10 @@ fn relay_finisher(
         attempts,
         &crate::classify::invalid_response(""),
     );
-    move |end| match end {
+    move |end| {
+        let _in_flight = in_flight;
+        metrics.upstream_duration(&template.backend, stream_started.elapsed());
+        match end {
         RelayEnd::Complete => {
             tracing::debug!(request_id = %request_id, "stream complete");
             None
@@ -599,6 +629,7 @@ fn relay_finisher(
             template.retryable = report::retryable(failure.reason);
             template.detail = detail;
             Some(report::cut_stream_event(dialect, template))
+        }
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::config::{BackendId, Config, HealthStore, Route, Secret};
 use crate::dialect::Dialect;
 use crate::health::sessions::{SessionKey, Sessions};
 use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
+use crate::metrics::Metrics;
 use crate::scrub::Scrubber;
 use crate::stream::{self, Committed};
 use crate::upstream::{Call, ForwardHeaders, Upstream};
@@ -35,6 +36,7 @@ const RESPONSE_BODY_LIMIT: usize = 256 << 20;
 /// per-backend retry budgets.
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
     pub scrubber: Arc<Scrubber>,
     pub health: Arc<HealthRegistry>,
     pub sessions: Sessions,
@@ -168,6 +170,7 @@ impl Gateway {
             .map(|s| s.expose().to_string())
             .collect();
         Ok(Gateway {
+            metrics: Arc::new(Metrics::new()),
             scrubber: Arc::new(Scrubber::new(&secrets)),
             config,
             health,
@@ -208,6 +211,7 @@ impl Gateway {
             failures: Vec::new(),
             skipped: Vec::new(),
             attempts: 0,
+            last_failed: None,
         };
         let mut cooling: Vec<(Instant, usize)> = Vec::new();
         for entry_idx in self.entry_order(req, now) {
@@ -239,6 +243,7 @@ impl Gateway {
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
                         return outcome;
                     }
+                    run.last_failed = Some(entry.backend);
                 }
                 Admitted::Excluded(scopes) => {
                     let last = self.health.last_failure(scopes);
@@ -448,6 +453,8 @@ struct Run<'g, 'r> {
     failures: Vec<AttemptRecord>,
     skipped: Vec<SkippedEntry>,
     attempts: u32,
+    /// The backend of the last entry given up on, for the failover counter.
+    last_failed: Option<BackendId>,
 }
 
 impl<'g> Run<'g, '_> {
@@ -512,6 +519,9 @@ impl<'g> Run<'g, '_> {
         let policy = &req.route.failover;
         let entry = &req.route.chain[entry_idx];
         let backend = gw.config.backend(entry.backend);
+        if let Some(from) = self.last_failed {
+            gw.metrics.failover(&req.route.name, &gw.config.backend(from).name, &backend.name);
+        }
         let upstream_body = body::with_model(&req.body, &req.scanned.model_span, &entry.model_json);
         let budget = &gw.budgets[entry.backend.0];
         budget.deposit();
@@ -563,6 +573,12 @@ impl<'g> Run<'g, '_> {
             let failed = match result {
                 Ok(served) => {
                     gw.health.record_success(permit_now, Instant::now());
+                    gw.metrics.attempt(&backend.name, "ok");
+                    match &served {
+                        // The stream's full duration is recorded when it ends.
+                        Served::Stream(_) => gw.metrics.ttft(&backend.name, elapsed),
+                        Served::Full { .. } => gw.metrics.upstream_duration(&backend.name, elapsed),
+                    }
                     span.in_scope(|| {
                         tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served")
                     });
@@ -589,6 +605,8 @@ impl<'g> Run<'g, '_> {
             };
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
+            gw.metrics.attempt(&backend.name, failed.classified.reason.as_str());
+            gw.metrics.upstream_duration(&backend.name, elapsed);
             let c = &failed.classified;
             let target = gw.health.record_failure(
                 permit_now,
