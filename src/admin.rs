@@ -31,6 +31,16 @@ pub fn router() -> Router<Arc<Gateway>> {
 
 /// `Some(refusal)` unless the caller may use the admin API.
 fn refusal(gw: &Gateway, headers: &HeaderMap, peer: Option<Peer>) -> Option<Response> {
+    refusal_with_query(gw, headers, None, peer)
+}
+
+/// As [`refusal`], also accepting the key as a `?key=` parameter (for EventSource).
+pub fn refusal_with_query(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    query_key: Option<&str>,
+    peer: Option<Peer>,
+) -> Option<Response> {
     let deny = |status: StatusCode, msg: &str| {
         (
             status,
@@ -48,7 +58,8 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, peer: Option<Peer>) -> Option<Resp
                         .get(http::header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.strip_prefix("Bearer "))
-                });
+                })
+                .or(query_key);
             match offered {
                 Some(k)
                     if crate::server::constant_time_eq(

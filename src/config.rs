@@ -56,6 +56,119 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default, deserialize_with = "opt_duration")]
+    throttle: Option<Duration>,
+    queue: Option<usize>,
+    /// Per sink, alerts per minute at most (storm protection).
+    per_sink_per_minute: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    session_ttl: Option<Duration>,
+    max_sessions: Option<usize>,
+    #[serde(default)]
+    sinks: Vec<RawSink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawSink {
+    Telegram {
+        bot_token_env: String,
+        chat_id: String,
+        api_base: Option<String>,
+        events: Option<Vec<AlertEvent>>,
+    },
+    Webhook {
+        url: String,
+        secret_env: Option<String>,
+        events: Option<Vec<AlertEvent>>,
+    },
+    Log {
+        events: Option<Vec<AlertEvent>>,
+    },
+}
+
+/// What an alert announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    FallbackActivated,
+    BackendDown,
+    BackendRecovered,
+    FallbackExhausted,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 4] = [
+        AlertEvent::FallbackActivated,
+        AlertEvent::BackendDown,
+        AlertEvent::BackendRecovered,
+        AlertEvent::FallbackExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::FallbackActivated => "fallback_activated",
+            AlertEvent::BackendDown => "backend_down",
+            AlertEvent::BackendRecovered => "backend_recovered",
+            AlertEvent::FallbackExhausted => "fallback_exhausted",
+        }
+    }
+}
+
+/// A validated alert sink. `None` settings (a missing env var) make it a no-op, announced once.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Telegram {
+        bot_token: Option<Secret>,
+        token_env: String,
+        chat_id: String,
+        api_base: String,
+    },
+    Webhook {
+        url: reqwest::Url,
+        secret: Option<Secret>,
+    },
+    Log,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// `telegram`, `webhook#2`…: the label in metrics and logs.
+    pub name: String,
+    pub events: Vec<AlertEvent>,
+    pub config: SinkConfig,
+    /// Why the sink is disabled, if it is (reported once at start-up).
+    pub disabled: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub throttle: Duration,
+    pub queue: usize,
+    pub per_sink_per_minute: u32,
+    pub session_ttl: Duration,
+    pub max_sessions: usize,
+    pub sinks: Vec<SinkSpec>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            throttle: Duration::from_secs(300),
+            queue: 1024,
+            per_sink_per_minute: 20,
+            session_ttl: Duration::from_secs(3600),
+            max_sessions: 10_000,
+            sinks: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,6 +594,7 @@ pub struct Config {
     /// Valid gateway keys; empty means the gateway is open.
     pub gateway_keys: Vec<Secret>,
     pub health: HealthConfig,
+    pub alerts: AlertsConfig,
     /// Required on `/admin/*` when set.
     pub admin_key: Option<Secret>,
 }
@@ -753,7 +867,10 @@ impl Config {
             },
         };
 
+        let alerts = build_alerts(&raw.alerts, env, &invalid)?;
+
         Ok(Config {
+            alerts,
             health,
             admin_key,
             listen,
@@ -778,8 +895,136 @@ impl Config {
             .flat_map(|b| b.credentials.iter().map(Credential::secret))
             .chain(self.gateway_keys.iter().cloned())
             .chain(self.admin_key.iter().cloned())
+            .chain(self.alerts.sinks.iter().flat_map(|s| match &s.config {
+                SinkConfig::Telegram { bot_token, .. } => bot_token.clone(),
+                SinkConfig::Webhook { secret, .. } => secret.clone(),
+                SinkConfig::Log => None,
+            }))
             .collect()
     }
+}
+
+fn build_alerts(
+    raw: &RawAlerts,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<AlertsConfig, ConfigError> {
+    let mut a = AlertsConfig::default();
+    a.throttle = raw.throttle.unwrap_or(a.throttle);
+    a.queue = raw.queue.unwrap_or(a.queue).max(1);
+    a.per_sink_per_minute = raw
+        .per_sink_per_minute
+        .unwrap_or(a.per_sink_per_minute)
+        .max(1);
+    a.session_ttl = raw.session_ttl.unwrap_or(a.session_ttl);
+    a.max_sessions = raw.max_sessions.unwrap_or(a.max_sessions).max(1);
+    let secret = |var: &str| {
+        env(var)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()))
+    };
+    for (i, sink) in raw.sinks.iter().enumerate() {
+        let key = format!("alerts.sinks[{i}]");
+        let (kind, events, config, disabled) = match sink {
+            RawSink::Telegram {
+                bot_token_env,
+                chat_id,
+                api_base,
+                events,
+            } => {
+                let chat = chat_id.trim();
+                let numeric = chat
+                    .strip_prefix('-')
+                    .unwrap_or(chat)
+                    .chars()
+                    .all(|c| c.is_ascii_digit());
+                if chat.is_empty() || !(numeric || chat.starts_with('@')) {
+                    return Err(invalid(
+                        format!("{key}.chat_id"),
+                        format!("{chat_id:?} is not a chat id; use a number (\"-1001234567890\") or \"@channel\""),
+                    ));
+                }
+                let base = api_base
+                    .as_deref()
+                    .unwrap_or("https://api.telegram.org")
+                    .trim_end_matches('/');
+                if reqwest::Url::parse(base).is_err() {
+                    return Err(invalid(
+                        format!("{key}.api_base"),
+                        format!("{base:?} is not a URL"),
+                    ));
+                }
+                let token = secret(bot_token_env);
+                let disabled = token
+                    .is_none()
+                    .then(|| format!("environment variable {bot_token_env} is not set"));
+                (
+                    "telegram",
+                    events,
+                    SinkConfig::Telegram {
+                        bot_token: token,
+                        token_env: bot_token_env.clone(),
+                        chat_id: chat.to_string(),
+                        api_base: base.to_string(),
+                    },
+                    disabled,
+                )
+            }
+            RawSink::Webhook {
+                url,
+                secret_env,
+                events,
+            } => {
+                let parsed = reqwest::Url::parse(url.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("{key}.url"),
+                            format!("{url:?} is not an http(s) URL"),
+                        )
+                    })?;
+                let (secret_value, disabled) = match secret_env {
+                    None => (None, None),
+                    Some(var) => match secret(var) {
+                        Some(s) => (Some(s), None),
+                        None => (
+                            None,
+                            Some(format!(
+                                "environment variable {var} (secret_env) is not set"
+                            )),
+                        ),
+                    },
+                };
+                (
+                    "webhook",
+                    events,
+                    SinkConfig::Webhook {
+                        url: parsed,
+                        secret: secret_value,
+                    },
+                    disabled,
+                )
+            }
+            RawSink::Log { events } => ("log", events, SinkConfig::Log, None),
+        };
+        let same_kind = raw.sinks[..i]
+            .iter()
+            .filter(|s| std::mem::discriminant(*s) == std::mem::discriminant(sink))
+            .count();
+        let name = if same_kind == 0 {
+            kind.to_string()
+        } else {
+            format!("{kind}#{}", same_kind + 1)
+        };
+        a.sinks.push(SinkSpec {
+            name,
+            events: events.clone().unwrap_or_else(|| AlertEvent::ALL.to_vec()),
+            config,
+            disabled,
+        });
+    }
+    Ok(a)
 }
 
 fn build_health(

@@ -6,6 +6,7 @@
 //! upstream used by tests, the demo and the benchmarks.
 
 pub mod admin;
+pub mod alert;
 pub mod body;
 pub mod classify;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod mock;
 pub mod report;
 pub mod scrub;
 pub mod server;
+pub mod status;
 pub mod stream;
 pub mod upstream;

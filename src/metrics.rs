@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, with_local_recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::time::Instant;
 
 use crate::health::{HealthRegistry, Scope};
@@ -42,7 +44,8 @@ pub struct InFlight(std::sync::Arc<Metrics>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let n = self.0.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.0.with(|| gauge!("switchyard_in_flight_requests").set(n as f64));
+        self.0
+            .with(|| gauge!("switchyard_in_flight_requests").set(n as f64));
     }
 }
 
@@ -59,14 +62,38 @@ impl Metrics {
             in_flight: AtomicI64::new(0),
         };
         m.with(|| {
-            metrics::describe_counter!("switchyard_requests_total", "Client requests by route, serving backend and outcome");
-            metrics::describe_counter!("switchyard_attempts_total", "Upstream attempts by backend and result (ok or the failure reason)");
-            metrics::describe_counter!("switchyard_failovers_total", "Moves from one chain entry to another, by route, from and to backend");
-            metrics::describe_gauge!("switchyard_backend_state", "Health per scope: 0 healthy, 1 half-open, 2 cooling down");
-            metrics::describe_histogram!("switchyard_ttft_seconds", "Time from sending an upstream stream request to its first content event");
-            metrics::describe_histogram!("switchyard_upstream_duration_seconds", "Duration of upstream attempts");
-            metrics::describe_gauge!("switchyard_in_flight_requests", "Client requests being served");
-            metrics::describe_counter!("switchyard_alerts_total", "Alerts by sink and result (sent, suppressed, dropped, failed)");
+            metrics::describe_counter!(
+                "switchyard_requests_total",
+                "Client requests by route, serving backend and outcome"
+            );
+            metrics::describe_counter!(
+                "switchyard_attempts_total",
+                "Upstream attempts by backend and result (ok or the failure reason)"
+            );
+            metrics::describe_counter!(
+                "switchyard_failovers_total",
+                "Moves from one chain entry to another, by route, from and to backend"
+            );
+            metrics::describe_gauge!(
+                "switchyard_backend_state",
+                "Health per scope: 0 healthy, 1 half-open, 2 cooling down"
+            );
+            metrics::describe_histogram!(
+                "switchyard_ttft_seconds",
+                "Time from sending an upstream stream request to its first content event"
+            );
+            metrics::describe_histogram!(
+                "switchyard_upstream_duration_seconds",
+                "Duration of upstream attempts"
+            );
+            metrics::describe_gauge!(
+                "switchyard_in_flight_requests",
+                "Client requests being served"
+            );
+            metrics::describe_counter!(
+                "switchyard_alerts_total",
+                "Alerts by sink and result (sent, suppressed, dropped, failed)"
+            );
             gauge!("switchyard_in_flight_requests").set(0.0);
         });
         m
@@ -107,7 +134,8 @@ impl Metrics {
 
     pub fn ttft(&self, backend: &str, ttft: Duration) {
         self.with(|| {
-            histogram!("switchyard_ttft_seconds", "backend" => backend.to_string()).record(ttft.as_secs_f64())
+            histogram!("switchyard_ttft_seconds", "backend" => backend.to_string())
+                .record(ttft.as_secs_f64())
         });
     }
 
@@ -121,7 +149,8 @@ impl Metrics {
     /// `result`: sent, suppressed, dropped, failed.
     pub fn alert(&self, sink: &str, result: &'static str) {
         self.with(|| {
-            counter!("switchyard_alerts_total", "sink" => sink.to_string(), "result" => result).increment(1)
+            counter!("switchyard_alerts_total", "sink" => sink.to_string(), "result" => result)
+                .increment(1)
         });
     }
 

@@ -20,7 +20,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::alert::{Alert, Target};
 use crate::body::{self, BodyError};
+use crate::config::AlertEvent;
 use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
 use crate::health::sessions::SessionKey;
@@ -45,8 +47,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/models", get(models))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/", get(root).head(root))
         .merge(crate::admin::router())
+        .merge(crate::status::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gw)
@@ -90,10 +92,6 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
-}
-
-async fn root() -> &'static str {
-    "switchyard: an LLM failover gateway. POST /v1/chat/completions or /v1/messages.\n"
 }
 
 fn guess_dialect(uri: &Uri, headers: &HeaderMap) -> Dialect {
@@ -418,7 +416,7 @@ async fn respond(
         };
         match outcome {
             Outcome::Served { served: Served::Stream(c), backend, entry, attempts, failures } => {
-                log_served(&gw, &req, backend, attempts, started);
+                after_served(&gw, &req, backend, entry, attempts, &failures, started);
                 let finish = relay_finisher(&gw, &req, entry, &failures, in_flight);
                 let mut relayed = std::pin::pin!(stream::relay(c, finish));
                 while let Some(chunk) = futures_util::StreamExt::next(&mut relayed).await {
@@ -433,6 +431,7 @@ async fn respond(
             Outcome::Exhausted { failures, skipped, .. } => {
                 let rep = report::build(&gw.config, &req.route, &failures, &skipped);
                 gw.metrics.request(&req.route.name, "-", "exhausted");
+                alert_exhausted(&gw, &req, &rep);
                 tracing::warn!(request_id = %req.request_id, route = %req.route.name, "{}", rep.summary);
                 yield Ok(report::stream_error_event(dialect, &rep));
             }
@@ -460,7 +459,7 @@ fn outcome_response(
             served,
             failures,
         } => {
-            log_served(gw, req, backend, attempts, started);
+            after_served(gw, req, backend, entry, attempts, &failures, started);
             let mut resp = match served {
                 Served::Full {
                     status,
@@ -529,6 +528,7 @@ fn outcome_response(
         } => {
             let rep = report::build(config, &req.route, &failures, &skipped);
             gw.metrics.request(&req.route.name, "-", "exhausted");
+            alert_exhausted(gw, req, &rep);
             tracing::warn!(
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -563,13 +563,66 @@ fn outcome_response(
     resp
 }
 
-fn log_served(
+/// Log line, metrics and the fallback alert for a served request.
+fn after_served(
     gw: &Gateway,
     req: &ClientRequest,
     backend: crate::config::BackendId,
+    entry: usize,
     attempts: u32,
+    failures: &[crate::failover::engine::AttemptRecord],
     started: Instant,
 ) {
+    let name = &gw.config.backend(backend).name;
+    gw.activity.served(&req.route.name, name);
+    let session_switched = req
+        .session
+        .as_ref()
+        .is_some_and(|s| gw.alerts.session_switched(&s.session, name));
+    if entry != 0 || session_switched {
+        let primary = &req.route.chain[0];
+        let mut a = Alert::new(AlertEvent::FallbackActivated);
+        a.route = Some(req.route.name.to_string());
+        a.session = req.session.as_ref().map(|s| s.session.to_string());
+        a.primary = Some(Target {
+            backend: gw.config.backend(primary.backend).name.to_string(),
+            model: primary.model.to_string(),
+        });
+        a.serving = Some(Target {
+            backend: name.to_string(),
+            model: req.route.chain[entry].model.to_string(),
+        });
+        match failures.first() {
+            Some(f) => {
+                a.reason = Some(match f.status {
+                    Some(st) => format!("{} {st}", f.reason),
+                    None => f.reason.to_string(),
+                });
+                a.detail = f.detail.clone();
+            }
+            None if entry != 0 => {
+                a.reason = Some("primary skipped: cooling down or failed earlier this turn".into())
+            }
+            None => {
+                a.reason = Some("the session's first backend is not the one serving now".into())
+            }
+        }
+        a.request_id = Some(req.request_id.to_string());
+        if entry != 0 {
+            let (from, _) = a
+                .primary
+                .as_ref()
+                .map(|p| (p.backend.clone(), ()))
+                .unwrap_or_default();
+            gw.activity.failover(
+                &req.route.name,
+                &from,
+                Some(name),
+                a.reason.as_deref().unwrap_or(""),
+            );
+        }
+        gw.alerts.emit(a);
+    }
     gw.metrics
         .request(&req.route.name, &gw.config.backend(backend).name, "served");
     tracing::info!(
@@ -611,27 +664,48 @@ fn relay_finisher(
         let _in_flight = in_flight;
         metrics.upstream_duration(&template.backend, stream_started.elapsed());
         match end {
-        RelayEnd::Complete => {
-            tracing::debug!(request_id = %request_id, "stream complete");
-            None
-        }
-        RelayEnd::Failed(failure) => {
-            let detail = scrubber.detail(&failure.detail, 300);
-            tracing::warn!(
-                request_id = %request_id,
-                route = %route,
-                backend = %template.backend,
-                reason = failure.reason.as_str(),
-                detail = %detail,
-                "stream failed after content was sent; ended it with an error event"
-            );
-            template.reason = Some(failure.reason.as_str());
-            template.retryable = report::retryable(failure.reason);
-            template.detail = detail;
-            Some(report::cut_stream_event(dialect, template))
-        }
+            RelayEnd::Complete => {
+                tracing::debug!(request_id = %request_id, "stream complete");
+                None
+            }
+            RelayEnd::Failed(failure) => {
+                let detail = scrubber.detail(&failure.detail, 300);
+                tracing::warn!(
+                    request_id = %request_id,
+                    route = %route,
+                    backend = %template.backend,
+                    reason = failure.reason.as_str(),
+                    detail = %detail,
+                    "stream failed after content was sent; ended it with an error event"
+                );
+                template.reason = Some(failure.reason.as_str());
+                template.retryable = report::retryable(failure.reason);
+                template.detail = detail;
+                Some(report::cut_stream_event(dialect, template))
+            }
         }
     }
+}
+
+fn alert_exhausted(gw: &Gateway, req: &ClientRequest, rep: &report::Report) {
+    let primary = &req.route.chain[0];
+    let mut a = Alert::new(AlertEvent::FallbackExhausted);
+    a.route = Some(req.route.name.to_string());
+    a.session = req.session.as_ref().map(|s| s.session.to_string());
+    a.primary = Some(Target {
+        backend: gw.config.backend(primary.backend).name.to_string(),
+        model: primary.model.to_string(),
+    });
+    a.reason = Some("every backend of the route failed".into());
+    a.detail = rep.summary.clone();
+    gw.activity.failover(
+        &req.route.name,
+        &gw.config.backend(primary.backend).name,
+        None,
+        &rep.summary,
+    );
+    a.request_id = Some(req.request_id.to_string());
+    gw.alerts.emit(a);
 }
 
 fn sse_headers(h: &mut HeaderMap) {

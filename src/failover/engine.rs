@@ -16,6 +16,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tracing::Instrument;
 
 use super::policy::{decide, AttemptFacts, Decision};
+use crate::alert::Alerter;
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
 use crate::config::{BackendId, Config, HealthStore, Route, Secret};
@@ -36,6 +37,8 @@ const RESPONSE_BODY_LIMIT: usize = 256 << 20;
 /// per-backend retry budgets.
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub activity: crate::status::Activity,
+    pub alerts: Arc<Alerter>,
     pub metrics: Arc<Metrics>,
     pub scrubber: Arc<Scrubber>,
     pub health: Arc<HealthRegistry>,
@@ -169,9 +172,13 @@ impl Gateway {
             .iter()
             .map(|s| s.expose().to_string())
             .collect();
+        let metrics = Arc::new(Metrics::new());
+        let scrubber = Arc::new(Scrubber::new(&secrets));
         Ok(Gateway {
-            metrics: Arc::new(Metrics::new()),
-            scrubber: Arc::new(Scrubber::new(&secrets)),
+            activity: crate::status::Activity::new(&config),
+            alerts: Arc::new(Alerter::new(&config, metrics.clone(), scrubber.clone())),
+            metrics,
+            scrubber,
             config,
             health,
             sessions,
@@ -187,6 +194,9 @@ impl Gateway {
     /// Starts background work that needs the gateway itself (active health probes).
     pub fn start_background(self: &Arc<Self>) {
         let h = &self.config.health;
+        if self.alerts.enabled() {
+            tokio::spawn(self.alerts.clone().run(self.health.clone()));
+        }
         if let Some(interval) = h.probe_interval {
             tokio::spawn(super::probe::run(
                 self.clone(),
@@ -520,7 +530,11 @@ impl<'g> Run<'g, '_> {
         let entry = &req.route.chain[entry_idx];
         let backend = gw.config.backend(entry.backend);
         if let Some(from) = self.last_failed {
-            gw.metrics.failover(&req.route.name, &gw.config.backend(from).name, &backend.name);
+            gw.metrics.failover(
+                &req.route.name,
+                &gw.config.backend(from).name,
+                &backend.name,
+            );
         }
         let upstream_body = body::with_model(&req.body, &req.scanned.model_span, &entry.model_json);
         let budget = &gw.budgets[entry.backend.0];
@@ -574,6 +588,7 @@ impl<'g> Run<'g, '_> {
                 Ok(served) => {
                     gw.health.record_success(permit_now, Instant::now());
                     gw.metrics.attempt(&backend.name, "ok");
+                    gw.activity.attempt(entry.backend, true);
                     match &served {
                         // The stream's full duration is recorded when it ends.
                         Served::Stream(_) => gw.metrics.ttft(&backend.name, elapsed),
@@ -605,7 +620,9 @@ impl<'g> Run<'g, '_> {
             };
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
-            gw.metrics.attempt(&backend.name, failed.classified.reason.as_str());
+            gw.metrics
+                .attempt(&backend.name, failed.classified.reason.as_str());
+            gw.activity.attempt(entry.backend, false);
             gw.metrics.upstream_duration(&backend.name, elapsed);
             let c = &failed.classified;
             let target = gw.health.record_failure(

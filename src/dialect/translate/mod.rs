@@ -1,1 +1,160 @@
-//! Cross-dialect translation (being written).
+//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, requests,
+//! responses and streams.
+//!
+//! Only used when a client's dialect differs from the backend's; same-dialect traffic never
+//! comes here. Request and non-streaming response translation parse the whole body (they are
+//! small and rare next to streams); [`StreamTranslator`] works event by event, emitting the
+//! client's bytes as soon as each backend event arrives, and never holds the stream.
+//!
+//! # Choices worth knowing
+//!
+//! - **System prompts.** OpenAI `system` and `developer` messages, wherever they appear, are
+//!   hoisted into Anthropic's top-level `system` (a plain string for one string message, text
+//!   blocks otherwise). Anthropic's `system` becomes one leading OpenAI `system` message whose
+//!   content is the text blocks joined with a blank line (many OpenAI-compatible servers only
+//!   accept string system content). Claude Code's mid-conversation `system` turns stay in place.
+//! - **Roles.** Consecutive same-role messages are merged for Anthropic (string content becomes
+//!   text blocks); OpenAI `tool` messages become `tool_result` blocks at the head of the next
+//!   user turn. Back to OpenAI, a user turn's `tool_result` blocks become `tool` messages (in
+//!   order, before the rest of the turn, which stays a `user` message with content parts).
+//!   Images inside a `tool_result` (OpenAI tool messages are text-only) move to that user
+//!   message. Several text blocks of an assistant turn are concatenated.
+//! - **Tool calls.** `arguments` (a JSON string) ⇄ `input` (an object); arguments that are not
+//!   a JSON object become `{}` (lossy). Tool-call ids are kept as they are, except characters
+//!   Anthropic refuses in ids (anything outside `[A-Za-z0-9_-]`), which become `_` the same way
+//!   in calls and results, so pairs still match. An Anthropic request whose history holds tool
+//!   blocks but no `tools` gets placeholder definitions for the names used and
+//!   `tool_choice: none` (the Messages API refuses tool blocks without tool definitions).
+//! - **Reasoning.** Anthropic `thinking` blocks ⇄ OpenAI `reasoning_content` (the field vLLM,
+//!   DeepSeek, llama.cpp and others use; `reasoning`, as sent by OpenRouter, is read too), in
+//!   responses and streams (`thinking_delta` ⇄ `delta.reasoning_content`). Thinking produced by
+//!   an OpenAI backend reaches Anthropic clients as `thinking` blocks with an empty
+//!   `signature` (there is none to give): if such a turn is later replayed to a real Anthropic
+//!   backend as the latest assistant turn, that API may refuse it. In requests, reasoning
+//!   history is dropped both ways (debug log): OpenAI clients' `reasoning_content` has no
+//!   signature Anthropic would accept, and OpenAI backends take no reasoning input. Request-side
+//!   reasoning *settings* (`thinking`, `output_config.effort` ⇄ `reasoning_effort`) are not
+//!   translated: the other side's models may not support them and reject the request.
+//! - **Usage.** OpenAI `prompt_tokens` counts cached tokens, Anthropic `input_tokens` does not:
+//!   `prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens` and
+//!   `prompt_tokens_details.cached_tokens = cache_read_input_tokens` (and back, cache creation
+//!   being unknown on the OpenAI side, so 0).
+//! - **Ids.** Response ids are derived from the upstream id (`msg_X` ⇄ `chatcmpl-X`); the
+//!   response `model` is the client's route name.
+//! - **Dropped.** Whatever one side cannot express is dropped with a `debug` log line, or with
+//!   [`Options::strict`] rejected as [`TranslateError::Unsupported`]. Hints without effect on
+//!   the output (`cache_control`, image `detail`, `store`, `service_tier`, …) are always
+//!   dropped silently (debug log only).
+//!
+//! The full table is in the README ("Cross-dialect translation").
+
+mod common;
+mod request;
+mod response;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+
+use super::{Dialect, ErrorKind};
+
+pub use stream::StreamTranslator;
+
+/// Per-backend translation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `max_tokens` sent to an Anthropic backend when the OpenAI client sent neither
+    /// `max_tokens` nor `max_completion_tokens` (Anthropic requires it).
+    pub default_max_tokens: u32,
+    /// Reject requests using a feature the backend's API lacks instead of dropping it.
+    pub strict: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            default_max_tokens: 4096,
+            strict: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TranslateError {
+    /// The client's body is not a valid request in its own dialect.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The request uses a feature the backend's dialect lacks (only with `strict`).
+    #[error("not supported when translating for this backend: {0}")]
+    Unsupported(String),
+    /// The backend's success body is not a valid response in its dialect.
+    #[error("invalid upstream response: {0}")]
+    InvalidResponse(String),
+}
+
+impl TranslateError {
+    /// How to report this error to the client: the first two are the client's fault (400),
+    /// a bad upstream body is the backend's.
+    pub fn error_kind(&self) -> ErrorKind {
+        match self {
+            TranslateError::Invalid(_) | TranslateError::Unsupported(_) => {
+                ErrorKind::InvalidRequest
+            }
+            TranslateError::InvalidResponse(_) => ErrorKind::Upstream,
+        }
+    }
+}
+
+/// A client request body in `from` dialect → the body for a `to` backend, with `model` set to
+/// `model` (the chain entry's model). `from != to` (with `from == to` only `model` changes).
+pub fn request(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    model: &str,
+    opts: &Options,
+) -> Result<Bytes, TranslateError> {
+    let value = match (from, to) {
+        (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
+        (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
+        _ => request::same_dialect(body, model)?,
+    };
+    Ok(common::to_bytes(&value))
+}
+
+/// A backend's successful non-streaming response body in `from` (backend) dialect → `to`
+/// (client) dialect. `client_model` is what the client asked for (the route name); it becomes
+/// the response's `model`.
+pub fn response(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    client_model: &str,
+) -> Result<Bytes, TranslateError> {
+    let value = match (from, to) {
+        (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
+        (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
+        _ => response::same_dialect(body, client_model)?,
+    };
+    Ok(common::to_bytes(&value))
+}
+
+/// Whether `stream_options.include_usage` was requested (OpenAI client bodies), for
+/// [`StreamTranslator::new`].
+pub fn wants_usage(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct StreamOptions {
+        include_usage: Option<bool>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        stream_options: Option<StreamOptions>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()
+        .and_then(|b| b.stream_options)
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false)
+}

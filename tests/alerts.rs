@@ -1,0 +1,299 @@
+//! Alerts and metrics end to end: a fake Telegram Bot API and a webhook receiver on ephemeral
+//! ports, a hanging sink that must not slow requests, and `/metrics` moving with failovers.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+
+use axum::Router;
+use common::*;
+use serde_json::{json, Value};
+
+type Received = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
+
+/// An HTTP server that records every POST (path, headers, body) and answers `{"ok":true}`.
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), headers, body));
+                axum::Json(json!({"ok": true, "result": {}}))
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), got)
+}
+
+/// A server that accepts connections and never answers.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn wait_for(got: &Received, n: usize) {
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A gateway whose primary has an awkward name, to prove MarkdownV2 escaping.
+async fn start_named(alerts: &str) -> (Harness, String) {
+    let h = start(FAST, "").await;
+    let yaml = format!(
+        "backends:\n  \"gpt_4o-mini*[beta]\": {{ api: openai_chat, base_url: \"{}/v1\" }}\n  backup: {{ api: openai_chat, base_url: \"{}/v1\" }}\nroutes:\n  main: {{ chain: [ {{ backend: \"gpt_4o-mini*[beta]\", model: gpt-4o }}, {{ backend: backup, model: m.2 }} ] }}\nfailover: {{ retries: 0 }}\nhealth: {{ failure_threshold: {{ default: 1000, connection: 1000, timeout: 1000 }} }}\n{alerts}\n",
+        h.primary.url(),
+        h.fallback.url()
+    );
+    let env = |n: &str| match n {
+        "TG_TOKEN" => Some("123456:telegram-bot-token-value".to_string()),
+        "HOOK_SECRET" => Some("webhook-shared-secret".to_string()),
+        _ => None,
+    };
+    let config = switchyard::config::Config::from_yaml(&yaml, "alerts.yaml", &env).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Arc::new(switchyard::failover::Gateway::new(Arc::new(config)).unwrap());
+    tokio::spawn(switchyard::server::serve(listener, gw));
+    (h, format!("http://{addr}"))
+}
+
+async fn ask(h: &Harness, gw: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let r = h
+        .http
+        .post(format!("{gw}/v1/chat/completions"))
+        .json(&json!({"model": "main", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let _ = r.bytes().await;
+    (status, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_failover_burst_sends_one_telegram_alert_with_escaped_markdown() {
+    let (tg, got) = receiver().await;
+    let (h, gw) = start_named(&format!(
+        "alerts: {{ throttle: 300s, sinks: [ {{ kind: telegram, bot_token_env: TG_TOKEN, chat_id: \"-1001234567890\", api_base: \"{tg}\", events: [fallback_activated] }} ] }}"
+    ))
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(ask(&h, &gw).await.0, 200);
+    }
+    wait_for(&got, 1).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let got = got.lock().unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "a burst within the throttle window must yield exactly one alert"
+    );
+    let (path, _, body) = &got[0];
+    assert_eq!(path, "/bot123456:telegram-bot-token-value/sendMessage");
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["chat_id"], "-1001234567890");
+    assert_eq!(v["parse_mode"], "MarkdownV2");
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains(r"*Switchyard: fallback activated*"), "{text}");
+    assert!(
+        text.contains(r"*Primary:* gpt\_4o\-mini\*\[beta\] \(gpt\-4o\)"),
+        "{text}"
+    );
+    assert!(text.contains(r"*Now serving:* backup \(m\.2\)"), "{text}");
+    assert!(text.contains(r"*Reason:* overloaded 529"), "{text}");
+    assert!(text.contains("*Request:* req"), "{text}");
+}
+
+#[tokio::test]
+async fn webhook_alerts_are_signed_with_hmac_sha256() {
+    let (hook, got) = receiver().await;
+    let (h, gw) = start_named(&format!(
+        "alerts: {{ sinks: [ {{ kind: webhook, url: \"{hook}/hooks/switchyard\", secret_env: HOOK_SECRET, events: [fallback_exhausted] }} ] }}"
+    ))
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 500}),
+    )
+    .await;
+    plan(
+        &h,
+        &h.fallback,
+        json!([]),
+        json!({"kind": "status", "status": 401}),
+    )
+    .await;
+    assert_eq!(ask(&h, &gw).await.0, 502);
+    wait_for(&got, 1).await;
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    let (path, headers, body) = &got[0];
+    assert_eq!(path, "/hooks/switchyard");
+    let sig = headers["x-switchyard-signature"].to_str().unwrap();
+    assert_eq!(
+        sig,
+        switchyard::alert::sinks::signature("webhook-shared-secret", body)
+    );
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["event"], "fallback_exhausted");
+    assert_eq!(v["route"], "main");
+    assert!(v["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("All 2 backends failed"));
+    assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
+    assert!(v["at"].is_string() && v["text"].is_string());
+}
+
+#[tokio::test]
+async fn a_hanging_sink_never_slows_requests_and_its_overflow_is_counted() {
+    let hole = black_hole().await;
+    let (h, gw) = start_named(&format!(
+        "alerts: {{ throttle: 0s, per_sink_per_minute: 10000, sinks: [ {{ kind: webhook, url: \"{hole}/x\" }} ] }}"
+    ))
+    .await;
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
+    // Warm up, then time requests while every one of them fires an alert into the black hole.
+    ask(&h, &gw).await;
+    let mut with_sink = Vec::new();
+    for _ in 0..40 {
+        with_sink.push(ask(&h, &gw).await.1);
+    }
+    // The same requests through the harness gateway (no alerts) for comparison.
+    let mut without = Vec::new();
+    for _ in 0..40 {
+        let started = Instant::now();
+        post(&h, "/v1/chat/completions", &openai_body(false)).await;
+        without.push(started.elapsed());
+    }
+    with_sink.sort();
+    without.sort();
+    let (a, b) = (with_sink[20], without[20]);
+    assert!(
+        a < b + Duration::from_millis(50),
+        "median with a hanging sink {a:?} vs {b:?}"
+    );
+    let metrics = h
+        .http
+        .get(format!("{gw}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_alerts_total")
+                && l.contains("sink=\"webhook\"")
+                && l.contains("result=\"dropped\"")
+        })
+        .unwrap_or_else(|| panic!("no dropped counter:\n{metrics}"));
+    let n: f64 = dropped.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 20.0, "{dropped}");
+}
+
+#[tokio::test]
+async fn metrics_move_as_failovers_happen() {
+    let (h, gw) = start_named("").await;
+    let scrape = |gw: String, http: reqwest::Client| async move {
+        http.get(format!("{gw}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    plan(
+        &h,
+        &h.primary,
+        json!([]),
+        json!({"kind": "status", "status": 529}),
+    )
+    .await;
+    for _ in 0..3 {
+        ask(&h, &gw).await;
+    }
+    let m = scrape(gw.clone(), h.http.clone()).await;
+    let line = |needle: &[&str]| -> f64 {
+        m.lines()
+            .find(|l| !l.starts_with('#') && needle.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{m}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        line(&[
+            "switchyard_requests_total{",
+            "route=\"main\"",
+            "backend=\"backup\"",
+            "outcome=\"served\""
+        ]),
+        3.0
+    );
+    assert_eq!(
+        line(&[
+            "switchyard_attempts_total{",
+            "backend=\"gpt_4o-mini*[beta]\"",
+            "result=\"overloaded\""
+        ]),
+        3.0
+    );
+    assert_eq!(
+        line(&[
+            "switchyard_failovers_total{",
+            "from=\"gpt_4o-mini*[beta]\"",
+            "to=\"backup\""
+        ]),
+        3.0
+    );
+    assert_eq!(line(&["switchyard_in_flight_requests"]), 0.0);
+    assert!(
+        m.contains("switchyard_upstream_duration_seconds_bucket"),
+        "{m}"
+    );
+    assert!(m.contains("switchyard_backend_state{"), "{m}");
+}
