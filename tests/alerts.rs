@@ -6,35 +6,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::HeaderMap;
-
-use axum::Router;
 use common::*;
 use serde_json::{json, Value};
-
-type Received = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
-
-/// An HTTP server that records every POST (path, headers, body) and answers `{"ok":true}`.
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let app = Router::new().fallback(axum::routing::post(
-        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                sink.lock()
-                    .unwrap()
-                    .push((uri.path().to_string(), headers, body));
-                axum::Json(json!({"ok": true, "result": {}}))
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), got)
-}
 
 /// A server that accepts connections and never answers.
 async fn black_hole() -> String {

@@ -130,11 +130,12 @@ async fn a_stream_cut_after_content_ends_with_its_reason_and_failure() {
 }
 
 #[tokio::test]
-async fn no_secret_leaks_into_responses_logs_or_the_admin_api() {
+async fn no_secret_leaks_into_responses_logs_admin_api_metrics_or_alerts() {
     let log = logs().clone();
+    let (hook, alerts) = receiver().await;
     let h = start(
         FAST,
-        "auth: { keys_env: [GATEWAY_KEY] }\nhealth: { failure_threshold: { default: 1 } }",
+        &format!("auth: {{ keys_env: [GATEWAY_KEY] }}\nhealth: {{ failure_threshold: {{ default: 1 }} }}\nalerts: {{ throttle: 0s, per_sink_per_minute: 1000, sinks: [ {{ kind: webhook, url: \"{hook}/alerts\" }}, {{ kind: log }} ] }}"),
     )
     .await;
     let auth = [
@@ -205,6 +206,28 @@ async fn no_secret_leaks_into_responses_logs_or_the_admin_api() {
         .await
         .unwrap();
     seen.push_str(&admin.to_string());
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.gateway))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    seen.push_str(&metrics);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let alert_bodies: Vec<String> = alerts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, b)| String::from_utf8_lossy(b).to_string())
+        .collect();
+    assert!(
+        alert_bodies.iter().any(|b| b.contains("[redacted]")),
+        "no alert carried a scrubbed detail: {alert_bodies:?}"
+    );
+    seen.push_str(&alert_bodies.join("\n"));
     assert!(
         seen.contains("[redacted]"),
         "the test did not exercise the scrubber: {seen}"
@@ -214,7 +237,7 @@ async fn no_secret_leaks_into_responses_logs_or_the_admin_api() {
     for secret in [PRIMARY_KEY, FALLBACK_KEY, PLANTED, "gw-secret-key"] {
         assert!(
             !seen.contains(secret),
-            "{secret} leaked to a client or the admin API"
+            "{secret} leaked to a client, the admin API, /metrics or an alert"
         );
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }

@@ -237,3 +237,28 @@ pub fn body_of(dialect: &str, stream: bool) -> Value {
         openai_body(stream)
     }
 }
+
+/// Requests received by [`receiver`]: (path, headers, body).
+pub type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, axum::body::Bytes)>>>;
+
+/// An HTTP server that records every POST (path, headers, body) and answers `{"ok":true}`.
+pub async fn receiver() -> (String, Received) {
+    let got: Received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), headers, body));
+                axum::Json(json!({"ok": true, "result": {}}))
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), got)
+}

@@ -127,7 +127,15 @@ pub(super) fn openai_to_anthropic(
         }
     }
     if let Some(p) = take(&mut req, "top_p") {
-        out.insert("top_p".into(), number(p, "top_p")?);
+        let p = number(p, "top_p")?;
+        // Recent Claude models refuse `temperature` and `top_p` together.
+        if !out.contains_key("temperature") {
+            out.insert("top_p".into(), p);
+        } else if p.as_f64() == Some(1.0) {
+            lossy.note("`top_p: 1` next to `temperature`");
+        } else {
+            lossy.drop("`top_p` next to `temperature`")?;
+        }
     }
     if let Some(stop) = take(&mut req, "stop") {
         let list = match stop {
