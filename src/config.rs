@@ -58,6 +58,15 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    translate: RawTranslate,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTranslate {
+    /// Reject (400) what cannot be translated instead of dropping it.
+    strict: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +253,8 @@ struct RawBackend {
     api_key_file: Option<String>,
     /// Sent as `anthropic-version` when the client sent none (anthropic_messages only).
     anthropic_version: Option<String>,
+    /// `max_tokens` for translated requests that carry none (Anthropic requires it).
+    default_max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,6 +464,8 @@ pub struct Backend {
     /// The credential pool, in order of preference; empty for keyless local servers.
     pub credentials: Vec<Credential>,
     pub anthropic_version: Arc<str>,
+    /// `max_tokens` for translated requests that carry none.
+    pub default_max_tokens: u32,
 }
 
 #[derive(Debug)]
@@ -597,6 +610,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Required on `/admin/*` when set.
     pub admin_key: Option<Secret>,
+    /// Cross-dialect translation rejects untranslatable features instead of dropping them.
+    pub translate_strict: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -740,6 +755,7 @@ impl Config {
                 base_url,
                 endpoint,
                 credentials,
+                default_max_tokens: rb.default_max_tokens.unwrap_or(4096).max(1),
                 anthropic_version: rb
                     .anthropic_version
                     .as_deref()
@@ -870,6 +886,7 @@ impl Config {
         let alerts = build_alerts(&raw.alerts, env, &invalid)?;
 
         Ok(Config {
+            translate_strict: raw.translate.strict.unwrap_or(false),
             alerts,
             health,
             admin_key,

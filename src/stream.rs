@@ -246,6 +246,8 @@ pub struct Committed {
     pub deadline: Instant,
     /// Applied to chunks that carry an upstream error event (they may echo a key).
     pub scrubber: Option<std::sync::Arc<crate::scrub::Scrubber>>,
+    /// Set when the backend speaks the other dialect than the client.
+    pub translator: Option<crate::dialect::translate::StreamTranslator>,
 }
 
 /// Reads a 2xx event stream until its first content event. Heartbeats and envelope events are
@@ -304,6 +306,7 @@ pub async fn await_first_content(
                 stall_timeout,
                 deadline,
                 scrubber: None,
+                translator: None,
             });
         }
     }
@@ -318,17 +321,39 @@ pub enum RelayEnd {
 
 /// Passes a committed stream to the client. `finish` is called once with how it ended and
 /// returns the closing error event to send, if any (see [`post_commit_error_event`]).
+///
+/// Same dialect: upstream chunks pass through byte for byte. With a translator (the backend
+/// speaks the other dialect), each upstream event is translated as it arrives, and an upstream
+/// error event ends the stream through `finish`, in the client's dialect.
 pub fn relay(
     c: Committed,
     finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
-        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline, scrubber } = c;
-        for chunk in held {
-            yield Ok(chunk);
+        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline, scrubber, mut translator } = c;
+        let mut events = Vec::new();
+        match translator.as_mut() {
+            None => {
+                for chunk in held {
+                    yield Ok(chunk);
+                }
+            }
+            Some(t) => {
+                // Translate the held bytes; the fresh parser then carries on with the stream.
+                parser = SseParser::default();
+                let mut out = Vec::new();
+                for chunk in &held {
+                    parser.feed(chunk, &mut events);
+                    for ev in events.drain(..) {
+                        t.push(&ev, &mut out);
+                    }
+                }
+                if !out.is_empty() {
+                    yield Ok(Bytes::from(out));
+                }
+            }
         }
         let mut last_content = Instant::now();
-        let mut events = Vec::new();
         let end = loop {
             let stall_at = (last_content + stall_timeout).min(deadline);
             let failure = match timeout_at(stall_at, upstream.next()).await {
@@ -336,13 +361,23 @@ pub fn relay(
                     let kind = if stall_at >= deadline { TimeoutKind::Deadline } else { TimeoutKind::Stall };
                     classify::timeout(kind, stall_timeout)
                 }
-                Ok(None) if finished => break RelayEnd::Complete,
+                Ok(None) if finished => {
+                    if let Some(t) = translator.as_mut() {
+                        let mut out = Vec::new();
+                        t.finish(&mut out);
+                        if !out.is_empty() {
+                            yield Ok(Bytes::from(out));
+                        }
+                    }
+                    break RelayEnd::Complete;
+                }
                 Ok(None) => classify::invalid_response("upstream ended the stream before it was complete"),
                 Ok(Some(Err(e))) => classify::classify_transport(&e),
                 Ok(Some(Ok(chunk))) => {
                     parser.feed(&chunk, &mut events);
                     let mut done = false;
-                    let mut has_error = false;
+                    let mut upstream_error = None;
+                    let mut out = Vec::new();
                     for ev in events.drain(..) {
                         match classify_event_fast(dialect, &ev) {
                             EventKind::Heartbeat | EventKind::Envelope | EventKind::Malformed(_) => {}
@@ -352,18 +387,42 @@ pub fn relay(
                                 finished = true;
                             }
                             EventKind::Terminal => done = true,
-                            // The upstream's own error event reaches the client and ends it.
-                            EventKind::Error(_) => {
+                            // The upstream's own error event ends the stream.
+                            EventKind::Error(c) => {
                                 done = true;
-                                has_error = true;
+                                upstream_error = Some(c);
+                                continue;
                             }
                         }
+                        if let Some(t) = translator.as_mut() {
+                            t.push(&ev, &mut out);
+                        }
                     }
-                    let chunk = match (&scrubber, has_error, std::str::from_utf8(&chunk)) {
-                        (Some(s), true, Ok(text)) => Bytes::from(s.scrub(text).into_owned()),
-                        _ => chunk,
+                    let Some(t) = translator.as_mut() else {
+                        // Same dialect: the chunk goes on as sent (scrubbed if it carries an
+                        // upstream error event, which may echo a key).
+                        let chunk = match (&scrubber, upstream_error.is_some(), std::str::from_utf8(&chunk)) {
+                            (Some(s), true, Ok(text)) => Bytes::from(s.scrub(text).into_owned()),
+                            _ => chunk,
+                        };
+                        yield Ok(chunk);
+                        if done {
+                            break RelayEnd::Complete;
+                        }
+                        continue;
                     };
-                    yield Ok(chunk);
+                    if let Some(c) = upstream_error {
+                        if !out.is_empty() {
+                            yield Ok(Bytes::from(out));
+                        }
+                        break RelayEnd::Failed(c);
+                    }
+                    if done {
+                        t.finish(&mut out);
+                    }
+                    if !out.is_empty() {
+                        yield Ok(Bytes::from(out));
+                    }
                     if done {
                         break RelayEnd::Complete;
                     }

@@ -20,7 +20,7 @@ use crate::alert::Alerter;
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
 use crate::config::{BackendId, Config, HealthStore, Route, Secret};
-use crate::dialect::Dialect;
+use crate::dialect::{translate, Dialect};
 use crate::health::sessions::{SessionKey, Sessions};
 use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
 use crate::metrics::Metrics;
@@ -229,25 +229,6 @@ impl Gateway {
                 break;
             }
             let entry = &req.route.chain[entry_idx];
-            let backend = self.config.backend(entry.backend);
-            if backend.api != req.dialect {
-                tracing::info!(
-                    backend = %backend.name,
-                    api = backend.api.as_str(),
-                    client = req.dialect.as_str(),
-                    "skipping chain entry: its dialect differs from the client's and translation is not available"
-                );
-                run.skip(
-                    entry_idx,
-                    format!(
-                    "speaks {}, the client speaks {}; cross-dialect translation is not available",
-                    backend.api.as_str(),
-                    req.dialect.as_str()
-                ),
-                    None,
-                );
-                continue;
-            }
             match run.admit_entry(entry_idx, None) {
                 Admitted::Yes(permit, credential) => {
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
@@ -386,6 +367,14 @@ impl Gateway {
             .await
             .map(|mut c| {
                 c.scrubber = Some(self.scrubber.clone());
+                if backend.api != req.dialect {
+                    c.translator = Some(translate::StreamTranslator::new(
+                        backend.api,
+                        req.dialect,
+                        &req.scanned.model,
+                        req.dialect == Dialect::OpenAi && translate::wants_usage(&req.body),
+                    ));
+                }
                 Served::Stream(c)
             })
             .map_err(|c| Failed {
@@ -439,6 +428,12 @@ impl Gateway {
                 "expected an event stream, got a JSON body",
             )));
         }
+        let body = if backend.api == req.dialect {
+            body
+        } else {
+            translate::response(backend.api, req.dialect, &body, &req.scanned.model)
+                .map_err(|e| with_status(classify::invalid_response(e.to_string())))?
+        };
         Ok(Served::Full {
             status,
             content_type,
@@ -536,7 +531,37 @@ impl<'g> Run<'g, '_> {
                 &backend.name,
             );
         }
-        let upstream_body = body::with_model(&req.body, &req.scanned.model_span, &entry.model_json);
+        let upstream_body = if backend.api == req.dialect {
+            body::with_model(&req.body, &req.scanned.model_span, &entry.model_json)
+        } else {
+            let opts = translate::Options {
+                default_max_tokens: backend.default_max_tokens,
+                strict: gw.config.translate_strict,
+            };
+            match translate::request(req.dialect, backend.api, &req.body, &entry.model, &opts) {
+                Ok(b) => b,
+                Err(e) => {
+                    // The client's request cannot be expressed for this backend: say so in
+                    // the client's dialect rather than trying every translated entry.
+                    tracing::info!(backend = %backend.name, error = %e, "request cannot be translated");
+                    let message = format!(
+                        "{e} (backend {} speaks {}; the request was sent as {})",
+                        backend.name,
+                        backend.api.as_str(),
+                        req.dialect.as_str()
+                    );
+                    return Some(Outcome::Returned {
+                        backend: entry.backend,
+                        attempts: self.attempts,
+                        status: StatusCode::BAD_REQUEST,
+                        content_type: Some(HeaderValue::from_static("application/json")),
+                        body: crate::dialect::error_body(req.dialect, e.error_kind(), "untranslatable_request", &message),
+                        reason: FailureReason::InvalidRequest,
+                        failures: std::mem::take(&mut self.failures),
+                    });
+                }
+            }
+        };
         let budget = &gw.budgets[entry.backend.0];
         budget.deposit();
         let mut retries_done = 0u32;
@@ -720,10 +745,21 @@ impl<'g> Run<'g, '_> {
                     let (status, content_type, body) = failed
                         .response
                         .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
-                    // The client gets the upstream's answer, minus any secret it echoed.
-                    let body = match std::str::from_utf8(&body).map(|t| gw.scrubber.scrub(t)) {
-                        Ok(std::borrow::Cow::Owned(clean)) => Bytes::from(clean),
-                        _ => body,
+                    // The client gets the upstream's answer, minus any secret it echoed; from a
+                    // backend of the other dialect, re-shaped into the client's error format.
+                    let (content_type, body) = if backend.api == req.dialect {
+                        let body = match std::str::from_utf8(&body).map(|t| gw.scrubber.scrub(t)) {
+                            Ok(std::borrow::Cow::Owned(clean)) => Bytes::from(clean),
+                            _ => body,
+                        };
+                        (content_type, body)
+                    } else {
+                        let kind = match reason {
+                            FailureReason::PayloadTooLarge => crate::dialect::ErrorKind::PayloadTooLarge,
+                            _ => crate::dialect::ErrorKind::InvalidRequest,
+                        };
+                        let body = crate::dialect::error_body(req.dialect, kind, reason.as_str(), &c.detail);
+                        (Some(HeaderValue::from_static("application/json")), body)
                     };
                     return Some(Outcome::Returned {
                         backend: entry.backend,

@@ -262,3 +262,34 @@ pub async fn receiver() -> (String, Received) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), got)
 }
+
+/// Two mocks and a gateway from a whole YAML config in which `PRIMARY_URL` and `FALLBACK_URL`
+/// stand for the mocks' base URLs. Env: PRIMARY_KEY, FALLBACK_KEY.
+pub async fn start_yaml(template: &str) -> Harness {
+    let primary = mock::spawn("primary").await.unwrap();
+    let fallback = mock::spawn("fallback").await.unwrap();
+    let yaml = template
+        .replace("PRIMARY_URL", &primary.url())
+        .replace("FALLBACK_URL", &fallback.url());
+    let env = |name: &str| match name {
+        "PRIMARY_KEY" => Some(PRIMARY_KEY.to_string()),
+        "FALLBACK_KEY" => Some(FALLBACK_KEY.to_string()),
+        _ => None,
+    };
+    let config =
+        Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
+    let server = tokio::spawn(switchyard::server::serve(listener, gw));
+    Harness {
+        gateway: format!("http://{addr}"),
+        primary,
+        fallback,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        server,
+    }
+}

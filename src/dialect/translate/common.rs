@@ -35,7 +35,11 @@ impl Lossy {
                 self.backend
             )))
         } else {
-            tracing::debug!(backend = self.backend, dropped = what, "translation: dropped");
+            tracing::debug!(
+                backend = self.backend,
+                dropped = what,
+                "translation: dropped"
+            );
             Ok(())
         }
     }
@@ -43,7 +47,11 @@ impl Lossy {
     /// Dropped with a debug line even when strict: hints without effect on the output, or
     /// documented merges.
     pub fn note(&self, what: &str) {
-        tracing::debug!(backend = self.backend, dropped = what, "translation: dropped");
+        tracing::debug!(
+            backend = self.backend,
+            dropped = what,
+            "translation: dropped"
+        );
     }
 }
 

@@ -206,8 +206,10 @@ pub(super) fn openai_to_anthropic(
                 })
                 .collect();
             if tools.is_empty() {
-                tools.push(json!({"name": "unavailable_tool", "description": "(no longer available)",
-                                  "input_schema": {"type": "object"}}));
+                tools.push(
+                    json!({"name": "unavailable_tool", "description": "(no longer available)",
+                                  "input_schema": {"type": "object"}}),
+                );
             }
             choice = Some(json!({"type": "none"}));
         } else {
@@ -327,10 +329,11 @@ impl Turns {
         }
         match self.0.last_mut() {
             Some(last) if last.role == role => {
-                let mut blocks = match std::mem::replace(&mut last.content, TurnContent::Blocks(vec![])) {
-                    TurnContent::Text(s) => vec![text_block(s)],
-                    TurnContent::Blocks(b) => b,
-                };
+                let mut blocks =
+                    match std::mem::replace(&mut last.content, TurnContent::Blocks(vec![])) {
+                        TurnContent::Text(s) => vec![text_block(s)],
+                        TurnContent::Blocks(b) => b,
+                    };
                 match content {
                     TurnContent::Text(s) => blocks.push(text_block(s)),
                     TurnContent::Blocks(b) => blocks.extend(b),
@@ -384,19 +387,30 @@ fn openai_messages(
                                         system.push(t);
                                     }
                                 }
-                                other => lossy.drop(&format!("a system content part of type {other:?}"))?,
+                                other => lossy
+                                    .drop(&format!("a system content part of type {other:?}"))?,
                             }
                         }
                     }
                     None => {}
-                    Some(_) => return Err(invalid(format!("messages[{i}].content must be a string or an array"))),
+                    Some(_) => {
+                        return Err(invalid(format!(
+                            "messages[{i}].content must be a string or an array"
+                        )))
+                    }
                 }
             }
             "user" => {
                 let content = match content {
                     Some(Value::String(s)) => TurnContent::Text(s),
-                    Some(Value::Array(parts)) => TurnContent::Blocks(openai_parts(parts, i, lossy)?),
-                    _ => return Err(invalid(format!("messages[{i}].content must be a string or an array"))),
+                    Some(Value::Array(parts)) => {
+                        TurnContent::Blocks(openai_parts(parts, i, lossy)?)
+                    }
+                    _ => {
+                        return Err(invalid(format!(
+                            "messages[{i}].content must be a string or an array"
+                        )))
+                    }
                 };
                 turns.push("user", content, lossy);
             }
@@ -423,12 +437,20 @@ fn openai_messages(
                         }
                     }
                     None => {}
-                    Some(_) => return Err(invalid(format!("messages[{i}].content must be a string or an array"))),
+                    Some(_) => {
+                        return Err(invalid(format!(
+                            "messages[{i}].content must be a string or an array"
+                        )))
+                    }
                 }
                 turns.push("user", TurnContent::Blocks(vec![block]), lossy);
             }
             "function" => lossy.drop("a legacy `function` message")?,
-            other => return Err(invalid(format!("messages[{i}].role {other:?} is not a chat role"))),
+            other => {
+                return Err(invalid(format!(
+                    "messages[{i}].role {other:?} is not a chat role"
+                )))
+            }
         }
     }
     if turns.0.is_empty() {
@@ -445,7 +467,9 @@ fn openai_messages(
 fn part_text(mut p: Value, i: usize) -> Result<String, TranslateError> {
     match p.get_mut("text").map(Value::take) {
         Some(Value::String(s)) => Ok(s),
-        _ => Err(invalid(format!("messages[{i}]: a text part needs a string `text`"))),
+        _ => Err(invalid(format!(
+            "messages[{i}]: a text part needs a string `text`"
+        ))),
     }
 }
 
@@ -492,9 +516,13 @@ fn image_block(p: &Value, i: usize, lossy: Lossy) -> Result<Value, TranslateErro
         lossy.note("image `detail`");
     }
     if let Some((media_type, data)) = data_url(url) {
-        Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}))
+        Ok(
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        )
     } else if url.starts_with("data:") {
-        Err(invalid(format!("messages[{i}]: image data URLs must be base64")))
+        Err(invalid(format!(
+            "messages[{i}]: image data URLs must be base64"
+        )))
     } else if url.starts_with("https://") || url.starts_with("http://") {
         Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
     } else {
@@ -505,7 +533,9 @@ fn image_block(p: &Value, i: usize, lossy: Lossy) -> Result<Value, TranslateErro
 /// OpenAI `file` parts: base64 PDFs become `document` blocks; file ids cannot be sent.
 fn file_block(p: &Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
     let file = p.get("file");
-    let data = file.and_then(|f| f.get("file_data")).and_then(Value::as_str);
+    let data = file
+        .and_then(|f| f.get("file_data"))
+        .and_then(Value::as_str);
     match data.and_then(data_url) {
         Some(("application/pdf", data)) => {
             let mut doc = json!({"type": "document",
@@ -540,7 +570,11 @@ fn openai_assistant(
     let calls = match take(&mut m, "tool_calls") {
         Some(Value::Array(c)) => c,
         None => Vec::new(),
-        Some(_) => return Err(invalid(format!("messages[{i}].tool_calls must be an array"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "messages[{i}].tool_calls must be an array"
+            )))
+        }
     };
     let mut blocks = Vec::with_capacity(1 + calls.len());
     match content {
@@ -565,12 +599,20 @@ fn openai_assistant(
                 match text {
                     Some(Value::String(t)) if !blank(&t) => blocks.push(text_block(t)),
                     Some(Value::String(_)) => {}
-                    _ => return Err(invalid(format!("messages[{i}]: a content part needs its text"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "messages[{i}]: a content part needs its text"
+                        )))
+                    }
                 }
             }
         }
         None => {}
-        Some(_) => return Err(invalid(format!("messages[{i}].content must be a string or an array"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "messages[{i}].content must be a string or an array"
+            )))
+        }
     }
     if let Some(Value::String(r)) = refusal {
         if blocks.is_empty() && !blank(&r) {
@@ -599,8 +641,17 @@ pub(super) fn arguments_to_input(arguments: &str, lossy: Lossy) -> Result<Value,
     }
 }
 
-fn tool_use_block(call: Value, i: usize, j: usize, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
-    let bad = || invalid(format!("messages[{i}].tool_calls[{j}] is not a valid function call"));
+fn tool_use_block(
+    call: Value,
+    i: usize,
+    j: usize,
+    lossy: Lossy,
+) -> Result<Option<Value>, TranslateError> {
+    let bad = || {
+        invalid(format!(
+            "messages[{i}].tool_calls[{j}] is not a valid function call"
+        ))
+    };
     match type_of(&call) {
         "function" | "" => {}
         other => {
@@ -617,7 +668,9 @@ fn tool_use_block(call: Value, i: usize, j: usize, lossy: Lossy) -> Result<Optio
         None | Some(Value::Null) => json!({}),
         Some(_) => return Err(bad()),
     };
-    Ok(Some(json!({"type": "tool_use", "id": tool_id(id), "name": name, "input": args})))
+    Ok(Some(
+        json!({"type": "tool_use", "id": tool_id(id), "name": name, "input": args}),
+    ))
 }
 
 fn openai_tool(t: Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
@@ -708,7 +761,11 @@ pub(super) fn anthropic_to_openai(
                 }
                 texts.join("\n\n")
             }
-            _ => return Err(invalid("`system` must be a string or an array of text blocks")),
+            _ => {
+                return Err(invalid(
+                    "`system` must be a string or an array of text blocks",
+                ))
+            }
         };
         if !text.is_empty() {
             messages.push(json!({"role": "system", "content": text}));
@@ -720,7 +777,10 @@ pub(super) fn anthropic_to_openai(
     out.insert("messages".into(), Value::Array(messages));
 
     if let Some(max) = take(&mut req, "max_tokens") {
-        out.insert("max_tokens".into(), positive_int(&max, "max_tokens")?.into());
+        out.insert(
+            "max_tokens".into(),
+            positive_int(&max, "max_tokens")?.into(),
+        );
     }
     for key in ["temperature", "top_p"] {
         if let Some(v) = take(&mut req, key) {
@@ -751,7 +811,10 @@ pub(super) fn anthropic_to_openai(
     }
     if let Some(Value::Object(mut meta)) = take(&mut req, "metadata") {
         if let Some(user) = take(&mut meta, "user_id") {
-            out.insert("user".into(), Value::String(string(user, "`metadata.user_id`")?));
+            out.insert(
+                "user".into(),
+                Value::String(string(user, "`metadata.user_id`")?),
+            );
         }
     }
 
@@ -856,7 +919,11 @@ fn anthropic_message(
             return Ok(());
         }
         Some(Value::Array(b)) => b,
-        _ => return Err(invalid(format!("messages.{i}.content must be a string or a list"))),
+        _ => {
+            return Err(invalid(format!(
+                "messages.{i}.content must be a string or a list"
+            )))
+        }
     };
     match role.as_str() {
         "user" => anthropic_user(blocks, i, out, lossy),
@@ -901,7 +968,9 @@ fn anthropic_user(
                 let id = b
                     .get("tool_use_id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| invalid(format!("messages.{i}: a tool_result needs `tool_use_id`")))?;
+                    .ok_or_else(|| {
+                        invalid(format!("messages.{i}: a tool_result needs `tool_use_id`"))
+                    })?;
                 if b.get("is_error") == Some(&Value::Bool(true)) {
                     lossy.note("tool_result `is_error` (the content is kept)");
                 }
@@ -914,17 +983,25 @@ fn anthropic_user(
                             match type_of(c) {
                                 "text" => texts.push(block_text(c)?),
                                 "image" | "document" => {
-                                    lossy.note("an image in a tool result (moved to a user message)");
+                                    lossy.note(
+                                        "an image in a tool result (moved to a user message)",
+                                    );
                                     if let Some(p) = media_part(c, lossy)? {
                                         moved.push(p);
                                     }
                                 }
-                                other => lossy.drop(&format!("a tool result block of type {other:?}"))?,
+                                other => {
+                                    lossy.drop(&format!("a tool result block of type {other:?}"))?
+                                }
                             }
                         }
                         texts.join("\n")
                     }
-                    Some(_) => return Err(invalid(format!("messages.{i}: tool_result content must be a string or a list"))),
+                    Some(_) => {
+                        return Err(invalid(format!(
+                            "messages.{i}: tool_result content must be a string or a list"
+                        )))
+                    }
                 };
                 out.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
             }
@@ -947,7 +1024,9 @@ fn anthropic_user(
 
 /// Anthropic `image` / `document` blocks → OpenAI `image_url` / `file` / `text` parts.
 fn media_part(b: &Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
-    let source = b.get("source").ok_or_else(|| invalid("an image or document needs a `source`"))?;
+    let source = b
+        .get("source")
+        .ok_or_else(|| invalid("an image or document needs a `source`"))?;
     let field = |k: &str| source.get(k).and_then(Value::as_str);
     let image = type_of(b) == "image";
     Ok(match (image, type_of(source)) {
@@ -959,10 +1038,18 @@ fn media_part(b: &Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> 
             );
             Some(json!({"type": "image_url", "image_url": {"url": url}}))
         }
-        (true, "url") => Some(json!({"type": "image_url", "image_url": {"url": field("url").unwrap_or("")}})),
+        (true, "url") => {
+            Some(json!({"type": "image_url", "image_url": {"url": field("url").unwrap_or("")}}))
+        }
         (false, "base64") if field("media_type") == Some("application/pdf") => {
-            let name = b.get("title").and_then(Value::as_str).unwrap_or("document.pdf");
-            let data = format!("data:application/pdf;base64,{}", field("data").unwrap_or(""));
+            let name = b
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("document.pdf");
+            let data = format!(
+                "data:application/pdf;base64,{}",
+                field("data").unwrap_or("")
+            );
             Some(json!({"type": "file", "file": {"filename": name, "file_data": data}}))
         }
         (false, "text") => {
@@ -1012,7 +1099,11 @@ fn anthropic_assistant(
             lossy.note("an assistant turn with nothing but thinking");
         }
     } else {
-        let content = if has_text { Value::String(text) } else { Value::Null };
+        let content = if has_text {
+            Value::String(text)
+        } else {
+            Value::Null
+        };
         out.push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
     }
     Ok(())

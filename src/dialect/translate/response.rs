@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use super::common::{
-    anthropic_id, fallback_tool_id, finish_reason, json, openai_id, stop_reason, tool_id,
-    type_of, unix_now, Lossy, Tokens,
+    anthropic_id, fallback_tool_id, finish_reason, json, openai_id, stop_reason, tool_id, type_of,
+    unix_now, Lossy, Tokens,
 };
 use super::request::arguments_to_input;
 use super::TranslateError;
@@ -29,7 +29,10 @@ pub(super) fn same_dialect(body: &[u8], client_model: &str) -> Result<Value, Tra
 }
 
 /// Anthropic `message` (backend) → OpenAI `chat.completion` (client).
-pub(super) fn anthropic_to_openai(body: &[u8], client_model: &str) -> Result<Value, TranslateError> {
+pub(super) fn anthropic_to_openai(
+    body: &[u8],
+    client_model: &str,
+) -> Result<Value, TranslateError> {
     let v = parse(body)?;
     let blocks = v
         .get("content")
@@ -45,7 +48,9 @@ pub(super) fn anthropic_to_openai(body: &[u8], client_model: &str) -> Result<Val
                 text.push_str(b.get("text").and_then(Value::as_str).unwrap_or(""));
                 has_text = true;
             }
-            "thinking" => reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or("")),
+            "thinking" => {
+                reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""))
+            }
             "tool_use" => {
                 let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(json!({
@@ -111,7 +116,10 @@ fn content_text(v: Option<&Value>) -> String {
 }
 
 /// OpenAI `chat.completion` (backend) → Anthropic `message` (client).
-pub(super) fn openai_to_anthropic(body: &[u8], client_model: &str) -> Result<Value, TranslateError> {
+pub(super) fn openai_to_anthropic(
+    body: &[u8],
+    client_model: &str,
+) -> Result<Value, TranslateError> {
     let v = parse(body)?;
     let choice = v
         .get("choices")
@@ -123,9 +131,12 @@ pub(super) fn openai_to_anthropic(body: &[u8], client_model: &str) -> Result<Val
         .ok_or_else(|| bad("the choice has no `message`"))?;
     let id = anthropic_id(v.get("id").and_then(Value::as_str));
     let mut content = Vec::new();
-    let reasoning = ["reasoning_content", "reasoning"]
-        .iter()
-        .find_map(|k| message.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()));
+    let reasoning = ["reasoning_content", "reasoning"].iter().find_map(|k| {
+        message
+            .get(*k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    });
     if let Some(r) = reasoning {
         // No signature exists for reasoning from an OpenAI backend.
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
@@ -134,7 +145,10 @@ pub(super) fn openai_to_anthropic(body: &[u8], client_model: &str) -> Result<Val
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    let refusal = message.get("refusal").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let refusal = message
+        .get("refusal")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     if let Some(r) = refusal {
         content.push(json!({"type": "text", "text": r}));
     }
@@ -154,7 +168,11 @@ pub(super) fn openai_to_anthropic(body: &[u8], client_model: &str) -> Result<Val
     for (i, call) in calls.into_iter().enumerate() {
         let f = call.get("function").unwrap_or(call);
         let args = f.get("arguments").and_then(Value::as_str).unwrap_or("");
-        let call_id = match call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let call_id = match call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(c) => tool_id(c).into_owned(),
             None => fallback_tool_id(&id, i),
         };

@@ -33,9 +33,9 @@ enum Inner {
 impl StreamTranslator {
     pub fn new(from: Dialect, to: Dialect, client_model: &str, include_usage: bool) -> Self {
         let inner = match (from, to) {
-            (Dialect::Anthropic, Dialect::OpenAi) => {
-                Inner::ToOpenAi(Box::new(AnthropicToOpenAi::new(client_model, include_usage)))
-            }
+            (Dialect::Anthropic, Dialect::OpenAi) => Inner::ToOpenAi(Box::new(
+                AnthropicToOpenAi::new(client_model, include_usage),
+            )),
             (Dialect::OpenAi, Dialect::Anthropic) => {
                 Inner::ToAnthropic(Box::new(OpenAiToAnthropic::new(client_model)))
             }
@@ -367,7 +367,9 @@ impl AnthropicToOpenAi {
             }
             "content_block_start" => {
                 self.start(None, out);
-                let Some(block) = &e.content_block else { return };
+                let Some(block) = &e.content_block else {
+                    return;
+                };
                 let kind = match block.kind.as_ref() {
                     "text" => {
                         if let Some(t) = non_empty(&block.text) {
@@ -377,7 +379,13 @@ impl AnthropicToOpenAi {
                     }
                     "thinking" => {
                         if let Some(t) = non_empty(&block.thinking) {
-                            self.chunk(out, &ReasoningDelta { reasoning_content: t }, None);
+                            self.chunk(
+                                out,
+                                &ReasoningDelta {
+                                    reasoning_content: t,
+                                },
+                                None,
+                            );
                         }
                         ABlock::Thinking
                     }
@@ -405,9 +413,11 @@ impl AnthropicToOpenAi {
                         );
                         // The API starts with `input: {}` and streams the input; a proxy may
                         // send it whole instead.
-                        if let Some(input) = block.input.as_ref().filter(|i| {
-                            i.as_object().is_some_and(|o| !o.is_empty())
-                        }) {
+                        if let Some(input) = block
+                            .input
+                            .as_ref()
+                            .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                        {
                             self.tool_args(out, index, &input.to_string());
                         }
                         ABlock::Tool(index)
@@ -428,7 +438,13 @@ impl AnthropicToOpenAi {
                     (_, Some("thinking_delta")) => {
                         if let Some(t) = non_empty(&delta.thinking) {
                             self.start(None, out);
-                            self.chunk(out, &ReasoningDelta { reasoning_content: t }, None);
+                            self.chunk(
+                                out,
+                                &ReasoningDelta {
+                                    reasoning_content: t,
+                                },
+                                None,
+                            );
                         }
                     }
                     (ABlock::Tool(i), Some("input_json_delta")) => {
@@ -853,7 +869,8 @@ impl OpenAiToAnthropic {
         let choices = chunk.choices.as_deref().unwrap_or_default();
         if let Some(choice) = choices.iter().find(|c| c.index.unwrap_or(0) == 0) {
             if let Some(d) = &choice.delta {
-                if let Some(r) = non_empty(&d.reasoning_content).or_else(|| non_empty(&d.reasoning)) {
+                if let Some(r) = non_empty(&d.reasoning_content).or_else(|| non_empty(&d.reasoning))
+                {
                     let index = self.text_like(Open::Thinking, out);
                     Self::delta(out, index, Delta::Thinking { thinking: r });
                 }

@@ -56,7 +56,12 @@ fn anthropic_stream_with_thinking_text_and_two_tool_calls() {
 #[test]
 fn openai_stream_with_reasoning_text_and_two_tool_calls() {
     let src = read("openai_stream_tools.sse");
-    let out = translate_chunks(Dialect::OpenAi, Dialect::Anthropic, &[src.as_bytes()], false);
+    let out = translate_chunks(
+        Dialect::OpenAi,
+        Dialect::Anthropic,
+        &[src.as_bytes()],
+        false,
+    );
     golden_text(
         "openai_stream_tools.anthropic.sse",
         std::str::from_utf8(&out).unwrap(),

@@ -77,7 +77,10 @@ pub(super) fn opts() -> Options {
     }
 }
 
-pub(super) fn to_anthropic_with(body: &Value, opts: &Options) -> Result<Value, super::TranslateError> {
+pub(super) fn to_anthropic_with(
+    body: &Value,
+    opts: &Options,
+) -> Result<Value, super::TranslateError> {
     let bytes = super::request(
         Dialect::OpenAi,
         Dialect::Anthropic,
@@ -123,14 +126,20 @@ pub(super) fn assert_valid_anthropic(v: &Value) {
     // What the validator leaves to the real API: alternating roles and non-blank text.
     let messages = v["messages"].as_array().unwrap();
     for pair in messages.windows(2) {
-        assert_ne!(pair[0]["role"], pair[1]["role"], "roles must alternate: {v}");
+        assert_ne!(
+            pair[0]["role"], pair[1]["role"],
+            "roles must alternate: {v}"
+        );
     }
     for m in messages {
         if let Some(blocks) = m["content"].as_array() {
             assert!(!blocks.is_empty(), "empty content: {v}");
             for b in blocks {
                 if b["type"] == "text" {
-                    assert!(!b["text"].as_str().unwrap().trim().is_empty(), "blank text: {v}");
+                    assert!(
+                        !b["text"].as_str().unwrap().trim().is_empty(),
+                        "blank text: {v}"
+                    );
                 }
             }
             // tool_result blocks come first in their message.
@@ -142,7 +151,10 @@ pub(super) fn assert_valid_anthropic(v: &Value) {
                 );
             }
         } else {
-            assert!(!m["content"].as_str().unwrap().trim().is_empty(), "blank text: {v}");
+            assert!(
+                !m["content"].as_str().unwrap().trim().is_empty(),
+                "blank text: {v}"
+            );
         }
     }
     let max = v["max_tokens"].as_u64().unwrap();
