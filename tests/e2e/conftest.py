@@ -50,6 +50,10 @@ backends:
 routes:
   claude-main: {{ chain: [ {{ backend: primary, model: claude-opus-4-7 }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
   gpt-main:    {{ chain: [ {{ backend: oa-primary, model: gpt-4o }}, {{ backend: oa-fallback, model: gpt-4o-mini }} ] }}
+  # Mixed-dialect chains (translation): the first backend of each speaks the other dialect
+  # than the one whose name the route starts with, or the fallback does.
+  oa-over-claude: {{ chain: [ {{ backend: primary, model: claude-opus-4-7 }}, {{ backend: oa-fallback, model: gpt-4o-mini }} ] }}
+  an-over-gpt:    {{ chain: [ {{ backend: oa-primary, model: gpt-4o }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
 failover: {{ retries: 1, backoff: {{ base: 10ms, max: 50ms }}, ttft_timeout: 2s, stall_timeout: 2s, connect_timeout: 1s, deadline: 30s }}
 """
 

@@ -372,11 +372,8 @@ fn openai_messages(
                     lossy.note("the position of a mid-conversation system message (hoisted)");
                 }
                 match content {
-                    Some(Value::String(s)) => {
-                        if !blank(&s) {
-                            system.push(s);
-                        }
-                    }
+                    Some(Value::String(s)) if !blank(&s) => system.push(s),
+                    Some(Value::String(_)) => {}
                     Some(Value::Array(parts)) => {
                         system_is_one_string = false;
                         for p in parts {
@@ -425,11 +422,10 @@ fn openai_messages(
                 };
                 let mut block = json!({"type": "tool_result", "tool_use_id": tool_id(&id)});
                 match content {
-                    Some(Value::String(s)) => {
-                        if !s.is_empty() {
-                            block["content"] = Value::String(s);
-                        }
+                    Some(Value::String(s)) if !s.is_empty() => {
+                        block["content"] = Value::String(s);
                     }
+                    Some(Value::String(_)) => {}
                     Some(Value::Array(parts)) => {
                         let blocks = openai_parts(parts, i, lossy)?;
                         if !blocks.is_empty() {

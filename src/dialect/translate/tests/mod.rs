@@ -13,7 +13,7 @@ mod streams;
 // The mock's request validator (what the real APIs reject), compiled here as well so these
 // tests can check translated requests without the mock module exposing it.
 #[path = "../../../mock/validate.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod validate;
 
 use std::path::PathBuf;
