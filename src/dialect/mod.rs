@@ -4,8 +4,8 @@
 //! the client's dialect instead of formatting provider JSON itself.
 
 pub mod anthropic;
-pub mod translate;
 pub mod openai;
+pub mod translate;
 
 use bytes::Bytes;
 use http::StatusCode;

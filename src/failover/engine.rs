@@ -555,7 +555,12 @@ impl<'g> Run<'g, '_> {
                         attempts: self.attempts,
                         status: StatusCode::BAD_REQUEST,
                         content_type: Some(HeaderValue::from_static("application/json")),
-                        body: crate::dialect::error_body(req.dialect, e.error_kind(), "untranslatable_request", &message),
+                        body: crate::dialect::error_body(
+                            req.dialect,
+                            e.error_kind(),
+                            "untranslatable_request",
+                            &message,
+                        ),
                         reason: FailureReason::InvalidRequest,
                         failures: std::mem::take(&mut self.failures),
                     });
@@ -755,10 +760,17 @@ impl<'g> Run<'g, '_> {
                         (content_type, body)
                     } else {
                         let kind = match reason {
-                            FailureReason::PayloadTooLarge => crate::dialect::ErrorKind::PayloadTooLarge,
+                            FailureReason::PayloadTooLarge => {
+                                crate::dialect::ErrorKind::PayloadTooLarge
+                            }
                             _ => crate::dialect::ErrorKind::InvalidRequest,
                         };
-                        let body = crate::dialect::error_body(req.dialect, kind, reason.as_str(), &c.detail);
+                        let body = crate::dialect::error_body(
+                            req.dialect,
+                            kind,
+                            reason.as_str(),
+                            &c.detail,
+                        );
                         (Some(HeaderValue::from_static("application/json")), body)
                     };
                     return Some(Outcome::Returned {

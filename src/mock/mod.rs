@@ -23,7 +23,7 @@ mod control;
 mod openai;
 pub mod plan;
 mod respond;
-mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;

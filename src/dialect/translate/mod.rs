@@ -35,6 +35,13 @@
 //!   signature Anthropic would accept, and OpenAI backends take no reasoning input. Request-side
 //!   reasoning *settings* (`thinking`, `output_config.effort` ⇄ `reasoning_effort`) are not
 //!   translated: the other side's models may not support them and reject the request.
+//! - **Parameters.** `max_completion_tokens` (else `max_tokens`, else
+//!   [`Options::default_max_tokens`]) → `max_tokens`; Anthropic's `max_tokens` goes out as
+//!   OpenAI `max_tokens`, which every OpenAI-compatible server reads (OpenAI's own reasoning
+//!   models want `max_completion_tokens`). Temperatures above Anthropic's maximum of 1 are
+//!   clamped; `top_p` is dropped when `temperature` is also set (recent Claude models refuse
+//!   both); whitespace-only stop sequences are dropped (Anthropic refuses them) and OpenAI
+//!   takes at most 4. `response_format` `json_schema` ⇄ `output_config.format`.
 //! - **Usage.** OpenAI `prompt_tokens` counts cached tokens, Anthropic `input_tokens` does not:
 //!   `prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens` and
 //!   `prompt_tokens_details.cached_tokens = cache_read_input_tokens` (and back, cache creation

@@ -198,18 +198,13 @@ pub(super) fn openai_to_anthropic(
         if !used.is_empty() || turns.iter().any(Turn::has_tool_result) {
             // "Requests which include tool_use or tool_result blocks must define tools."
             lossy.note("no tools with tool history: placeholder tool definitions added");
-            tools = used
-                .into_iter()
-                .map(|name| {
-                    json!({"name": name, "description": "(no longer available)",
-                           "input_schema": {"type": "object"}})
-                })
-                .collect();
+            let placeholder = |name: &str| {
+                json!({"name": name, "description": "(no longer available)",
+                       "input_schema": {"type": "object"}})
+            };
+            tools = used.iter().map(|n| placeholder(n)).collect();
             if tools.is_empty() {
-                tools.push(
-                    json!({"name": "unavailable_tool", "description": "(no longer available)",
-                                  "input_schema": {"type": "object"}}),
-                );
+                tools.push(placeholder("unavailable_tool"));
             }
             choice = Some(json!({"type": "none"}));
         } else {

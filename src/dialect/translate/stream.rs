@@ -867,7 +867,9 @@ impl OpenAiToAnthropic {
         }
         self.start(chunk.id.as_deref(), out);
         let choices = chunk.choices.as_deref().unwrap_or_default();
-        if let Some(choice) = choices.iter().find(|c| c.index.unwrap_or(0) == 0) {
+        // Nothing may follow message_delta but message_stop.
+        let choice = choices.iter().find(|c| c.index.unwrap_or(0) == 0);
+        if let Some(choice) = choice.filter(|_| !self.delta_sent) {
             if let Some(d) = &choice.delta {
                 if let Some(r) = non_empty(&d.reasoning_content).or_else(|| non_empty(&d.reasoning))
                 {
