@@ -625,11 +625,14 @@ fn after_served(
     }
     gw.metrics
         .request(&req.route.name, &gw.config.backend(backend).name, "served");
+    let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
     tracing::info!(
         request_id = %req.request_id,
         route = %req.route.name,
         backend = %gw.config.backend(backend).name,
         attempts,
+        reasons = ?reasons,
+        status = 200,
         stream = req.scanned.stream,
         duration_ms = started.elapsed().as_millis() as u64,
         "served"

@@ -681,3 +681,37 @@ async fn overall_deadline_bounds_the_whole_request() {
     let v: Value = r.json();
     assert_eq!(v["failures"][1]["skipped"], true, "{v}");
 }
+
+#[tokio::test]
+async fn nothing_in_a_request_can_redirect_the_upstream() {
+    let h = start(FAST, "").await;
+    let decoy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let decoy_url = format!("http://{}", decoy.local_addr().unwrap());
+    decoy.set_nonblocking(true).unwrap();
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}],
+                      "api_base": decoy_url, "base_url": decoy_url, "api_key": "sk-client-override"});
+    let r = post_raw(
+        &h,
+        "/v1/chat/completions",
+        body.to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-switchyard-upstream", &decoy_url),
+            ("host", "evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-switchyard-backend"), Some("oa-primary"));
+    assert!(
+        decoy.accept().is_err(),
+        "the gateway connected to a URL taken from the request"
+    );
+    let seen = &request_log(&h, &h.primary).await[0];
+    assert_eq!(
+        seen["headers"]["authorization"],
+        format!("Bearer {PRIMARY_KEY}")
+    );
+    assert_ne!(seen["headers"]["host"], "evil.example");
+}
