@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,23 +32,12 @@ async fn wait_for(got: &Received, n: usize) {
 
 /// A gateway whose primary has an awkward name, to prove MarkdownV2 escaping.
 async fn start_named(alerts: &str) -> (Harness, String) {
-    let h = start(FAST, "").await;
-    let yaml = format!(
-        "backends:\n  \"gpt_4o-mini*[beta]\": {{ api: openai_chat, base_url: \"{}/v1\" }}\n  backup: {{ api: openai_chat, base_url: \"{}/v1\" }}\nroutes:\n  main: {{ chain: [ {{ backend: \"gpt_4o-mini*[beta]\", model: gpt-4o }}, {{ backend: backup, model: m.2 }} ] }}\nfailover: {{ retries: 0 }}\nhealth: {{ failure_threshold: {{ default: 1000, connection: 1000, timeout: 1000 }} }}\n{alerts}\n",
-        h.primary.url(),
-        h.fallback.url()
-    );
-    let env = |n: &str| match n {
-        "TG_TOKEN" => Some("123456:telegram-bot-token-value".to_string()),
-        "HOOK_SECRET" => Some("webhook-shared-secret".to_string()),
-        _ => None,
-    };
-    let config = switchyard::config::Config::from_yaml(&yaml, "alerts.yaml", &env).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gw = Arc::new(switchyard::failover::Gateway::new(Arc::new(config)).unwrap());
-    tokio::spawn(switchyard::server::serve(listener, gw));
-    (h, format!("http://{addr}"))
+    let h = start_yaml(&format!(
+        "backends:\n  \"gpt_4o-mini*[beta]\": {{ api: openai_chat, base_url: \"PRIMARY_URL/v1\" }}\n  backup: {{ api: openai_chat, base_url: \"FALLBACK_URL/v1\" }}\nroutes:\n  main: {{ chain: [ {{ backend: \"gpt_4o-mini*[beta]\", model: gpt-4o }}, {{ backend: backup, model: m.2 }} ] }}\nfailover: {{ retries: 0 }}\nhealth: {{ failure_threshold: {{ default: 1000, connection: 1000, timeout: 1000 }} }}\n{alerts}\n"
+    ))
+    .await;
+    let gw = h.gateway.clone();
+    (h, gw)
 }
 
 async fn ask(h: &Harness, gw: &str) -> (u16, Duration) {

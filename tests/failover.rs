@@ -298,17 +298,11 @@ async fn refused_connection_fails_over_at_once() {
         "backends:\n  dead: {{ api: openai_chat, base_url: \"http://127.0.0.1:{port}/v1\" }}\n  ok: {{ api: openai_chat, base_url: \"{}/v1\" }}\nroutes:\n  gpt: {{ chain: [ {{ backend: dead, model: m1 }}, {{ backend: ok, model: m2 }} ] }}\n",
         h.fallback.url()
     );
-    let config = switchyard::config::Config::from_yaml(&yaml, "t.yaml", &|_| None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gw = std::sync::Arc::new(
-        switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap(),
-    );
-    let server = tokio::spawn(switchyard::server::serve(listener, gw));
+    let (gateway, server) = serve_yaml(&yaml).await;
     let started = Instant::now();
     let resp = h
         .http
-        .post(format!("http://{addr}/v1/chat/completions"))
+        .post(format!("{gateway}/v1/chat/completions"))
         .json(&openai_body(false))
         .send()
         .await

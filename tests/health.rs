@@ -362,25 +362,12 @@ async fn sticky_sessions_stay_on_the_fallback() {
 
 /// A gateway whose `primary` backend has a credential pool or a key file.
 async fn start_with_keys(backend_keys: &str) -> (Harness, String) {
-    let h = start(FAST, "").await;
-    let yaml = format!(
-        "backends:\n  primary: {{ api: anthropic_messages, base_url: \"{}\", {backend_keys} }}\n  fallback: {{ api: anthropic_messages, base_url: \"{}\" }}\nroutes:\n  claude: {{ chain: [ {{ backend: primary, model: m1 }}, {{ backend: fallback, model: m2 }} ] }}\nfailover: {{ backoff: {{ base: 5ms, max: 10ms }} }}\n",
-        h.primary.url(),
-        h.fallback.url()
-    );
-    let env = |n: &str| match n {
-        "KEY_ONE" => Some("sk-key-one-111111".to_string()),
-        "KEY_TWO" => Some("sk-key-two-222222".to_string()),
-        _ => None,
-    };
-    let config = switchyard::config::Config::from_yaml(&yaml, "keys.yaml", &env).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gw = std::sync::Arc::new(
-        switchyard::failover::Gateway::new(std::sync::Arc::new(config)).unwrap(),
-    );
-    tokio::spawn(switchyard::server::serve(listener, gw));
-    (h, format!("http://{addr}"))
+    let h = start_yaml(&format!(
+        "backends:\n  primary: {{ api: anthropic_messages, base_url: \"PRIMARY_URL\", {backend_keys} }}\n  fallback: {{ api: anthropic_messages, base_url: \"FALLBACK_URL\" }}\nroutes:\n  claude: {{ chain: [ {{ backend: primary, model: m1 }}, {{ backend: fallback, model: m2 }} ] }}\nfailover: {{ backoff: {{ base: 5ms, max: 10ms }} }}\n"
+    ))
+    .await;
+    let gw = h.gateway.clone();
+    (h, gw)
 }
 
 #[tokio::test]

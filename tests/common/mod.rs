@@ -39,16 +39,14 @@ pub async fn start(failover: &str, extra: &str) -> Harness {
     } else {
         format!("{extra}\n{isolated}")
     };
-    let primary = mock::spawn("primary").await.unwrap();
-    let fallback = mock::spawn("fallback").await.unwrap();
     let yaml = format!(
         r#"
 listen: 127.0.0.1:0
 backends:
-  primary: {{ api: anthropic_messages, base_url: "{p}", api_key_env: PRIMARY_KEY }}
-  fallback: {{ api: anthropic_messages, base_url: "{f}", api_key_env: FALLBACK_KEY }}
-  oa-primary: {{ api: openai_chat, base_url: "{p}/v1", api_key_env: PRIMARY_KEY }}
-  oa-fallback: {{ api: openai_chat, base_url: "{f}/v1", api_key_env: FALLBACK_KEY }}
+  primary: {{ api: anthropic_messages, base_url: "PRIMARY_URL", api_key_env: PRIMARY_KEY }}
+  fallback: {{ api: anthropic_messages, base_url: "FALLBACK_URL", api_key_env: FALLBACK_KEY }}
+  oa-primary: {{ api: openai_chat, base_url: "PRIMARY_URL/v1", api_key_env: PRIMARY_KEY }}
+  oa-fallback: {{ api: openai_chat, base_url: "FALLBACK_URL/v1", api_key_env: FALLBACK_KEY }}
 routes:
   claude:
     chain:
@@ -62,32 +60,9 @@ failover:
 {failover}
 {extra}
 "#,
-        p = primary.url(),
-        f = fallback.url(),
         failover = indent(failover),
     );
-    let env = |name: &str| match name {
-        "PRIMARY_KEY" => Some(PRIMARY_KEY.to_string()),
-        "FALLBACK_KEY" => Some(FALLBACK_KEY.to_string()),
-        "GATEWAY_KEY" => Some("gw-secret-key".to_string()),
-        _ => None,
-    };
-    let config =
-        Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
-    let server = tokio::spawn(switchyard::server::serve(listener, gw));
-    Harness {
-        gateway: format!("http://{addr}"),
-        primary,
-        fallback,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        server,
-    }
+    start_yaml(&yaml).await
 }
 
 fn indent(block: &str) -> String {
@@ -263,27 +238,45 @@ pub async fn receiver() -> (String, Received) {
     (format!("http://{addr}"), got)
 }
 
+/// Test env vars: the two backend keys, a gateway key, a bot token and a webhook secret.
+pub fn test_env(name: &str) -> Option<String> {
+    match name {
+        "PRIMARY_KEY" => Some(PRIMARY_KEY.to_string()),
+        "FALLBACK_KEY" => Some(FALLBACK_KEY.to_string()),
+        "GATEWAY_KEY" => Some("gw-secret-key".to_string()),
+        "KEY_ONE" => Some("sk-key-one-111111".to_string()),
+        "KEY_TWO" => Some("sk-key-two-222222".to_string()),
+        "TG_TOKEN" => Some("123456:telegram-bot-token-value".to_string()),
+        "HOOK_SECRET" => Some("webhook-shared-secret".to_string()),
+        _ => None,
+    }
+}
+
+/// A gateway serving `yaml` (env from [`test_env`]) on an ephemeral port: its base URL and
+/// the server task.
+pub async fn serve_yaml(yaml: &str) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let config =
+        Config::from_yaml(yaml, "test.yaml", &test_env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
+    (
+        format!("http://{addr}"),
+        tokio::spawn(switchyard::server::serve(listener, gw)),
+    )
+}
+
 /// Two mocks and a gateway from a whole YAML config in which `PRIMARY_URL` and `FALLBACK_URL`
-/// stand for the mocks' base URLs. Env: PRIMARY_KEY, FALLBACK_KEY.
+/// stand for the mocks' base URLs.
 pub async fn start_yaml(template: &str) -> Harness {
     let primary = mock::spawn("primary").await.unwrap();
     let fallback = mock::spawn("fallback").await.unwrap();
     let yaml = template
         .replace("PRIMARY_URL", &primary.url())
         .replace("FALLBACK_URL", &fallback.url());
-    let env = |name: &str| match name {
-        "PRIMARY_KEY" => Some(PRIMARY_KEY.to_string()),
-        "FALLBACK_KEY" => Some(FALLBACK_KEY.to_string()),
-        _ => None,
-    };
-    let config =
-        Config::from_yaml(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
-    let server = tokio::spawn(switchyard::server::serve(listener, gw));
+    let (gateway, server) = serve_yaml(&yaml).await;
     Harness {
-        gateway: format!("http://{addr}"),
+        gateway,
         primary,
         fallback,
         http: reqwest::Client::builder()
