@@ -1450,6 +1450,24 @@ routes:
     }
 
     #[test]
+    fn the_example_config_in_the_repository_is_valid() {
+        let text = include_str!("../switchyard.example.yaml");
+        let c = Config::from_yaml(text, "switchyard.example.yaml", &|_| {
+            Some("x-dummy-value".into())
+        })
+        .unwrap();
+        assert_eq!(c.routes["main"].chain.len(), 3);
+        assert_eq!(
+            c.backends
+                .iter()
+                .map(|b| b.credentials.len())
+                .sum::<usize>(),
+            2
+        );
+        assert!(c.default_route.is_some());
+    }
+
+    #[test]
     fn secret_debug_never_shows_the_value() {
         let s = Secret::new("sk-very-secret");
         assert!(!format!("{s:?}").contains("very"));
