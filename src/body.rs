@@ -164,22 +164,26 @@ pub fn with_model(body: &[u8], span: &Range<usize>, model_json: &[u8]) -> Bytes 
     Bytes::from(out)
 }
 
-/// Top-level keys of a JSON object that are present, checked without a full parse (used on
-/// upstream 2xx bodies, to catch an `{"error":…}` object some providers send with status 200).
-pub fn top_level_has_key(body: &[u8], key: &str) -> Option<bool> {
+/// Which of `keys` are present at the top level of a JSON object (bit i for `keys[i]`), in
+/// one pass without a full parse; `None` when `body` is not a JSON object. Used on upstream
+/// 2xx bodies, to catch an `{"error":…}` object some providers send with status 200.
+pub fn top_level_keys(body: &[u8], keys: &[&str]) -> Option<u32> {
     let mut s = Scanner { b: body, i: 0 };
     s.ws();
     s.expect(b'{', "").ok()?;
     s.ws();
     if s.peek() == Some(b'}') {
-        return Some(false);
+        return Some(0);
     }
-    let mut found = false;
+    let mut found = 0u32;
     loop {
         s.ws();
         let k = s.string_span().ok()?;
-        if &body[k.start + 1..k.end - 1] == key.as_bytes() {
-            found = true;
+        let raw = &body[k.start + 1..k.end - 1];
+        for (i, key) in keys.iter().enumerate() {
+            if raw == key.as_bytes() {
+                found |= 1 << i;
+            }
         }
         s.ws();
         s.expect(b':', "").ok()?;
@@ -466,15 +470,20 @@ mod tests {
 
     #[test]
     fn detects_error_objects_in_2xx_bodies() {
+        let keys = ["error", "choices"];
         assert_eq!(
-            top_level_has_key(br#"{"error":{"message":"x"}}"#, "error"),
-            Some(true)
+            top_level_keys(br#"{"error":{"message":"x"}}"#, &keys),
+            Some(0b01)
         );
         assert_eq!(
-            top_level_has_key(br#"{"choices":[{"error":1}]}"#, "error"),
-            Some(false)
+            top_level_keys(br#"{"choices":[{"error":1}]}"#, &keys),
+            Some(0b10)
         );
-        assert_eq!(top_level_has_key(b"not json", "error"), None);
+        assert_eq!(
+            top_level_keys(br#"{"error":null,"choices":[]}"#, &keys),
+            Some(0b11)
+        );
+        assert_eq!(top_level_keys(b"not json", &keys), None);
         assert!(is_valid_json(b" [1, {\"a\": 2}] "));
         assert!(!is_valid_json(b"{\"a\": }"));
     }

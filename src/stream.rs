@@ -333,11 +333,13 @@ pub fn relay(
         let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline, scrubber, mut translator } = c;
         let mut events = Vec::new();
         match translator.as_mut() {
-            None => {
+            // One write for everything held before the commit point.
+            None if held.len() == 1 => {
                 for chunk in held {
                     yield Ok(chunk);
                 }
             }
+            None => yield Ok(Bytes::from(held.concat())),
             Some(t) => {
                 // Translate the held bytes; the fresh parser then carries on with the stream.
                 parser = SseParser::default();

@@ -407,19 +407,15 @@ impl Gateway {
                 "empty response body",
             )));
         }
-        match body::top_level_has_key(&body, "error") {
+        match body::top_level_keys(&body, &["error", "choices", "content"]) {
             None => {
                 return Err(with_status(classify::invalid_response(
                     "response body is not a JSON object",
                 )))
             }
-            // Some providers report errors with status 200; they are failures like any other.
-            Some(true)
-                if !body::top_level_has_key(&body, "choices").unwrap_or(false)
-                    && !body::top_level_has_key(&body, "content").unwrap_or(false) =>
-            {
-                return Err(with_status(classify::classify_stream_error(&body)))
-            }
+            // Some providers report errors with status 200 (an `error` and no answer); they
+            // are failures like any other.
+            Some(0b001) => return Err(with_status(classify::classify_stream_error(&body))),
             Some(_) => {}
         }
         if stream_requested {
@@ -742,7 +738,10 @@ impl<'g> Run<'g, '_> {
             match decision {
                 Decision::RetrySame { after } => {
                     retries_done += 1;
-                    tokio::time::sleep(after).await;
+                    // A zero wait must not cost a timer tick.
+                    if !after.is_zero() {
+                        tokio::time::sleep(after).await;
+                    }
                 }
                 Decision::Failover => return None,
                 Decision::ReturnToClient => {
