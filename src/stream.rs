@@ -616,6 +616,7 @@ mod tests {
         .map_err(|e| e.detail)
         .unwrap();
         assert_eq!(c.held.len(), 3);
+        let held: Vec<u8> = c.held.concat();
         let out: Vec<Bytes> = relay(c, |end| {
             assert_eq!(*end, RelayEnd::Complete);
             None
@@ -623,7 +624,9 @@ mod tests {
         .map(|r| r.unwrap())
         .collect()
         .await;
-        assert_eq!(out.len(), 3);
+        // Everything held before the commit point goes out in one write, byte for byte.
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0], held);
     }
 
     #[tokio::test(start_paused = true)]
