@@ -6,7 +6,10 @@
 //! - `classify/*`: classifying real provider error responses (status, headers, body);
 //! - `sse/*`: parsing a realistic 64-chunk Anthropic / OpenAI stream and classifying every event
 //!   with the post-commit fast path, fed as the network delivers it (one read per event) and in
-//!   4 KiB reads.
+//!   4 KiB reads;
+//! - `translate/*`: cross-dialect request translation of the ~150 B body, and translating the
+//!   same 64-chunk streams into the other dialect event by event (the per-chunk cost a
+//!   translated stream adds on top of `sse/*`).
 //!
 //! `cargo bench --bench hot_path` (add `-- body_scan` to filter).
 
@@ -238,11 +241,75 @@ fn sse(c: &mut Criterion) {
     g.finish();
 }
 
+fn translate(c: &mut Criterion) {
+    use switchyard::dialect::translate::{self, Options, StreamTranslator};
+    let mut g = c.benchmark_group("translate");
+    let opts = Options::default();
+    let oa_small = br#"{"model":"main","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hello in one short sentence, please."}],"stream":true}"#;
+    g.bench_function("request_openai_to_anthropic/150B", |b| {
+        b.iter(|| {
+            translate::request(
+                Dialect::OpenAi,
+                Dialect::Anthropic,
+                black_box(oa_small),
+                "claude-x",
+                &opts,
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("request_anthropic_to_openai/150B", |b| {
+        b.iter(|| {
+            translate::request(
+                Dialect::Anthropic,
+                Dialect::OpenAi,
+                black_box(SMALL),
+                "gpt-x",
+                &opts,
+            )
+            .unwrap()
+        })
+    });
+    for (name, from, to, events) in [
+        (
+            "anthropic_to_openai",
+            Dialect::Anthropic,
+            Dialect::OpenAi,
+            anthropic_stream(),
+        ),
+        (
+            "openai_to_anthropic",
+            Dialect::OpenAi,
+            Dialect::Anthropic,
+            openai_stream(),
+        ),
+    ] {
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_with_input(BenchmarkId::new("stream", name), &events, |b, events| {
+            b.iter(|| {
+                let mut parser = SseParser::default();
+                let mut t = StreamTranslator::new(from, to, "route", true);
+                let mut parsed = Vec::new();
+                let mut out = Vec::with_capacity(16 * 1024);
+                for read in black_box(events) {
+                    parser.feed(read, &mut parsed);
+                    for ev in parsed.drain(..) {
+                        t.push(&ev, &mut out);
+                    }
+                }
+                t.finish(&mut out);
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = body_scan, model_rewrite, classify, sse
+    targets = body_scan, model_rewrite, classify, sse, translate
 }
 criterion_main!(benches);
