@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use serde_json::Value;
 
+use crate::upstream::UpstreamError;
+
 /// Why an attempt failed. `as_str()` names are stable: they appear in headers, logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
@@ -143,15 +145,11 @@ pub fn classify_stream_error(data: &[u8]) -> Classified {
 }
 
 /// Classifies a transport-level failure of the upstream request or its body.
-pub fn classify_transport(err: &reqwest::Error) -> Classified {
-    let reason = if err.is_timeout() {
-        FailureReason::Timeout
-    } else {
-        // Refused, reset, DNS, TLS and a body cut mid-way are all the connection's fault.
-        FailureReason::Connection
-    };
+pub fn classify_transport(err: &UpstreamError) -> Classified {
+    // Refused, reset, DNS, TLS and a body cut mid-way are all the connection's fault; the
+    // gateway's own clocks (connect, TTFT, stall, deadline) are classified where they fire.
     Classified {
-        reason,
+        reason: FailureReason::Connection,
         detail: transport_detail(err),
         retry_after: None,
     }
@@ -173,28 +171,20 @@ pub fn invalid_response(detail: impl Into<String>) -> Classified {
     }
 }
 
-/// The error's chain of causes, without the URL's query (reqwest includes the URL).
-fn transport_detail(err: &reqwest::Error) -> String {
+/// The error and its chain of causes ("connect error: tcp connect error: Connection refused").
+/// No URL is in it: the client reports neither the URL nor the request.
+fn transport_detail(err: &UpstreamError) -> String {
     use std::error::Error;
-    let mut parts = Vec::new();
+    let mut detail = err.to_string();
     let mut cur: Option<&dyn Error> = err.source();
     while let Some(e) = cur {
-        parts.push(e.to_string());
+        let text = e.to_string();
+        // hyper-util's own layer says only "client error (Connect)": its cause says more.
+        if !text.starts_with("client error") {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
         cur = e.source();
-    }
-    let kind = if err.is_connect() {
-        "connect error"
-    } else if err.is_body() || err.is_decode() {
-        "error reading response body"
-    } else if err.is_timeout() {
-        "timed out"
-    } else {
-        "request error"
-    };
-    let mut detail = kind.to_string();
-    if !parts.is_empty() {
-        detail.push_str(": ");
-        detail.push_str(&parts.join(": "));
     }
     truncate_chars(&detail, DETAIL_MAX_CHARS)
 }

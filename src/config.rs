@@ -408,7 +408,21 @@ pub struct Credential {
     /// Stable, secret-free name (`env:VAR` or `file:PATH`): health scope and logs use it.
     pub label: Arc<str>,
     pub source: CredentialSource,
-    value: std::sync::RwLock<Secret>,
+    api: Dialect,
+    value: std::sync::RwLock<(Secret, http::HeaderValue)>,
+}
+
+/// The key as its backend's auth header value (`Bearer …` for OpenAI, bare for Anthropic's
+/// `x-api-key`), built once per key rather than per request; marked sensitive so a header
+/// map's `Debug` output never shows it. `None` when the key holds bytes a header cannot carry.
+pub fn auth_header_value(api: Dialect, key: &str) -> Option<http::HeaderValue> {
+    let mut v = match api {
+        Dialect::OpenAi => http::HeaderValue::from_str(&format!("Bearer {key}")),
+        Dialect::Anthropic => http::HeaderValue::from_str(key),
+    }
+    .ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 impl Backend {
@@ -419,16 +433,37 @@ impl Backend {
 }
 
 impl Credential {
-    pub fn new(label: impl Into<Arc<str>>, source: CredentialSource, value: Secret) -> Credential {
-        Credential {
+    /// `None` when the key cannot be sent in a header (a control character, say).
+    pub fn new(
+        label: impl Into<Arc<str>>,
+        source: CredentialSource,
+        api: Dialect,
+        value: Secret,
+    ) -> Option<Credential> {
+        let header = auth_header_value(api, value.expose())?;
+        Some(Credential {
             label: label.into(),
             source,
-            value: std::sync::RwLock::new(value),
-        }
+            api,
+            value: std::sync::RwLock::new((value, header)),
+        })
     }
 
     pub fn secret(&self) -> Secret {
-        self.value.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The ready-made auth header value for this key.
+    pub fn auth_header(&self) -> http::HeaderValue {
+        self.value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
     }
 
     /// Re-reads a file-backed key; true when it changed. Env keys never change.
@@ -443,11 +478,15 @@ impl Credential {
         if fresh.is_empty() {
             return false;
         }
+        let Some(header) = auth_header_value(self.api, fresh) else {
+            tracing::warn!(credential = %self.label, "re-read key holds bytes a header cannot carry; keeping the old one");
+            return false;
+        };
         let mut guard = self.value.write().unwrap_or_else(|e| e.into_inner());
-        if guard.expose() == fresh {
+        if guard.0.expose() == fresh {
             return false;
         }
-        *guard = Secret::new(fresh);
+        *guard = (Secret::new(fresh), header);
         true
     }
 }
@@ -461,6 +500,8 @@ pub struct Backend {
     pub base_url: String,
     /// The full endpoint URL requests go to: the only place upstream traffic is ever sent.
     pub endpoint: reqwest::Url,
+    /// The same, parsed once for the HTTP client.
+    pub endpoint_uri: http::Uri,
     /// The credential pool, in order of preference; empty for keyless local servers.
     pub credentials: Vec<Credential>,
     pub anthropic_version: Arc<str>,
@@ -702,6 +743,13 @@ impl Config {
             }
             let endpoint = reqwest::Url::parse(&format!("{base_url}{}", api.upstream_path()))
                 .map_err(|e| invalid(format!("{key}.base_url"), e.to_string()))?;
+            let endpoint_uri: http::Uri =
+                endpoint
+                    .as_str()
+                    .parse()
+                    .map_err(|e: http::uri::InvalidUri| {
+                        invalid(format!("{key}.base_url"), e.to_string())
+                    })?;
             let mut credentials = Vec::new();
             let vars: Vec<(String, &String)> = match &rb.api_key_env {
                 None => vec![],
@@ -714,11 +762,20 @@ impl Config {
             };
             for (k, var) in vars {
                 match env(var) {
-                    Some(v) if !v.trim().is_empty() => credentials.push(Credential::new(
-                        format!("env:{var}"),
-                        CredentialSource::Env(var.clone()),
-                        Secret::new(v.trim()),
-                    )),
+                    Some(v) if !v.trim().is_empty() => credentials.push(
+                        Credential::new(
+                            format!("env:{var}"),
+                            CredentialSource::Env(var.clone()),
+                            api,
+                            Secret::new(v.trim()),
+                        )
+                        .ok_or_else(|| {
+                            invalid(
+                                k.clone(),
+                                format!("environment variable {var} holds characters an HTTP header cannot carry"),
+                            )
+                        })?,
+                    ),
                     _ => {
                         return Err(invalid(
                             k,
@@ -740,11 +797,20 @@ impl Config {
                         format!("{path:?} is empty; it must hold the key"),
                     ));
                 }
-                credentials.push(Credential::new(
-                    format!("file:{path}"),
-                    CredentialSource::File(path.into()),
-                    Secret::new(text.trim()),
-                ));
+                credentials.push(
+                    Credential::new(
+                        format!("file:{path}"),
+                        CredentialSource::File(path.into()),
+                        api,
+                        Secret::new(text.trim()),
+                    )
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("{key}.api_key_file"),
+                            format!("{path:?} holds characters an HTTP header cannot carry"),
+                        )
+                    })?,
+                );
             }
             let id = BackendId(backends.len());
             by_name.insert(name.clone(), id);
@@ -754,6 +820,7 @@ impl Config {
                 api,
                 base_url,
                 endpoint,
+                endpoint_uri,
                 credentials,
                 default_max_tokens: rb.default_max_tokens.unwrap_or(4096).max(1),
                 anthropic_version: rb
@@ -1406,6 +1473,22 @@ failover:
             err,
             "test.yaml:11: backends.openrouter.api_key_env: environment variable NOPE_KEY is not set (or empty); export it with the backend's API key"
         );
+    }
+
+    #[test]
+    fn a_key_no_http_header_can_carry_is_refused_at_load_with_its_place() {
+        let err = Config::from_yaml(GOOD, "test.yaml", &|name| {
+            (name == "OPENROUTER_API_KEY")
+                .then(|| "sk-or-te\nst".to_string())
+                .or_else(|| env(name))
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "test.yaml:11: backends.openrouter.api_key_env: environment variable OPENROUTER_API_KEY holds characters an HTTP header cannot carry"
+        );
+        assert!(!err.contains("sk-or"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -71,8 +71,14 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc =
-            TowerToHyperService::new(app.clone().layer(axum::Extension(crate::admin::Peer(peer))));
+        // The peer address goes into each request's extensions (admin endpoints check it).
+        // Not `app.layer(Extension(..))` per connection: that rebuilds the router's route
+        // table, ~10 KB and a few µs for every connection.
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(crate::admin::Peer(peer));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

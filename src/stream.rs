@@ -17,8 +17,9 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
 use crate::dialect::{self, Dialect, ErrorKind};
+use crate::upstream::UpstreamError;
 
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
 /// One parsed server-sent event. `data` is `None` when the block had no data field (a comment).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -591,7 +592,7 @@ mod tests {
         ));
     }
 
-    fn stream_of(chunks: Vec<Result<Bytes, reqwest::Error>>) -> ByteStream {
+    fn stream_of(chunks: Vec<Result<Bytes, UpstreamError>>) -> ByteStream {
         Box::pin(futures_util::stream::iter(chunks))
     }
 

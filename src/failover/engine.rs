@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use tokio::time::{timeout_at, Instant};
 use tower::retry::budget::{Budget, TpsBudget};
 use tracing::Instrument;
@@ -19,14 +19,14 @@ use super::policy::{decide, AttemptFacts, Decision};
 use crate::alert::Alerter;
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
-use crate::config::{BackendId, Config, HealthStore, Route, Secret};
+use crate::config::{BackendId, Config, HealthStore, Route};
 use crate::dialect::{translate, Dialect};
 use crate::health::sessions::{SessionKey, Sessions};
 use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
 use crate::metrics::Metrics;
 use crate::scrub::Scrubber;
 use crate::stream::{self, Committed};
-use crate::upstream::{Call, ForwardHeaders, Upstream};
+use crate::upstream::{self, Call, ForwardHeaders, Upstream, UpstreamError};
 
 /// Upstream error bodies are read up to this size for classification and pass-back.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
@@ -172,7 +172,7 @@ impl Gateway {
             .iter()
             .map(|s| s.expose().to_string())
             .collect();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::for_config(&config));
         let scrubber = Arc::new(Scrubber::new(&secrets));
         Ok(Gateway {
             activity: crate::status::Activity::new(&config),
@@ -300,7 +300,7 @@ impl Gateway {
         &self,
         req: &ClientRequest,
         backend_id: BackendId,
-        key: Option<&Secret>,
+        auth: Option<HeaderValue>,
         body: Bytes,
         deadline: Instant,
     ) -> Result<Served, Failed> {
@@ -314,21 +314,18 @@ impl Gateway {
         } else {
             TimeoutKind::FirstToken
         };
-        let send = self
-            .upstream
-            .request(Call {
-                backend,
-                key,
-                body,
-                stream: stream_requested,
-                client_dialect: req.dialect,
-                fwd: &req.fwd,
-                connect_timeout: policy.connect_timeout,
-            })
-            .send();
+        let send = self.upstream.send(Call {
+            backend,
+            auth,
+            body,
+            stream: stream_requested,
+            client_dialect: req.dialect,
+            fwd: &req.fwd,
+            connect_timeout: policy.connect_timeout,
+        });
         let resp = match timeout_at(first_token_at, send).await {
             Err(_) => return Err(classify::timeout(timeout_kind, policy.ttft_timeout).into()),
-            Ok(Err(e)) if e.is_connect() && e.is_timeout() => {
+            Ok(Err(e)) if e.is_connect_timeout() => {
                 return Err(classify::timeout(TimeoutKind::Connect, policy.connect_timeout).into())
             }
             Ok(Err(e)) => return Err(classify::classify_transport(&e).into()),
@@ -339,9 +336,15 @@ impl Gateway {
 
         if !status.is_success() {
             let headers = resp.headers().clone();
-            let body = read_body(resp, ERROR_BODY_LIMIT, policy.stall_timeout, deadline, true)
-                .await
-                .unwrap_or_default();
+            let body = read_body(
+                resp.into_body(),
+                ERROR_BODY_LIMIT,
+                policy.stall_timeout,
+                deadline,
+                true,
+            )
+            .await
+            .unwrap_or_default();
             let classified = classify::classify_response(status.as_u16(), &headers, &body);
             return Err(Failed {
                 classified,
@@ -355,7 +358,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if stream_requested && is_sse {
-            let upstream: stream::ByteStream = Box::pin(resp.bytes_stream());
+            let upstream = upstream::body_stream(resp.into_body());
             return stream::await_first_content(
                 backend.api,
                 upstream,
@@ -385,7 +388,7 @@ impl Gateway {
         }
 
         let body = read_body(
-            resp,
+            resp.into_body(),
             RESPONSE_BODY_LIMIT,
             policy.stall_timeout,
             deadline,
@@ -587,7 +590,7 @@ impl<'g> Run<'g, '_> {
                 }
             };
             self.attempts += 1;
-            let key = credential.map(|c| backend.credentials[c].secret());
+            let auth = credential.map(|c| backend.credentials[c].auth_header());
             let started = Instant::now();
             let span = tracing::info_span!(
                 "attempt",
@@ -603,7 +606,7 @@ impl<'g> Run<'g, '_> {
                 .attempt(
                     req,
                     entry.backend,
-                    key.as_ref(),
+                    auth,
                     upstream_body.clone(),
                     self.deadline,
                 )
@@ -613,7 +616,7 @@ impl<'g> Run<'g, '_> {
             let failed = match result {
                 Ok(served) => {
                     gw.health.record_success(permit_now, Instant::now());
-                    gw.metrics.attempt(&backend.name, "ok");
+                    gw.metrics.attempt(&backend.name, None);
                     gw.activity.attempt(entry.backend, true);
                     match &served {
                         // The stream's full duration is recorded when it ends.
@@ -647,7 +650,7 @@ impl<'g> Run<'g, '_> {
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
             gw.metrics
-                .attempt(&backend.name, failed.classified.reason.as_str());
+                .attempt(&backend.name, Some(failed.classified.reason));
             gw.activity.attempt(entry.backend, false);
             gw.metrics.upstream_duration(&backend.name, elapsed);
             let c = &failed.classified;
@@ -790,18 +793,17 @@ impl<'g> Run<'g, '_> {
 /// Reads a response body, bounded in size, in the time between chunks, and by the deadline.
 /// With `truncate`, a body over `limit` is cut (error bodies); otherwise it is a failure.
 async fn read_body(
-    resp: reqwest::Response,
+    mut body: hyper::body::Incoming,
     limit: usize,
     stall: Duration,
     deadline: Instant,
     truncate: bool,
 ) -> Result<Bytes, Classified> {
-    let mut stream = resp.bytes_stream();
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     loop {
         let wait_until = (Instant::now() + stall).min(deadline);
-        let chunk = match timeout_at(wait_until, stream.next()).await {
+        let chunk = match timeout_at(wait_until, body.frame()).await {
             Err(_) => {
                 let kind = if wait_until >= deadline {
                     TimeoutKind::Deadline
@@ -811,8 +813,11 @@ async fn read_body(
                 return Err(classify::timeout(kind, stall));
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(classify::classify_transport(&e)),
-            Ok(Some(Ok(c))) => c,
+            Ok(Some(Err(e))) => return Err(classify::classify_transport(&UpstreamError::Body(e))),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(c) => c,
+                Err(_trailers) => continue,
+            },
         };
         let len = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, BytesMut::len);
         if len + chunk.len() > limit {

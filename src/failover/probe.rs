@@ -72,19 +72,19 @@ async fn probe(
             obj.entry("max_tokens").or_insert(json!(1));
         }
     }
-    let key = credential.map(|c| backend.credentials[c].secret());
+    let auth = credential.map(|c| backend.credentials[c].auth_header());
     let policy = &gw.config.failover;
     let fwd = ForwardHeaders::default();
-    let request = gw.upstream().request(Call {
+    let request = gw.upstream().send(Call {
         backend,
-        key: key.as_ref(),
+        auth,
         body: Bytes::from(body.to_string()),
         stream: false,
         client_dialect: backend.api,
         fwd: &fwd,
         connect_timeout: policy.connect_timeout,
     });
-    let ok = match tokio::time::timeout(policy.ttft_timeout, request.send()).await {
+    let ok = match tokio::time::timeout(policy.ttft_timeout, request).await {
         Ok(Ok(resp)) => resp.status().is_success(),
         _ => false,
     };
