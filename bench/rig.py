@@ -533,6 +533,56 @@ class Rig:
         time.sleep(1)
         self.results["rss_idle_after_streams_kb"] = mem_kb(self.gw.pid, "VmRSS")
 
+    # ---- stage: cross-dialect translation
+    def translate_target(self, dialect, kind, stream):
+        """The gateway, client dialect `dialect`; `kind` "same" (same-dialect route) or
+        "translated" (a route whose backend speaks the other dialect)."""
+        model = route_model(dialect) if kind == "same" else f"bench-x-{dialect}"
+        body = self.work / f"body-{dialect}-{kind}-{'stream' if stream else 'plain'}.json"
+        if not body.exists():
+            body.write_bytes(request_body(dialect, "small", model, stream))
+        path = "/v1/chat/completions" if dialect == "openai" else "/v1/messages"
+        return f"http://{self.gw.addr}{path}", body, headers_for(dialect)
+
+    def stage_translate(self):
+        # Translation overhead = a translated route minus the same-dialect route through the
+        # same gateway, same mock, same round: what converting request, response and every
+        # stream event costs beyond forwarding.
+        conc = 4 if self.quick else self.a.paced_streams
+        kinds = ("same", "translated")
+        set_plan(self.mock_a, {"kind": "ok"})
+        for d in ("openai", "anthropic"):
+            for k in kinds:
+                url, body, hdr = self.translate_target(d, k, False)
+                self.load(url, body, hdr, 1, n=200 if self.quick else 2000)
+        data = {"latency": {}, "streams": {}}
+        for rnd in range(self.rounds):
+            log(f"translate round {rnd + 1}/{self.rounds}")
+            set_plan(self.mock_a, {"kind": "ok"})
+            for d in ("openai", "anthropic"):
+                for k in kinds:
+                    url, body, hdr = self.translate_target(d, k, False)
+                    if self.quick:
+                        r = self.load(url, body, hdr, 1, n=300)
+                    else:
+                        r = self.load(url, body, hdr, 1, secs=self.a.secs)
+                    data["latency"].setdefault(d, {}).setdefault(k, []).append(r)
+                    self.check(r["ok"] > 0 and r["errors"] == 0,
+                               f"translate {k} {d} c=1: {r['ok']} ok, {r['errors']} errors ({r['error_detail']})")
+            self.stream_plan(20)
+            for d in ("openai", "anthropic"):
+                for k in kinds:
+                    url, body, hdr = self.translate_target(d, k, True)
+                    j = self.client_json(["streams", "--url", url, "--body", body, *hflags(hdr),
+                                          "-c", conc, "--chunks", 64])
+                    data["streams"].setdefault(d, {}).setdefault(k, []).append(j)
+                    self.check(j["complete"] == conc and j["lost"] == 0 and j["out_of_order"] == 0
+                               and j["duplicates"] == 0,
+                               f"translate streams {k} {d}: {j['complete']}/{conc} complete, lost {j['lost']}, "
+                               f"out of order {j['out_of_order']}, dup {j['duplicates']}, error {j['first_error']}")
+        set_plan(self.mock_a, {"kind": "ok"})
+        self.results["stages"]["translate"] = data
+
     # ---- stage 3: failover
     def stage_failover(self):
         n = 3 if self.quick else self.a.failover_requests
@@ -723,6 +773,13 @@ routes:
     chain:
       - {{ backend: primary-anthropic, model: claude-bench }}
       - {{ backend: fallback-anthropic, model: claude-bench }}
+  # Cross-dialect: the client's dialect is not the backend's (translate stage).
+  bench-x-openai:
+    chain:
+      - {{ backend: primary-anthropic, model: claude-bench }}
+  bench-x-anthropic:
+    chain:
+      - {{ backend: primary-openai, model: gpt-bench }}
   fo:
     chain:
       - {{ backend: primary-anthropic, model: claude-bench }}
@@ -904,6 +961,19 @@ def targets(res):
         after = res.get("rss_idle_after_load_kb")
         extra = f"; {after / 1024:.1f} MB idle after load" if after else ""
         rows.append(("RSS idle", "≤ 15 MB", f"{mb:.1f} MB at start{extra}", verdict(mb <= 15)))
+    tr = st.get("translate")
+    if tr:
+        def tr_added(section, d, f):
+            by = tr[section].get(d, {})
+            return med([f(t) - f(s) for t, s in zip(by.get("translated", []), by.get("same", []))])
+        lat = {d: tr_added("latency", d, lambda r: r["p99"]) for d in tr["latency"]}
+        gap = {d: tr_added("streams", d, lambda r: r["gap_us"]["p99"]) for d in tr["streams"]}
+        lost = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for by in tr["streams"].values()
+                   for k in by.values() for r in k)
+        rows.append(("cross-dialect translation: added p99 (c=1, non-streaming) and added gap p99 (paced SSE), "
+                     "translated route − same-dialect route", "(no target; measured)",
+                     "; ".join(f"{d} client: +{fmt(lat.get(d))} µs p99, +{fmt(gap.get(d))} µs gap p99" for d in lat)
+                     + f"; {lost} chunks lost or out of order", "—"))
     fo = st.get("failover", {}).get("modes", {})
     for name, r in fo.items():
         if "last_content_to_error_p50_us" in r:
@@ -1017,6 +1087,30 @@ def report(res, quick):
                   f"{fmt(med([r['ttft_us']['p99'] for r in runs]))} | {fmt(med([r['gap_us']['p50'] for r in runs]))} | "
                   f"{fmt(med([r['gap_us']['p99'] for r in runs]))} | {a1} | {a2} |")
         p("")
+    tr = st.get("translate")
+    if tr:
+        p("### Cross-dialect translation (client dialect ≠ backend dialect), µs; added = translated − same-dialect route, per round")
+        p("")
+        p("| client dialect | route | p50 (c=1) | p99 (c=1) | added p50 | added p99 | stream TTFT p50 | stream gap p99 | added TTFT p50 | added gap p99 | streams complete | lost / out of order |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for d, by in tr["latency"].items():
+            sb = tr["streams"].get(d, {})
+            for k, runs in by.items():
+                sr = sb.get(k, [])
+                a = ["", "", "", ""]
+                if k == "translated":
+                    same, ss = by["same"], sb.get("same", [])
+                    a = [spread([r["p50"] - x["p50"] for r, x in zip(runs, same)]),
+                         spread([r["p99"] - x["p99"] for r, x in zip(runs, same)]),
+                         spread([r["ttft_us"]["p50"] - x["ttft_us"]["p50"] for r, x in zip(sr, ss)]),
+                         spread([r["gap_us"]["p99"] - x["gap_us"]["p99"] for r, x in zip(sr, ss)])]
+                comp = f"{sum(r['complete'] for r in sr)}/{sum(r['streams'] for r in sr)}"
+                bad = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for r in sr)
+                route = "same dialect" if k == "same" else ("→ Anthropic backend" if d == "openai" else "→ OpenAI backend")
+                p(f"| {d} | {route} | {fmt(med([r['p50'] for r in runs]))} | {fmt(med([r['p99'] for r in runs]))} | "
+                  f"{a[0]} | {a[1]} | {fmt(med([r['ttft_us']['p50'] for r in sr]))} | {fmt(med([r['gap_us']['p99'] for r in sr]))} | "
+                  f"{a[2]} | {a[3]} | {comp} | {bad} |")
+        p("")
     cap = st.get("capacity")
     if cap:
         gw_rss = cap["rss"][0]["peak_vmrss_kb"] if cap.get("rss") else None
@@ -1110,7 +1204,7 @@ def main():
     ap.add_argument("--nginx", action="store_true")
     ap.add_argument("--litellm", action="store_true")
     ap.add_argument("--litellm-venv", default="")
-    ap.add_argument("--stages", default="latency,rate,cpu,streams,failover")
+    ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rig = Rig(args)
