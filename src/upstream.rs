@@ -199,84 +199,9 @@ impl Upstream {
     }
 }
 
-/// The body as a stream of data chunks (trailers skipped), with the chunks that are already
-/// here coalesced (see [`Coalesce`]).
+/// The body as a stream of data chunks (trailers skipped).
 pub fn body_stream(body: Incoming) -> ByteStream {
-    Box::pin(Coalesce::new(
-        BodyDataStream::new(body).map_err(UpstreamError::Body),
-    ))
-}
-
-/// Joins the body chunks that are ready at once into one. Providers send each SSE event as its
-/// own HTTP chunk, so one socket read often decodes into several chunks; passed on one by one,
-/// each became its own write (and wake-up) to the client. A chunk that is alone passes through
-/// without a copy; an error or the end after joined data comes on the next poll.
-pub struct Coalesce<S> {
-    inner: S,
-    stashed: Option<Result<Bytes, UpstreamError>>,
-    ended: bool,
-}
-
-/// Joined chunks stop growing here, so one burst cannot build an unbounded buffer.
-const COALESCE_MAX: usize = 64 * 1024;
-
-impl<S> Coalesce<S> {
-    pub fn new(inner: S) -> Coalesce<S> {
-        Coalesce {
-            inner,
-            stashed: None,
-            ended: false,
-        }
-    }
-}
-
-impl<S> futures_util::Stream for Coalesce<S>
-where
-    S: futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Unpin,
-{
-    type Item = Result<Bytes, UpstreamError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use futures_util::StreamExt;
-        use std::task::Poll;
-        let this = self.get_mut();
-        if let Some(item) = this.stashed.take() {
-            return Poll::Ready(Some(item));
-        }
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        let first = match this.inner.poll_next_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(b))) => b,
-            Poll::Ready(None) => {
-                this.ended = true;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-        };
-        let mut joined: Option<bytes::BytesMut> = None;
-        while joined.as_ref().map_or(first.len(), |j| j.len()) < COALESCE_MAX {
-            match this.inner.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(more))) => joined
-                    .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                    .extend_from_slice(&more),
-                Poll::Ready(Some(Err(e))) => {
-                    this.stashed = Some(Err(e));
-                    break;
-                }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        Poll::Ready(Some(Ok(joined.map_or(first, bytes::BytesMut::freeze))))
-    }
+    Box::pin(BodyDataStream::new(body).map_err(UpstreamError::Body))
 }
 
 /// rustls with ring and the Mozilla roots (webpki-roots): no OpenSSL, no system store.
@@ -338,60 +263,6 @@ mod tests {
             fwd,
             connect_timeout: timeout,
         }
-    }
-
-    fn tokio_stream_of<T: Send + 'static>(
-        rx: tokio::sync::mpsc::UnboundedReceiver<T>,
-    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + Send>> {
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|x| (x, rx))
-        }))
-    }
-
-    #[tokio::test]
-    async fn ready_chunks_leave_as_one_and_an_error_or_the_end_after_them_is_kept() {
-        use futures_util::StreamExt;
-        let refused = {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let config = config(&format!("http://127.0.0.1:{port}"));
-            let fwd = ForwardHeaders::default();
-            Upstream::new(&config)
-                .unwrap()
-                .send(call(&config, &fwd, Duration::from_secs(1)))
-                .await
-                .unwrap_err()
-        };
-        let b = |s: &'static str| Ok(Bytes::from_static(s.as_bytes()));
-        // Three ready chunks, then an error: one joined chunk, then the error, then the end
-        // of what the inner stream gave.
-        let mut s = Coalesce::new(futures_util::stream::iter(vec![
-            b("data: 1\n\n"),
-            b("data: 2\n\n"),
-            b("data: 3\n\n"),
-            Err(refused),
-        ]));
-        assert_eq!(
-            s.next().await.unwrap().unwrap(),
-            "data: 1\n\ndata: 2\n\ndata: 3\n\n"
-        );
-        assert!(s.next().await.unwrap().is_err());
-        assert!(s.next().await.is_none());
-        // A chunk that arrives alone passes through as it is; the end is reported once.
-        let mut s = Coalesce::new(futures_util::stream::iter(vec![b("only")]));
-        assert_eq!(s.next().await.unwrap().unwrap(), "only");
-        assert!(s.next().await.is_none());
-        assert!(s.next().await.is_none());
-        // Chunks that arrive apart stay apart.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut s = Coalesce::new(tokio_stream_of(rx));
-        tx.send(b("a")).unwrap();
-        assert_eq!(s.next().await.unwrap().unwrap(), "a");
-        tx.send(b("b")).unwrap();
-        assert_eq!(s.next().await.unwrap().unwrap(), "b");
     }
 
     #[tokio::test]
