@@ -495,6 +495,9 @@ impl Credential {
 pub struct Backend {
     pub id: BackendId,
     pub name: Arc<str>,
+    /// The name as an `x-switchyard-backend` value, built once (`None` if a header cannot
+    /// carry it).
+    pub name_header: Option<http::HeaderValue>,
     pub api: Dialect,
     /// As configured, trailing slash removed.
     pub base_url: String,
@@ -817,6 +820,7 @@ impl Config {
             backends.push(Backend {
                 id,
                 name: name.as_str().into(),
+                name_header: http::HeaderValue::from_str(name).ok(),
                 api,
                 base_url,
                 endpoint,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
@@ -106,6 +106,8 @@ pub struct Upstream {
     clients: HashMap<Duration, HttpsClient>,
     /// Anthropic version headers per backend, pre-built (the configured default).
     anthropic_versions: Vec<Option<HeaderValue>>,
+    /// `Host` per backend, pre-built (the client would format it for every request).
+    hosts: Vec<Option<HeaderValue>>,
 }
 
 impl Upstream {
@@ -127,9 +129,15 @@ impl Upstream {
             .iter()
             .map(|b| HeaderValue::from_str(&b.anthropic_version).ok())
             .collect();
+        let hosts = config
+            .backends
+            .iter()
+            .map(|b| host_header(&b.endpoint_uri))
+            .collect();
         Ok(Upstream {
             clients,
             anthropic_versions,
+            hosts,
         })
     }
 
@@ -170,6 +178,9 @@ impl Upstream {
             },
         );
         h.insert(USER_AGENT, UA.clone());
+        if let Some(host) = &self.hosts[backend.id.0] {
+            h.insert(HOST, host.clone());
+        }
         match backend.api {
             Dialect::OpenAi => {
                 if let Some(auth) = auth {
@@ -204,6 +215,19 @@ pub fn body_stream(body: Incoming) -> ByteStream {
     Box::pin(BodyDataStream::new(body).map_err(UpstreamError::Body))
 }
 
+/// `host[:port]`, the port only when it is not the scheme's default (as HTTP clients send it).
+fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16() {
+        Some(p) if p != default_port => HeaderValue::from_str(&format!("{host}:{p}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// rustls with ring and the Mozilla roots (webpki-roots): no OpenSSL, no system store.
 fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let roots = rustls::RootCertStore {
@@ -236,6 +260,8 @@ fn build_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsCl
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(1024)
         .pool_timer(TokioTimer::new())
+        // `Host` comes pre-built from `Upstream::send`.
+        .set_host(false)
         .build(https)
 }
 
@@ -262,6 +288,27 @@ mod tests {
             client_dialect: Dialect::Anthropic,
             fwd,
             connect_timeout: timeout,
+        }
+    }
+
+    #[test]
+    fn host_headers_carry_the_port_only_when_it_is_not_the_default() {
+        for (uri, host) in [
+            (
+                "https://api.openai.com/v1/chat/completions",
+                "api.openai.com",
+            ),
+            (
+                "https://api.anthropic.com:443/v1/messages",
+                "api.anthropic.com",
+            ),
+            ("http://127.0.0.1:8082/v1/messages", "127.0.0.1:8082"),
+            ("http://localhost/v1/messages", "localhost"),
+            ("https://example.com:8443/v1", "example.com:8443"),
+            ("http://[::1]:9000/v1", "[::1]:9000"),
+        ] {
+            let got = host_header(&uri.parse().unwrap()).unwrap();
+            assert_eq!(got, host, "{uri}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! may then be given as `?key=` since EventSource cannot set headers).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,7 +83,9 @@ pub struct FailoverRecord {
 /// Recent activity, for the status page. Cheap to record: one small lock per backend.
 pub struct Activity {
     backends: Vec<Mutex<Buckets>>,
-    serving: HashMap<Arc<str>, Mutex<Option<Arc<str>>>>,
+    /// Per route, the backend that served last: its index + 1, 0 for none yet. An atomic, so
+    /// recording it on every request takes no lock.
+    serving: HashMap<Arc<str>, AtomicUsize>,
     failovers: Mutex<VecDeque<FailoverRecord>>,
 }
 
@@ -99,7 +102,7 @@ impl Activity {
             serving: config
                 .route_names
                 .iter()
-                .map(|r| (r.clone(), Mutex::new(None)))
+                .map(|r| (r.clone(), AtomicUsize::new(0)))
                 .collect(),
             failovers: Mutex::new(VecDeque::new()),
         }
@@ -113,9 +116,9 @@ impl Activity {
             .record(now, ok);
     }
 
-    pub fn served(&self, route: &str, backend: &Arc<str>) {
+    pub fn served(&self, route: &str, backend: BackendId) {
         if let Some(s) = self.serving.get(route) {
-            *s.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.clone());
+            s.store(backend.0 + 1, Ordering::Relaxed);
         }
     }
 
@@ -193,12 +196,14 @@ pub fn snapshot(gw: &Gateway) -> Value {
         .iter()
         .map(|name| {
             let route = &config.routes[name];
-            let serving = gw.activity.serving.get(name).and_then(|s| {
-                s.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .map(|b| b.to_string())
-            });
+            let serving =
+                gw.activity
+                    .serving
+                    .get(name)
+                    .and_then(|s| match s.load(Ordering::Relaxed) {
+                        0 => None,
+                        i => config.backends.get(i - 1).map(|b| b.name.to_string()),
+                    });
             json!({
                 "name": &**name,
                 "chain": route.chain.iter().map(|e| json!({
