@@ -203,6 +203,10 @@ def fmt(x, nd=0):
     return f"{x:.{nd}f}"
 
 
+def signed(x):
+    return "—" if x is None else ("+" if x >= 0 else "−") + fmt(abs(x))
+
+
 def spread(xs, nd=0):
     """'median (min–max)' of a list of numbers."""
     xs = [x for x in xs if x is not None]
@@ -979,7 +983,7 @@ def targets(res):
                    for k in by.values() for r in k)
         rows.append(("cross-dialect translation: added p99 (c=1, non-streaming) and added gap p99 (paced SSE), "
                      "translated route − same-dialect route", "(no target; measured)",
-                     "; ".join(f"{d} client: +{fmt(lat.get(d))} µs p99, +{fmt(gap.get(d))} µs gap p99" for d in lat)
+                     "; ".join(f"{d} client: {signed(lat.get(d))} µs p99, {signed(gap.get(d))} µs gap p99" for d in lat)
                      + f"; {lost} chunks lost or out of order", "—"))
     fo = st.get("failover", {}).get("modes", {})
     for name, r in fo.items():
