@@ -449,21 +449,17 @@ impl Credential {
         })
     }
 
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, (Secret, http::HeaderValue)> {
+        self.value.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn secret(&self) -> Secret {
-        self.value
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.current().0.clone()
     }
 
     /// The ready-made auth header value for this key.
     pub fn auth_header(&self) -> http::HeaderValue {
-        self.value
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
+        self.current().1.clone()
     }
 
     /// Re-reads a file-backed key; true when it changed. Env keys never change.

@@ -52,6 +52,15 @@ struct RouteHandles {
     requests: Vec<(Arc<str>, [OnceLock<Counter>; OUTCOMES.len()])>,
 }
 
+/// Uses the cached handle (registering it on first use), or, for a name outside the config,
+/// a handle made for this one call.
+fn use_handle<T>(cell: Option<&OnceLock<T>>, make: impl FnOnce() -> T, f: impl FnOnce(&T)) {
+    match cell {
+        Some(cell) => f(cell.get_or_init(make)),
+        None => f(&make()),
+    }
+}
+
 fn result_index(result: Option<FailureReason>) -> usize {
     match result {
         None => 0,
@@ -192,10 +201,7 @@ impl Metrics {
                 counter!("switchyard_requests_total", "route" => route.to_string(), "backend" => backend.to_string(), "outcome" => outcome)
             })
         };
-        match cached {
-            Some(cell) => cell.get_or_init(make).increment(1),
-            None => make().increment(1),
-        }
+        use_handle(cached, make, |c| c.increment(1));
     }
 
     /// `result`: `None` for "ok", else the failure reason.
@@ -206,12 +212,11 @@ impl Metrics {
                 counter!("switchyard_attempts_total", "backend" => backend.to_string(), "result" => result)
             })
         };
-        match self.backends.get(backend) {
-            Some(h) => h.attempts[result_index(result)]
-                .get_or_init(make)
-                .increment(1),
-            None => make().increment(1),
-        }
+        let cell = self
+            .backends
+            .get(backend)
+            .map(|h| &h.attempts[result_index(result)]);
+        use_handle(cell, make, |c| c.increment(1));
     }
 
     /// How long an upstream attempt took (a stream: until its last byte).
@@ -221,23 +226,16 @@ impl Metrics {
                 histogram!("switchyard_upstream_duration_seconds", "backend" => backend.to_string())
             })
         };
-        match self.backends.get(backend) {
-            Some(h) => h
-                .upstream_duration
-                .get_or_init(make)
-                .record(duration.as_secs_f64()),
-            None => make().record(duration.as_secs_f64()),
-        }
+        let cell = self.backends.get(backend).map(|h| &h.upstream_duration);
+        use_handle(cell, make, |h| h.record(duration.as_secs_f64()));
     }
 
     pub fn ttft(&self, backend: &str, ttft: Duration) {
         let make = || {
             self.with(|| histogram!("switchyard_ttft_seconds", "backend" => backend.to_string()))
         };
-        match self.backends.get(backend) {
-            Some(h) => h.ttft.get_or_init(make).record(ttft.as_secs_f64()),
-            None => make().record(ttft.as_secs_f64()),
-        }
+        let cell = self.backends.get(backend).map(|h| &h.ttft);
+        use_handle(cell, make, |h| h.record(ttft.as_secs_f64()));
     }
 
     pub fn failover(&self, route: &str, from: &str, to: &str) {

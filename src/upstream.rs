@@ -144,7 +144,7 @@ impl Upstream {
     fn client(&self, connect_timeout: Duration) -> HttpsClient {
         match self.clients.get(&connect_timeout) {
             Some(c) => c.clone(),
-            // Every configured timeout has its client; this is only reachable from tests.
+            // Every configured timeout has its client; another one still gets a correct client.
             None => build_client(connect_timeout, tls_config().expect("TLS config builds")),
         }
     }
