@@ -206,7 +206,9 @@ fn parse_and_classify(dialect: Dialect, reads: &[Vec<u8>]) -> usize {
     let mut content = 0;
     for read in reads {
         events.clear();
-        parser.feed(read, &mut events);
+        parser
+            .feed(read, &mut events)
+            .expect("events within the size limit");
         for ev in &events {
             if classify_event_fast(dialect, ev) == EventKind::Content {
                 content += 1;
@@ -292,7 +294,9 @@ fn translate(c: &mut Criterion) {
                 let mut parsed = Vec::new();
                 let mut out = Vec::with_capacity(16 * 1024);
                 for read in black_box(events) {
-                    parser.feed(read, &mut parsed);
+                    parser
+                        .feed(read, &mut parsed)
+                        .expect("events within the size limit");
                     for ev in parsed.drain(..) {
                         t.push(&ev, &mut out);
                     }

@@ -362,7 +362,9 @@ async fn one_stream(
         };
         let now = Instant::now();
         events.clear();
-        parser.feed(&chunk, &mut events);
+        parser
+            .feed(&chunk, &mut events)
+            .expect("events within the size limit");
         for ev in &events {
             if is_error(ev) {
                 r.error = Some(format!(
@@ -552,7 +554,9 @@ async fn probe(
                 };
                 let now = t0.elapsed();
                 events.clear();
-                parser.feed(&chunk, &mut events);
+                parser
+                    .feed(&chunk, &mut events)
+                    .expect("events within the size limit");
                 for ev in &events {
                     if is_error(ev) {
                         error_event.get_or_insert(now);

@@ -381,22 +381,56 @@ fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
     Unknown
 }
 
+/// The longest wait any upstream number is taken at face value for. Anything longer (or
+/// unparseable as a finite number, like `1e400`) is read as this: far beyond any sane
+/// `max_retry_after`, so the engine fails over instead of waiting, and no later arithmetic
+/// on it can overflow.
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(86_400);
+
 /// Retry-After in every form providers and SDKs use: `retry-after-ms` (milliseconds, fractions
-/// allowed), `retry-after` as seconds (fractions allowed) or as an HTTP-date.
+/// allowed), `retry-after` as seconds (fractions allowed) or as an HTTP-date. Every value is
+/// capped at [`RETRY_AFTER_CEILING`]; negative values and garbage are ignored.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let number = |name: &str| -> Option<f64> {
-        let v: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
-        (v.is_finite() && v >= 0.0).then_some(v)
-    };
-    if let Some(ms) = number("retry-after-ms") {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| capped_seconds(v, 1000.0))
+    {
+        return Some(ms);
     }
-    if let Some(secs) = number("retry-after") {
-        return Some(Duration::from_secs_f64(secs.min(86_400.0 * 365.0)));
+    let value = headers.get("retry-after")?;
+    if let Some(secs) = capped_seconds(value, 1.0) {
+        return Some(secs);
     }
-    let text = headers.get("retry-after")?.to_str().ok()?;
-    let at = httpdate::parse_http_date(text.trim()).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let at = httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(RETRY_AFTER_CEILING),
+    )
+}
+
+/// A non-negative decimal number of `1/per_second` units as a duration, capped at
+/// [`RETRY_AFTER_CEILING`]. Overflowing numbers (`1e22`, `1e400`, 30 digits) are the cap;
+/// negative numbers, NaN and non-numbers are `None`.
+fn capped_seconds(value: &http::HeaderValue, per_second: f64) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    // Rust's float parser accepts `inf`, `nan` and `infinity`: no provider means those.
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        || text.is_empty()
+    {
+        return None;
+    }
+    let v: f64 = text.parse().ok()?;
+    if v.is_nan() || v < 0.0 || (v == 0.0 && text.starts_with('-')) {
+        return None;
+    }
+    let secs = v / per_second;
+    if secs >= RETRY_AFTER_CEILING.as_secs_f64() {
+        return Some(RETRY_AFTER_CEILING);
+    }
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// Cuts `s` to at most `max` characters, on a character boundary.
@@ -605,6 +639,44 @@ mod tests {
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
+    }
+
+    /// Found by a hostile upstream: `retry-after-ms: 1e22` panicked the request task while
+    /// converting to a duration. Every absurd number is the ceiling (fail over), never a panic.
+    #[test]
+    fn absurd_retry_after_values_are_capped_never_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let cap = Some(RETRY_AFTER_CEILING);
+        let table: &[(&str, &str, Option<Duration>)] = &[
+            ("retry-after-ms", "1e22", cap),
+            ("retry-after-ms", "1e400", cap),
+            ("retry-after-ms", "18446744073709551616000", cap),
+            ("retry-after", "999999", cap),
+            ("retry-after", "99999999999999999999", cap),
+            ("retry-after", "1e400", cap),
+            ("retry-after", "1.7976931348623157e308", cap),
+            ("retry-after", "inf", None),
+            ("retry-after", "NaN", None),
+            ("retry-after", "-0", None),
+            ("retry-after", "-1e400", None),
+            ("retry-after-ms", "-5", None),
+            ("retry-after", "", None),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT", cap),
+            (
+                "retry-after",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+                Some(Duration::ZERO),
+            ),
+            ("retry-after", "0", Some(Duration::ZERO)),
+            ("retry-after-ms", "0.5", Some(Duration::from_micros(500))),
+        ];
+        for (name, value, want) in table {
+            assert_eq!(
+                retry_after(&headers(&[(*name, *value)]), now),
+                *want,
+                "{name}: {value}"
+            );
+        }
     }
 
     #[test]

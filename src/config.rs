@@ -334,6 +334,10 @@ pub enum EagerOn {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_body_bytes: Option<usize>,
+    max_response_body_bytes: Option<usize>,
+    max_error_body_bytes: Option<usize>,
+    max_sse_event_bytes: Option<usize>,
+    max_held_bytes: Option<usize>,
     #[serde(default, deserialize_with = "opt_duration")]
     header_read_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
@@ -355,19 +359,34 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
         Text(String),
         Secs(f64),
     }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Secs(s)) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(Raw::Secs(s)) => Err(serde::de::Error::custom(format!(
-            "invalid duration {s}: must be a non-negative number of seconds"
-        ))),
-        Some(Raw::Text(t)) => humantime::parse_duration(t.trim()).map(Some).map_err(|e| {
+    let d = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Secs(s)) if s.is_finite() && s >= 0.0 && s <= MAX_DURATION.as_secs_f64() => {
+            Duration::from_secs_f64(s)
+        }
+        Some(Raw::Secs(s)) => {
+            return Err(serde::de::Error::custom(format!(
+                "invalid duration {s}: must be a number of seconds from 0 to {}",
+                MAX_DURATION.as_secs()
+            )))
+        }
+        Some(Raw::Text(t)) => humantime::parse_duration(t.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {t:?}: {e} (write e.g. 250ms, 8s, 5m)"
             ))
-        }),
+        })?,
+    };
+    if d > MAX_DURATION {
+        return Err(serde::de::Error::custom(format!(
+            "duration {} is too long: at most 365 days",
+            humantime::format_duration(d)
+        )));
     }
+    Ok(Some(d))
 }
+
+/// No setting needs more than a year; the cap keeps every `now + setting` far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 // ---------------------------------------------------------------------------------------------
 // Stage 2: the validated runtime types.
@@ -563,6 +582,15 @@ impl Default for FailoverPolicy {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// A successful non-streaming upstream body larger than this is `invalid_response`.
+    pub max_response_body_bytes: usize,
+    /// Upstream error bodies are read up to this size; a longer one is answered with a
+    /// gateway-built error, never a truncated fragment.
+    pub max_error_body_bytes: usize,
+    /// The longest SSE line, and the largest event, an upstream stream may send.
+    pub max_sse_event_bytes: usize,
+    /// Bytes a stream may send before its first content event (held, not yet relayed).
+    pub max_held_bytes: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
 }
@@ -571,6 +599,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 32 * 1024 * 1024,
+            max_response_body_bytes: 32 * 1024 * 1024,
+            max_error_body_bytes: 1024 * 1024,
+            max_sse_event_bytes: 4 * 1024 * 1024,
+            max_held_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
         }
@@ -907,6 +939,19 @@ impl Config {
         let defaults = Limits::default();
         let limits = Limits {
             max_body_bytes: raw.limits.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            max_response_body_bytes: raw
+                .limits
+                .max_response_body_bytes
+                .unwrap_or(defaults.max_response_body_bytes),
+            max_error_body_bytes: raw
+                .limits
+                .max_error_body_bytes
+                .unwrap_or(defaults.max_error_body_bytes),
+            max_sse_event_bytes: raw
+                .limits
+                .max_sse_event_bytes
+                .unwrap_or(defaults.max_sse_event_bytes),
+            max_held_bytes: raw.limits.max_held_bytes.unwrap_or(defaults.max_held_bytes),
             header_read_timeout: raw
                 .limits
                 .header_read_timeout
@@ -916,11 +961,24 @@ impl Config {
                 .body_read_timeout
                 .unwrap_or(defaults.body_read_timeout),
         };
-        if limits.max_body_bytes == 0 {
-            return Err(invalid(
-                "limits.max_body_bytes".into(),
-                "must be greater than 0".into(),
-            ));
+        for (key, value) in [
+            ("limits.max_body_bytes", limits.max_body_bytes),
+            (
+                "limits.max_response_body_bytes",
+                limits.max_response_body_bytes,
+            ),
+            ("limits.max_error_body_bytes", limits.max_error_body_bytes),
+            ("limits.max_sse_event_bytes", limits.max_sse_event_bytes),
+            ("limits.max_held_bytes", limits.max_held_bytes),
+        ] {
+            // 1 KiB keeps real error bodies and events readable; 1 GiB keeps one request
+            // from taking the machine.
+            if !(1024..=1 << 30).contains(&value) {
+                return Err(invalid(
+                    key.into(),
+                    format!("{value} is out of range: from 1024 to 1073741824 bytes"),
+                ));
+            }
         }
 
         let mut gateway_keys = Vec::new();

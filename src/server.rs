@@ -166,7 +166,7 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
 }
 
 async fn openai_chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle(gw, Dialect::OpenAi, headers, body).await
+    guarded(gw, Dialect::OpenAi, headers, body).await
 }
 
 async fn anthropic_messages(
@@ -174,7 +174,60 @@ async fn anthropic_messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(gw, Dialect::Anthropic, headers, body).await
+    guarded(gw, Dialect::Anthropic, headers, body).await
+}
+
+/// [`handle`], with a panic turned into a 500 in the client's dialect instead of a dropped
+/// connection. A panic is a bug of ours: it is logged loudly, and the tests abort on one.
+async fn guarded(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
+    use futures_util::FutureExt;
+    let request_id = request_id(&headers);
+    match std::panic::AssertUnwindSafe(handle(gw, dialect, headers, body))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(panic) => {
+            tracing::error!(request_id = %request_id, panic = panic_message(&panic), "request handler panicked");
+            error_response(
+                dialect,
+                ErrorKind::Internal,
+                "internal_error",
+                "the gateway failed while handling this request (a bug; it has been logged)",
+                Some(&request_id),
+            )
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// A relayed stream that ends with an error event, not a cut, if relaying panics.
+fn guard_stream(
+    dialect: Dialect,
+    s: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    use futures_util::StreamExt;
+    std::panic::AssertUnwindSafe(s)
+        .catch_unwind()
+        .map(move |item| match item {
+            Ok(chunk) => chunk,
+            Err(panic) => {
+                tracing::error!(panic = panic_message(&panic), "stream relay panicked");
+                Ok(dialect::stream_error_event(
+                    dialect,
+                    ErrorKind::Internal,
+                    "internal_error",
+                    "the gateway failed while relaying this stream (a bug; it has been logged)",
+                ))
+            }
+        })
 }
 
 /// A gateway-side rejection: status, machine code and a message a person can act on.
@@ -421,10 +474,10 @@ async fn respond(
             }
         };
         match outcome {
-            Outcome::Served { served: Served::Stream(c), backend, entry, attempts, failures } => {
+            Outcome::Served { served: Served::Stream(c), backend, entry, attempts, failures, scopes } => {
                 after_served(&gw, &req, backend, entry, attempts, &failures, started);
-                let finish = relay_finisher(&gw, &req, entry, &failures, in_flight);
-                let mut relayed = std::pin::pin!(stream::relay(c, finish));
+                let finish = relay_finisher(&gw, &req, entry, &failures, scopes, in_flight);
+                let mut relayed = std::pin::pin!(stream::relay(*c, finish));
                 while let Some(chunk) = futures_util::StreamExt::next(&mut relayed).await {
                     yield chunk;
                 }
@@ -443,14 +496,14 @@ async fn respond(
             }
         }
     };
-    let mut resp = Response::new(Body::from_stream(body));
+    let mut resp = Response::new(Body::from_stream(guard_stream(dialect, body)));
     sse_headers(resp.headers_mut());
     set_header(resp.headers_mut(), &H_REQUEST_ID, &request_id);
     resp
 }
 
 fn outcome_response(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     req: &ClientRequest,
     outcome: Outcome,
     started: Instant,
@@ -464,6 +517,7 @@ fn outcome_response(
             attempts,
             served,
             failures,
+            scopes,
         } => {
             after_served(gw, req, backend, entry, attempts, &failures, started);
             let mut resp = match served {
@@ -481,8 +535,11 @@ fn outcome_response(
                     r
                 }
                 Served::Stream(c) => {
-                    let finish = relay_finisher(gw, req, entry, &failures, in_flight);
-                    let mut r = Response::new(Body::from_stream(stream::relay(c, finish)));
+                    let finish = relay_finisher(gw, req, entry, &failures, scopes, in_flight);
+                    let mut r = Response::new(Body::from_stream(guard_stream(
+                        req.dialect,
+                        stream::relay(*c, finish),
+                    )));
                     sse_headers(r.headers_mut());
                     r
                 }
@@ -561,6 +618,12 @@ fn outcome_response(
             } else {
                 json_response(status, report::error_body(req.dialect, &rep))
             };
+            // Every entry is cooling down: tell well-behaved clients when to come back.
+            if let Some(wait) = gw.soonest_usable(&req.route) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
             set_attempts(r.headers_mut(), attempts);
             r
         }
@@ -648,18 +711,22 @@ fn after_served(
 /// Logs how a committed stream ended and, when its backend failed mid-way, builds the error
 /// event that closes it (reason, scrubbed detail, and that backend's failure entry).
 fn relay_finisher(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     req: &ClientRequest,
     entry: usize,
     failures: &[crate::failover::engine::AttemptRecord],
+    scopes: crate::health::AttemptScopes,
     in_flight: crate::metrics::InFlight,
 ) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
+    let gw = gw.clone();
+    let session = req.session.clone();
     let metrics = gw.metrics.clone();
     let stream_started = Instant::now();
     let request_id = req.request_id.clone();
     let route = req.route.name.clone();
     let dialect = req.dialect;
     let chain_entry = &req.route.chain[entry];
+    let chain_entry_backend = chain_entry.backend;
     let attempts = 1 + failures.iter().filter(|f| f.entry == entry).count() as u32;
     let scrubber = gw.scrubber.clone();
     let mut template = report::cut_stream_failure(
@@ -687,6 +754,9 @@ fn relay_finisher(
                     detail = %detail,
                     "stream failed after content was sent; ended it with an error event"
                 );
+                let mut counted = failure.clone();
+                counted.detail.clone_from(&detail);
+                gw.record_stream_failure(session.as_ref(), chain_entry_backend, scopes, &counted);
                 template.reason = Some(failure.reason.as_str());
                 template.retryable = report::retryable(failure.reason);
                 template.detail = detail;

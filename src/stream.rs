@@ -11,7 +11,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use tokio::time::{timeout_at, Instant};
 
@@ -29,16 +29,65 @@ pub struct SseEvent {
 }
 
 /// Incremental SSE parser: feed it chunks split anywhere (mid-line, mid-UTF-8 character).
-#[derive(Debug, Default)]
+///
+/// Bounded: a line, or an event's lines together, longer than `max_event` bytes is an error
+/// (a hostile upstream could otherwise send one endless line into memory). It also tracks
+/// where events end in the byte stream, so the relay can pass on whole events only and hold
+/// back an incomplete one (an error event split across reads is then seen whole).
+#[derive(Debug)]
 pub struct SseParser {
     buf: Vec<u8>,
     current: SseEvent,
     /// Whether the current block has any line at all (comments included).
     started: bool,
+    /// Bytes of complete lines that belong to the current, unfinished block.
+    block_bytes: usize,
+    /// Stream offset of `buf[0]`: bytes consumed as complete lines so far.
+    consumed: u64,
+    max_event: usize,
+}
+
+/// An SSE line or event longer than the parser's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("upstream sent an SSE event larger than {limit} bytes")]
+pub struct EventTooLarge {
+    pub limit: usize,
+}
+
+/// The default bound of [`SseParser::default`], as `limits.max_sse_event_bytes`' default.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::with_limit(DEFAULT_MAX_EVENT_BYTES)
+    }
 }
 
 impl SseParser {
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+    pub fn with_limit(max_event: usize) -> SseParser {
+        SseParser {
+            buf: Vec::new(),
+            current: SseEvent::default(),
+            started: false,
+            block_bytes: 0,
+            consumed: 0,
+            max_event,
+        }
+    }
+
+    /// Parses what `chunk` completes. Events before an overflow are still delivered.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), EventTooLarge> {
+        self.feed_with_ends(chunk, out, None)
+    }
+
+    /// As [`feed`](Self::feed), also pushing to `ends` each event's end offset in the stream
+    /// (just past the blank line that completed it).
+    pub fn feed_with_ends(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<SseEvent>,
+        mut ends: Option<&mut Vec<u64>>,
+    ) -> Result<(), EventTooLarge> {
         self.buf.extend_from_slice(chunk);
         let mut consumed = 0;
         loop {
@@ -60,10 +109,15 @@ impl SseParser {
             if line.is_empty() {
                 if self.started {
                     out.push(std::mem::take(&mut self.current));
+                    if let Some(ends) = ends.as_deref_mut() {
+                        ends.push(self.consumed + (consumed + next) as u64);
+                    }
                     self.started = false;
                 }
+                self.block_bytes = 0;
             } else {
                 self.started = true;
+                self.block_bytes += next;
                 let (field, value) = match memchr::memchr(b':', line) {
                     Some(0) => (&line[..0], &line[..0]), // comment
                     Some(i) => {
@@ -89,6 +143,23 @@ impl SseParser {
             consumed += next;
         }
         self.buf.drain(..consumed);
+        self.consumed += consumed as u64;
+        if self.incomplete_len() > self.max_event {
+            return Err(EventTooLarge {
+                limit: self.max_event,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes at the end of what was fed that belong to an event not yet complete.
+    pub fn incomplete_len(&self) -> usize {
+        self.block_bytes + self.buf.len()
+    }
+
+    /// Total bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.consumed + self.buf.len() as u64
     }
 }
 
@@ -235,17 +306,40 @@ fn has_non_null_finish_reason(data: &[u8]) -> bool {
     false
 }
 
+/// The bounds an upstream stream is read under (`limits.max_sse_event_bytes`,
+/// `limits.max_held_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub max_event: usize,
+    pub max_held: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_event: DEFAULT_MAX_EVENT_BYTES,
+            max_held: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
 /// A stream that passed its commit point: held bytes plus the rest of the upstream.
 pub struct Committed {
     pub dialect: Dialect,
-    /// Everything received up to and including the first content event, in order.
+    /// Whole events received up to and including the first content event (and whole events
+    /// after it in the same reads), in order: relayed in one write.
     pub held: Vec<Bytes>,
+    /// Bytes of an event still incomplete at the commit point (relayed once it completes).
+    pub pending: BytesMut,
     pub upstream: ByteStream,
     pub parser: SseParser,
     pub finished: bool,
+    /// A failure that arrived in the same read as the commit point (an upstream error event
+    /// right after the first content): the stream ends with it right after the held bytes.
+    pub failure: Option<Classified>,
     pub stall_timeout: Duration,
     pub deadline: Instant,
-    /// Applied to chunks that carry an upstream error event (they may echo a key).
+    /// Applied to the last incomplete bytes flushed when a finished stream ends.
     pub scrubber: Option<std::sync::Arc<crate::scrub::Scrubber>>,
     /// Set when the backend speaks the other dialect than the client.
     pub translator: Option<crate::dialect::translate::StreamTranslator>,
@@ -254,6 +348,8 @@ pub struct Committed {
 /// Reads a 2xx event stream until its first content event. Heartbeats and envelope events are
 /// held, not counted; an error event or malformed data before content is a failure like a
 /// status error; `first_token_at` bounds the wait (it runs from when the request was sent).
+/// More than `limits.max_held` bytes before content, or an event over `limits.max_event`,
+/// is an invalid response (the engine fails over).
 pub async fn await_first_content(
     dialect: Dialect,
     mut upstream: ByteStream,
@@ -261,10 +357,12 @@ pub async fn await_first_content(
     ttft: Duration,
     deadline: Instant,
     stall_timeout: Duration,
+    limits: StreamLimits,
 ) -> Result<Committed, Classified> {
-    let mut parser = SseParser::default();
-    let mut held = Vec::new();
+    let mut parser = SseParser::with_limit(limits.max_event);
+    let mut held: Vec<Bytes> = Vec::new();
     let mut events = Vec::new();
+    let mut ends = Vec::new();
     loop {
         let chunk = match timeout_at(first_token_at, upstream.next()).await {
             Err(_) if first_token_at >= deadline => {
@@ -279,11 +377,13 @@ pub async fn await_first_content(
             Ok(Some(Err(e))) => return Err(classify::classify_transport(&e)),
             Ok(Some(Ok(chunk))) => chunk,
         };
-        parser.feed(&chunk, &mut events);
+        let overflow = parser.feed_with_ends(&chunk, &mut events, Some(&mut ends));
         held.push(chunk);
         let mut commit = false;
         let mut finished = false;
-        for ev in events.drain(..) {
+        // Where the relayable bytes end when an error follows the content in this read.
+        let mut cut: Option<(u64, Classified)> = None;
+        for (i, ev) in events.drain(..).enumerate() {
             match classify_event(dialect, &ev) {
                 EventKind::Heartbeat | EventKind::Envelope => {}
                 EventKind::Content => commit = true,
@@ -293,23 +393,57 @@ pub async fn await_first_content(
                 }
                 EventKind::Error(c) if !commit => return Err(c),
                 EventKind::Malformed(m) if !commit => return Err(classify::invalid_response(m)),
-                // After content in the same chunk, the relay passes it on as sent.
-                EventKind::Error(_) | EventKind::Malformed(_) => {}
+                EventKind::Error(c) => {
+                    // Content came first in this read: a post-commit failure. `i > 0` here.
+                    cut = Some((ends[i - 1], c));
+                    break;
+                }
+                // After content in the same read, the relay passes it on as sent.
+                EventKind::Malformed(_) => {}
             }
         }
-        if commit {
-            return Ok(Committed {
-                dialect,
-                held,
-                upstream,
-                parser,
-                finished,
-                stall_timeout,
-                deadline,
-                scrubber: None,
-                translator: None,
-            });
+        ends.clear();
+        if cut.is_none() {
+            if let Err(e) = overflow {
+                return Err(classify::invalid_response(e.to_string()));
+            }
         }
+        if !commit {
+            if parser.fed() > limits.max_held as u64 {
+                return Err(classify::invalid_response(format!(
+                    "upstream sent more than {} bytes before the first content (limits.max_held_bytes)",
+                    limits.max_held
+                )));
+            }
+            continue;
+        }
+        let (relay_to, failure) = match cut {
+            Some((at, c)) => (at, Some(c)),
+            None => (parser.fed() - parser.incomplete_len() as u64, None),
+        };
+        let mut pending = BytesMut::new();
+        if relay_to < parser.fed() {
+            // Hold back what is not a whole event yet (or, after an error, drop it).
+            let all = held.concat();
+            let relay_to = relay_to as usize;
+            if failure.is_none() {
+                pending.extend_from_slice(&all[relay_to..]);
+            }
+            held = vec![Bytes::from(all).slice(..relay_to)];
+        }
+        return Ok(Committed {
+            dialect,
+            held,
+            pending,
+            upstream,
+            parser,
+            finished,
+            failure,
+            stall_timeout,
+            deadline,
+            scrubber: None,
+            translator: None,
+        });
     }
 }
 
@@ -323,30 +457,35 @@ pub enum RelayEnd {
 /// Passes a committed stream to the client. `finish` is called once with how it ended and
 /// returns the closing error event to send, if any (see [`post_commit_error_event`]).
 ///
-/// Same dialect: upstream chunks pass through byte for byte. With a translator (the backend
-/// speaks the other dialect), each upstream event is translated as it arrives, and an upstream
-/// error event ends the stream through `finish`, in the client's dialect.
+/// Same dialect: whole upstream events pass through byte for byte, a read at a time (an
+/// incomplete event waits for its end, so a split error event is seen whole). With a
+/// translator (the backend speaks another dialect), each upstream event is translated as it
+/// arrives. Either way an upstream error event is not relayed: the stream ends through
+/// `finish`, with one error event in the client's dialect built by the gateway (scrubbed).
 pub fn relay(
     c: Committed,
     finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
-        let Committed { dialect, held, mut upstream, mut parser, mut finished, stall_timeout, deadline, scrubber, mut translator } = c;
+        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, failure: mut early_failure, stall_timeout, deadline, scrubber, mut translator } = c;
         let mut events = Vec::new();
+        let mut ends = Vec::new();
         match translator.as_mut() {
             // One write for everything held before the commit point.
             None if held.len() == 1 => {
                 for chunk in held {
-                    yield Ok(chunk);
+                    if !chunk.is_empty() {
+                        yield Ok(chunk);
+                    }
                 }
             }
             None => yield Ok(Bytes::from(held.concat())),
             Some(t) => {
-                // Translate the held bytes; the fresh parser then carries on with the stream.
-                parser = SseParser::default();
+                // Translate the held events; a fresh parser then carries on with the stream.
+                parser = SseParser::with_limit(parser.max_event);
                 let mut out = Vec::new();
-                for chunk in &held {
-                    parser.feed(chunk, &mut events);
+                for chunk in held.iter().chain(std::iter::once(&pending.split().freeze())) {
+                    let _ = parser.feed(chunk, &mut events);
                     for ev in events.drain(..) {
                         t.push(&ev, &mut out);
                     }
@@ -358,6 +497,9 @@ pub fn relay(
         }
         let mut last_content = Instant::now();
         let end = loop {
+            if let Some(c) = early_failure.take() {
+                break RelayEnd::Failed(c);
+            }
             let stall_at = (last_content + stall_timeout).min(deadline);
             let failure = match timeout_at(stall_at, upstream.next()).await {
                 Err(_) => {
@@ -365,23 +507,33 @@ pub fn relay(
                     classify::timeout(kind, stall_timeout)
                 }
                 Ok(None) if finished => {
-                    if let Some(t) = translator.as_mut() {
-                        let mut out = Vec::new();
-                        t.finish(&mut out);
-                        if !out.is_empty() {
-                            yield Ok(Bytes::from(out));
-                        }
+                    let mut out = Vec::new();
+                    match translator.as_mut() {
+                        Some(t) => t.finish(&mut out),
+                        // The upstream's last bytes, short of a closing blank line.
+                        None => out.extend_from_slice(&pending),
+                    }
+                    if !out.is_empty() {
+                        let out = match (&scrubber, translator.is_none()) {
+                            (Some(s), true) => Bytes::from(s.scrub(&String::from_utf8_lossy(&out)).into_owned()),
+                            _ => Bytes::from(out),
+                        };
+                        yield Ok(out);
                     }
                     break RelayEnd::Complete;
                 }
                 Ok(None) => classify::invalid_response("upstream ended the stream before it was complete"),
                 Ok(Some(Err(e))) => classify::classify_transport(&e),
                 Ok(Some(Ok(chunk))) => {
-                    parser.feed(&chunk, &mut events);
+                    let relayed_upto = parser.fed() - pending.len() as u64;
+                    let overflow = match translator {
+                        Some(_) => parser.feed(&chunk, &mut events),
+                        None => parser.feed_with_ends(&chunk, &mut events, Some(&mut ends)),
+                    };
                     let mut done = false;
-                    let mut upstream_error = None;
+                    let mut cut: Option<(u64, Classified)> = None;
                     let mut out = Vec::new();
-                    for ev in events.drain(..) {
+                    for (i, ev) in events.drain(..).enumerate() {
                         match classify_event_fast(dialect, &ev) {
                             EventKind::Heartbeat | EventKind::Envelope | EventKind::Malformed(_) => {}
                             EventKind::Content => last_content = Instant::now(),
@@ -390,41 +542,53 @@ pub fn relay(
                                 finished = true;
                             }
                             EventKind::Terminal => done = true,
-                            // The upstream's own error event ends the stream.
+                            // The upstream's own error event ends the stream; it is not
+                            // relayed (the gateway's closing event carries its message).
                             EventKind::Error(c) => {
-                                done = true;
-                                upstream_error = Some(c);
-                                continue;
+                                let at = if i == 0 { relayed_upto } else { ends.get(i - 1).copied().unwrap_or(relayed_upto) };
+                                cut = Some((at, c));
+                                break;
                             }
                         }
                         if let Some(t) = translator.as_mut() {
                             t.push(&ev, &mut out);
                         }
                     }
-                    let Some(t) = translator.as_mut() else {
-                        // Same dialect: the chunk goes on as sent (scrubbed if it carries an
-                        // upstream error event, which may echo a key).
-                        let chunk = match (&scrubber, upstream_error.is_some(), std::str::from_utf8(&chunk)) {
-                            (Some(s), true, Ok(text)) => Bytes::from(s.scrub(text).into_owned()),
-                            _ => chunk,
-                        };
-                        yield Ok(chunk);
-                        if done {
-                            break RelayEnd::Complete;
-                        }
-                        continue;
+                    events.clear();
+                    ends.clear();
+                    let failure = match (cut, overflow) {
+                        (Some((at, c)), _) => Some((at, c)),
+                        (None, Err(e)) => Some((parser.fed() - parser.incomplete_len() as u64, classify::invalid_response(e.to_string()))),
+                        (None, Ok(())) => None,
                     };
-                    if let Some(c) = upstream_error {
-                        if !out.is_empty() {
-                            yield Ok(Bytes::from(out));
+                    match translator.as_mut() {
+                        None => {
+                            let relay_to = match &failure {
+                                Some((at, _)) => *at,
+                                None => parser.fed() - parser.incomplete_len() as u64,
+                            };
+                            let n = relay_to.saturating_sub(relayed_upto) as usize;
+                            if pending.is_empty() && n == chunk.len() {
+                                yield Ok(chunk);
+                            } else {
+                                pending.extend_from_slice(&chunk);
+                                let whole = pending.split_to(n.min(pending.len())).freeze();
+                                if !whole.is_empty() {
+                                    yield Ok(whole);
+                                }
+                            }
                         }
+                        Some(t) => {
+                            if done && failure.is_none() {
+                                t.finish(&mut out);
+                            }
+                            if !out.is_empty() {
+                                yield Ok(Bytes::from(out));
+                            }
+                        }
+                    }
+                    if let Some((_, c)) = failure {
                         break RelayEnd::Failed(c);
-                    }
-                    if done {
-                        t.finish(&mut out);
-                    }
-                    if !out.is_empty() {
-                        yield Ok(Bytes::from(out));
                     }
                     if done {
                         break RelayEnd::Complete;
@@ -463,7 +627,7 @@ mod tests {
         let mut p = SseParser::default();
         let mut out = Vec::new();
         for c in chunks {
-            p.feed(c, &mut out);
+            p.feed(c, &mut out).unwrap();
         }
         out
     }
@@ -612,6 +776,7 @@ mod tests {
             ttft,
             now + Duration::from_secs(10),
             ttft,
+            StreamLimits::default(),
         )
         .await
         .map_err(|e| e.detail)
@@ -645,6 +810,7 @@ mod tests {
             ttft,
             now + Duration::from_secs(60),
             ttft,
+            StreamLimits::default(),
         )
         .await
         .err()
@@ -667,6 +833,7 @@ mod tests {
             d,
             now + d,
             d,
+            StreamLimits::default(),
         )
         .await
         .err()
@@ -693,6 +860,7 @@ mod tests {
             d,
             now + Duration::from_secs(100),
             d,
+            StreamLimits::default(),
         )
         .await
         .ok()
@@ -736,6 +904,7 @@ mod tests {
             d,
             now + d * 10,
             d,
+            StreamLimits::default(),
         )
         .await
         .ok()

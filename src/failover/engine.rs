@@ -28,11 +28,6 @@ use crate::scrub::Scrubber;
 use crate::stream::{self, Committed};
 use crate::upstream::{self, Call, ForwardHeaders, Upstream, UpstreamError};
 
-/// Upstream error bodies are read up to this size for classification and pass-back.
-const ERROR_BODY_LIMIT: usize = 1 << 20;
-/// Successful non-streaming bodies are buffered (to validate them) up to this size.
-const RESPONSE_BODY_LIMIT: usize = 256 << 20;
-
 /// The gateway's shared state: the immutable config snapshot, the upstream pool, and the
 /// per-backend retry budgets.
 pub struct Gateway {
@@ -90,7 +85,7 @@ pub enum Served {
         content_type: Option<HeaderValue>,
         body: Bytes,
     },
-    Stream(Committed),
+    Stream(Box<Committed>),
 }
 
 pub enum Outcome {
@@ -102,6 +97,9 @@ pub enum Outcome {
         attempts: u32,
         served: Served,
         failures: Vec<AttemptRecord>,
+        /// The health scopes of the serving attempt: a stream that fails after its commit
+        /// point counts against them.
+        scopes: AttemptScopes,
     },
     /// The upstream said the client must fix the request; its answer goes back unchanged.
     Returned {
@@ -126,7 +124,16 @@ pub enum Outcome {
 struct Failed {
     classified: Classified,
     status: Option<u16>,
-    response: Option<(StatusCode, Option<HeaderValue>, Bytes)>,
+    response: Option<UpstreamAnswer>,
+}
+
+/// An upstream's error response, read up to `limits.max_error_body_bytes`.
+struct UpstreamAnswer {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+    /// The body was longer than the limit and was cut: never handed back as it is.
+    truncated: bool,
 }
 
 impl From<Classified> for Failed {
@@ -224,12 +231,13 @@ impl Gateway {
             last_failed: None,
         };
         let mut cooling: Vec<(Instant, usize)> = Vec::new();
+        let mut excluded: Vec<usize> = Vec::new();
         for entry_idx in self.entry_order(req, now) {
             if Instant::now() >= run.deadline {
                 break;
             }
             let entry = &req.route.chain[entry_idx];
-            match run.admit_entry(entry_idx, None) {
+            match run.admit_entry(entry_idx, AdmitMode::Normal) {
                 Admitted::Yes(permit, credential) => {
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
                         return outcome;
@@ -239,6 +247,7 @@ impl Gateway {
                 Admitted::Excluded(scopes) => {
                     let last = self.health.last_failure(scopes);
                     run.skip(entry_idx, "failed earlier in this turn".into(), last);
+                    excluded.push(entry_idx);
                 }
                 Admitted::Cooling(scopes, until) => {
                     let last = self.health.last_failure(scopes);
@@ -249,6 +258,38 @@ impl Gateway {
                         last,
                     );
                     cooling.push((until, entry_idx));
+                }
+            }
+        }
+        // This turn's exclusions left nothing to try. The earlier failure may be over (SDK and
+        // agent retries reuse the turn), so try the first excluded entry that is healthy
+        // rather than refuse with zero attempts.
+        if run.attempts == 0 && Instant::now() < run.deadline {
+            for &entry_idx in &excluded {
+                match run.admit_entry(entry_idx, AdmitMode::IgnoreExclusions) {
+                    Admitted::Yes(permit, credential) => {
+                        let entry = &req.route.chain[entry_idx];
+                        tracing::warn!(
+                            request_id = %req.request_id,
+                            route = %req.route.name,
+                            backend = %self.config.backend(entry.backend).name,
+                            "every chain entry failed earlier in this turn; trying the first healthy one again"
+                        );
+                        run.skipped.retain(|s| s.entry != entry_idx);
+                        let before = run.failures.len();
+                        if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
+                            return outcome;
+                        }
+                        for f in &mut run.failures[before..] {
+                            f.detail = format!(
+                                "tried again although it failed earlier in this turn: {}",
+                                f.detail
+                            );
+                        }
+                        break;
+                    }
+                    Admitted::Cooling(_, until) => cooling.push((until, entry_idx)),
+                    Admitted::Excluded(_) => {}
                 }
             }
         }
@@ -264,7 +305,9 @@ impl Gateway {
                     cooldown_left_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
                     "every chain entry is cooling down; trying the one whose cooldown ends soonest"
                 );
-                if let Admitted::Yes(permit, credential) = run.admit_entry(entry_idx, Some(())) {
+                if let Admitted::Yes(permit, credential) =
+                    run.admit_entry(entry_idx, AdmitMode::Force)
+                {
                     run.skipped.retain(|s| s.entry != entry_idx);
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
                         return outcome;
@@ -277,6 +320,49 @@ impl Gateway {
             failures: run.failures,
             skipped: run.skipped,
         }
+    }
+
+    /// A served stream failed after its commit point: count it against the scopes that
+    /// served it and exclude them for the rest of the turn, so the client's retry is served by
+    /// the next entry instead of the backend that just died.
+    pub fn record_stream_failure(
+        &self,
+        session: Option<&SessionKey>,
+        backend: BackendId,
+        scopes: AttemptScopes,
+        failure: &Classified,
+    ) {
+        let now = Instant::now();
+        self.metrics
+            .attempt(&self.config.backend(backend).name, Some(failure.reason));
+        self.activity.attempt(backend, false);
+        let target =
+            self.health
+                .record_failure_after_commit(scopes, failure.reason, &failure.detail, now);
+        if let (Some(scope), Some(s)) = (target, session) {
+            self.sessions.exclude(s, scope, now);
+        }
+    }
+
+    /// How long until some entry of `route` is out of its cooldown, when every entry is cooling
+    /// down (for `Retry-After` on an exhausted chain); `None` when one is usable now.
+    pub fn soonest_usable(&self, route: &Route) -> Option<Duration> {
+        let now = Instant::now();
+        let mut soonest: Option<Instant> = None;
+        for entry in route.chain.iter() {
+            let n = self.config.backend(entry.backend).credentials.len();
+            let creds: Vec<Option<usize>> = if n == 0 {
+                vec![None]
+            } else {
+                (0..n).map(Some).collect()
+            };
+            for cred in creds {
+                let scopes = self.health.scopes_for(entry.backend, &entry.model, cred);
+                let until = self.health.cooling_until(scopes, now)?;
+                soonest = Some(soonest.map_or(until, |s| s.min(until)));
+            }
+        }
+        soonest.map(|s| s.saturating_duration_since(now))
     }
 
     /// Chain order, with a sticky session's entry first.
@@ -336,9 +422,9 @@ impl Gateway {
 
         if !status.is_success() {
             let headers = resp.headers().clone();
-            let body = read_body(
+            let (body, truncated) = read_body(
                 resp.into_body(),
-                ERROR_BODY_LIMIT,
+                self.config.limits.max_error_body_bytes,
                 policy.stall_timeout,
                 deadline,
                 true,
@@ -349,7 +435,12 @@ impl Gateway {
             return Err(Failed {
                 classified,
                 status: Some(status.as_u16()),
-                response: Some((status, content_type, body)),
+                response: Some(UpstreamAnswer {
+                    status,
+                    content_type,
+                    body,
+                    truncated,
+                }),
             });
         }
 
@@ -366,6 +457,10 @@ impl Gateway {
                 policy.ttft_timeout,
                 deadline,
                 policy.stall_timeout,
+                stream::StreamLimits {
+                    max_event: self.config.limits.max_sse_event_bytes,
+                    max_held: self.config.limits.max_held_bytes,
+                },
             )
             .await
             .map(|mut c| {
@@ -378,7 +473,7 @@ impl Gateway {
                         req.dialect == Dialect::OpenAi && translate::wants_usage(&req.body),
                     ));
                 }
-                Served::Stream(c)
+                Served::Stream(Box::new(c))
             })
             .map_err(|c| Failed {
                 classified: c,
@@ -387,9 +482,9 @@ impl Gateway {
             });
         }
 
-        let body = read_body(
+        let (body, _) = read_body(
             resp.into_body(),
-            RESPONSE_BODY_LIMIT,
+            self.config.limits.max_response_body_bytes,
             policy.stall_timeout,
             deadline,
             false,
@@ -405,22 +500,7 @@ impl Gateway {
             status: Some(status.as_u16()),
             response: None,
         };
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(with_status(classify::invalid_response(
-                "empty response body",
-            )));
-        }
-        match body::top_level_keys(&body, &["error", "choices", "content"]) {
-            None => {
-                return Err(with_status(classify::invalid_response(
-                    "response body is not a JSON object",
-                )))
-            }
-            // Some providers report errors with status 200 (an `error` and no answer); they
-            // are failures like any other.
-            Some(0b001) => return Err(with_status(classify::classify_stream_error(&body))),
-            Some(_) => {}
-        }
+        answer_or_error(&body).map_err(with_status)?;
         if stream_requested {
             // A JSON answer to a streaming request would break the client's SSE parser.
             return Err(with_status(classify::invalid_response(
@@ -439,6 +519,17 @@ impl Gateway {
             body,
         })
     }
+}
+
+/// How strictly an entry is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdmitMode {
+    /// Health and this turn's exclusions.
+    Normal,
+    /// Health only: when exclusions left nothing to try.
+    IgnoreExclusions,
+    /// Neither: when every entry is cooling down.
+    Force,
 }
 
 enum Admitted<'g> {
@@ -472,8 +563,7 @@ impl<'g> Run<'g, '_> {
     }
 
     /// Picks the entry's first usable credential and admits the attempt on all its scopes.
-    /// `force` ignores cooldowns (the soonest-ending entry when everything is cooling).
-    fn admit_entry(&self, entry_idx: usize, force: Option<()>) -> Admitted<'g> {
+    fn admit_entry(&self, entry_idx: usize, mode: AdmitMode) -> Admitted<'g> {
         let entry = &self.req.route.chain[entry_idx];
         let health = &self.gw.health;
         let n_creds = self.gw.config.backend(entry.backend).credentials.len();
@@ -489,10 +579,10 @@ impl<'g> Run<'g, '_> {
         for cred in candidates {
             let scopes = health.scopes_for(entry.backend, &entry.model, cred);
             first_scopes.get_or_insert(scopes);
-            if scopes.all_ids().any(|id| self.excluded.contains(&id)) {
+            if mode == AdmitMode::Normal && scopes.all_ids().any(|id| self.excluded.contains(&id)) {
                 continue;
             }
-            if force.is_some() {
+            if mode == AdmitMode::Force {
                 return Admitted::Yes(health.force_permit(scopes), cred);
             }
             match health.admit(scopes, now) {
@@ -615,6 +705,7 @@ impl<'g> Run<'g, '_> {
             let elapsed = started.elapsed();
             let failed = match result {
                 Ok(served) => {
+                    let scopes = permit_now.scopes();
                     gw.health.record_success(permit_now, Instant::now());
                     gw.metrics.attempt(&backend.name, None);
                     gw.activity.attempt(entry.backend, true);
@@ -643,6 +734,7 @@ impl<'g> Run<'g, '_> {
                         attempts: self.attempts,
                         served,
                         failures: std::mem::take(&mut self.failures),
+                        scopes,
                     });
                 }
                 Err(f) => f,
@@ -654,6 +746,7 @@ impl<'g> Run<'g, '_> {
             gw.activity.attempt(entry.backend, false);
             gw.metrics.upstream_duration(&backend.name, elapsed);
             let c = &failed.classified;
+            let scopes = permit_now.scopes();
             let target = gw.health.record_failure(
                 permit_now,
                 c.reason,
@@ -719,7 +812,19 @@ impl<'g> Run<'g, '_> {
             };
             let mut decision = decide(&facts, policy, rand::random::<f64>());
             if let Decision::RetrySame { after } = decision {
-                if Instant::now() + after >= self.deadline {
+                let retry_at = Instant::now() + after;
+                if retry_at >= self.deadline {
+                    decision = Decision::Failover;
+                } else if gw
+                    .health
+                    .cooling_until(scopes, Instant::now())
+                    .is_some_and(|until| until > retry_at)
+                {
+                    // The scope (ejected by this failure or another request's) will still be
+                    // cooling when the wait ends: sleeping would only delay the failover.
+                    span.in_scope(|| {
+                        tracing::info!("backend cooling down past the retry wait; failing over now")
+                    });
                     decision = Decision::Failover;
                 } else if !budget.withdraw() {
                     span.in_scope(|| {
@@ -749,32 +854,8 @@ impl<'g> Run<'g, '_> {
                 Decision::Failover => return None,
                 Decision::ReturnToClient => {
                     let reason = failed.classified.reason;
-                    let (status, content_type, body) = failed
-                        .response
-                        .unwrap_or_else(|| (StatusCode::BAD_REQUEST, None, Bytes::new()));
-                    // The client gets the upstream's answer, minus any secret it echoed; from a
-                    // backend of the other dialect, re-shaped into the client's error format.
-                    let (content_type, body) = if backend.api == req.dialect {
-                        let body = match std::str::from_utf8(&body).map(|t| gw.scrubber.scrub(t)) {
-                            Ok(std::borrow::Cow::Owned(clean)) => Bytes::from(clean),
-                            _ => body,
-                        };
-                        (content_type, body)
-                    } else {
-                        let kind = match reason {
-                            FailureReason::PayloadTooLarge => {
-                                crate::dialect::ErrorKind::PayloadTooLarge
-                            }
-                            _ => crate::dialect::ErrorKind::InvalidRequest,
-                        };
-                        let body = crate::dialect::error_body(
-                            req.dialect,
-                            kind,
-                            reason.as_str(),
-                            &c.detail,
-                        );
-                        (Some(HeaderValue::from_static("application/json")), body)
-                    };
+                    let (status, content_type, body) =
+                        client_error_answer(gw, req, backend.api, &failed);
                     return Some(Outcome::Returned {
                         backend: entry.backend,
                         attempts: self.attempts,
@@ -790,15 +871,80 @@ impl<'g> Run<'g, '_> {
     }
 }
 
+/// A 2xx JSON body is an answer, or a failure: empty, not a JSON object, or an `error` object
+/// with no answer (some providers report errors with status 200).
+pub(crate) fn answer_or_error(body: &[u8]) -> Result<(), Classified> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(classify::invalid_response("empty response body"));
+    }
+    match body::top_level_keys(body, &["error", "choices", "content"]) {
+        None => Err(classify::invalid_response(
+            "response body is not a JSON object",
+        )),
+        Some(0b001) => Err(classify::classify_stream_error(body)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// What the client gets when the upstream says the request must change: the upstream's own
+/// answer, minus any secret it echoed (decoded lossily, so no byte escapes the scrubber);
+/// re-shaped into the client's dialect when the backend speaks another, when the error came
+/// as a stream event (no HTTP body), or when the body was too large to read whole.
+fn client_error_answer(
+    gw: &Gateway,
+    req: &ClientRequest,
+    backend_api: Dialect,
+    failed: &Failed,
+) -> (StatusCode, Option<HeaderValue>, Bytes) {
+    let c = &failed.classified;
+    if let Some(answer) = failed
+        .response
+        .as_ref()
+        .filter(|a| backend_api == req.dialect && !a.truncated)
+    {
+        let text = String::from_utf8_lossy(&answer.body);
+        let body = match (&text, gw.scrubber.scrub(&text)) {
+            (std::borrow::Cow::Borrowed(_), std::borrow::Cow::Borrowed(_)) => answer.body.clone(),
+            (_, clean) => Bytes::from(clean.into_owned()),
+        };
+        return (answer.status, answer.content_type.clone(), body);
+    }
+    let kind = match c.reason {
+        FailureReason::PayloadTooLarge => crate::dialect::ErrorKind::PayloadTooLarge,
+        _ => crate::dialect::ErrorKind::InvalidRequest,
+    };
+    let (status, detail) = match &failed.response {
+        Some(a) if a.truncated => (
+            a.status,
+            format!(
+                "{} (the upstream's {} error body was longer than {} bytes; limits.max_error_body_bytes)",
+                c.detail,
+                a.status.as_u16(),
+                gw.config.limits.max_error_body_bytes
+            ),
+        ),
+        Some(a) => (a.status, c.detail.clone()),
+        None => (crate::dialect::status_of(kind), c.detail.clone()),
+    };
+    let body = crate::dialect::error_body(req.dialect, kind, c.reason.as_str(), &detail);
+    (
+        status,
+        Some(HeaderValue::from_static("application/json")),
+        body,
+    )
+}
+
 /// Reads a response body, bounded in size, in the time between chunks, and by the deadline.
-/// With `truncate`, a body over `limit` is cut (error bodies); otherwise it is a failure.
-async fn read_body(
+/// With `truncate`, a body over `limit` is cut (error bodies; the flag says so); otherwise it
+/// is a failure.
+pub(crate) async fn read_body(
     mut body: hyper::body::Incoming,
     limit: usize,
     stall: Duration,
     deadline: Instant,
     truncate: bool,
-) -> Result<Bytes, Classified> {
+) -> Result<(Bytes, bool), Classified> {
+    let mut truncated = false;
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     loop {
@@ -822,6 +968,7 @@ async fn read_body(
         let len = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, BytesMut::len);
         if len + chunk.len() > limit {
             if truncate {
+                truncated = true;
                 break;
             }
             return Err(classify::invalid_response(format!(
@@ -839,8 +986,9 @@ async fn read_body(
             (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
         }
     }
-    Ok(match rest {
+    let body = match rest {
         Some(buf) => buf.freeze(),
         None => first.unwrap_or_default(),
-    })
+    };
+    Ok((body, truncated))
 }

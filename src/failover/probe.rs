@@ -84,8 +84,23 @@ async fn probe(
         fwd: &fwd,
         connect_timeout: policy.connect_timeout,
     });
-    let ok = match tokio::time::timeout(policy.ttft_timeout, request).await {
-        Ok(Ok(resp)) => resp.status().is_success(),
+    let deadline = tokio::time::Instant::now() + policy.ttft_timeout;
+    // Healthy means a real answer: a `200 {"error": …}` is as down as a 500.
+    let ok = match tokio::time::timeout_at(deadline, request).await {
+        Ok(Ok(resp)) if resp.status().is_success() => {
+            match super::engine::read_body(
+                resp.into_body(),
+                gw.config.limits.max_response_body_bytes,
+                policy.stall_timeout,
+                deadline,
+                false,
+            )
+            .await
+            {
+                Ok((body, _)) => super::engine::answer_or_error(&body).is_ok(),
+                Err(_) => false,
+            }
+        }
         _ => false,
     };
     tracing::info!(backend = %backend.name, model, ok, "active health probe");

@@ -401,6 +401,23 @@ impl HealthRegistry {
         }
     }
 
+    /// Records a failure of an attempt that had already been counted a success: a stream
+    /// that failed after its commit point counts like the same failure before it.
+    pub fn record_failure_after_commit(
+        &self,
+        scopes: AttemptScopes,
+        reason: FailureReason,
+        detail: &str,
+        now: Instant,
+    ) -> Option<ScopeId> {
+        let permit = Permit {
+            registry: self,
+            scopes,
+            probes: Vec::new(),
+        };
+        self.record_failure(permit, reason, detail, None, now)
+    }
+
     /// Records a failed attempt. Client-blamed failures change nothing but free the permit.
     pub fn record_failure(
         &self,
@@ -453,6 +470,9 @@ impl HealthRegistry {
         let Ok(left) = until.duration_since(SystemTime::now()) else {
             return;
         };
+        // Another replica (or whatever wrote the key) cannot take a scope out for longer than
+        // this replica's own policy would, nor overflow the clock.
+        let left = left.min(self.config.cooldown.max);
         let key = &self.scope_info(id).key;
         let mut s = self.lock(id);
         let changed = s.apply_remote_cooldown(Instant::now() + left, ejections);

@@ -142,7 +142,10 @@ impl ScopeState {
         policy: &CooldownPolicy,
     ) -> Transition {
         self.failures += 1;
-        self.streak += 1;
+        self.streak = self.streak.saturating_add(1);
+        // One bogus header must not take a scope out until an operator notices: a cooldown
+        // taken from Retry-After is bounded by the policy's `max` like any other.
+        let retry_after = retry_after.map(|ra| ra.min(policy.max));
         self.last_reason = Some(reason);
         self.last_detail = detail.to_string();
         let was_probe = self.probe_in_flight;
@@ -173,7 +176,7 @@ impl ScopeState {
         {
             self.ejections = 0;
         }
-        self.ejections += 1;
+        self.ejections = self.ejections.saturating_add(1);
         let mut cooldown = policy.cooldown_for(self.ejections);
         if let Some(ra) = retry_after {
             cooldown = cooldown.max(ra);
@@ -337,5 +340,32 @@ mod tests {
         assert!(!s.apply_remote_cooldown(t + Duration::from_secs(10), 1));
         assert!(s.apply_remote_cooldown(t + Duration::from_secs(100), 3));
         assert_eq!(s.ejections, 3);
+    }
+
+    /// Found by a hostile upstream: `retry-after: 999999` cooled a key for 11.6 days although
+    /// `cooldown.max` was 30 s. A Retry-After-driven cooldown is bounded by `max`.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_cooldown_never_exceeds_the_policy_max() {
+        let t = Instant::now();
+        let p = CooldownPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            decay_after: Duration::from_secs(600),
+        };
+        for threshold in [1, 3] {
+            let mut s = ScopeState::default();
+            s.record_failure(
+                t,
+                RateLimit,
+                "x",
+                threshold,
+                Some(Duration::from_secs(999_999)),
+                &p,
+            );
+            assert_eq!(s.cooldown_until, Some(t + p.max), "threshold {threshold}");
+            // A running cooldown is not extended past max either.
+            s.record_failure(t, RateLimit, "x", threshold, Some(Duration::MAX), &p);
+            assert_eq!(s.cooldown_until, Some(t + p.max), "threshold {threshold}");
+        }
     }
 }

@@ -180,7 +180,9 @@ pub(super) fn translate_chunks(
     let mut events = Vec::new();
     let mut out = Vec::new();
     for c in chunks {
-        parser.feed(c, &mut events);
+        parser
+            .feed(c, &mut events)
+            .expect("events within the size limit");
         for ev in events.drain(..) {
             t.push(&ev, &mut out);
         }
@@ -192,6 +194,8 @@ pub(super) fn translate_chunks(
 pub(super) fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
     let mut parser = SseParser::default();
     let mut events = Vec::new();
-    parser.feed(bytes, &mut events);
+    parser
+        .feed(bytes, &mut events)
+        .expect("events within the size limit");
     events
 }

@@ -307,7 +307,9 @@ fn finish_closes_streams_cut_short_of_their_end_marker() {
     let full = read("openai_stream_tools.sse");
     let mut parser = SseParser::default();
     let mut events = Vec::new();
-    parser.feed(full.as_bytes(), &mut events);
+    parser
+        .feed(full.as_bytes(), &mut events)
+        .expect("events within the size limit");
     let mut t = StreamTranslator::new(Dialect::OpenAi, Dialect::Anthropic, "m", false);
     let mut out = Vec::new();
     for ev in &events {
