@@ -923,4 +923,176 @@ mod tests {
             "{last}"
         );
     }
+
+    /// Runs a stream through the commit point and the relay; returns what the client got and
+    /// how the relay ended (`None`: it failed before the commit point).
+    async fn run_stream(
+        dialect: Dialect,
+        chunks: Vec<&[u8]>,
+        limits: StreamLimits,
+    ) -> Result<(Vec<u8>, RelayEnd), Classified> {
+        let upstream = stream_of(
+            chunks
+                .into_iter()
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect(),
+        );
+        let now = Instant::now();
+        let d = Duration::from_secs(5);
+        let c = await_first_content(dialect, upstream, now + d, d, now + d * 10, d, limits).await?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out: Vec<Bytes> = relay(c, move |end| {
+            tx.send(end.clone()).unwrap();
+            match end {
+                RelayEnd::Failed(f) => Some(post_commit_error_event(dialect, f)),
+                RelayEnd::Complete => None,
+            }
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        let end = rx.recv().unwrap();
+        assert!(rx.try_recv().is_err(), "finish is called once");
+        Ok((out.concat(), end))
+    }
+
+    const CONTENT: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+    const UPSTREAM_ERROR: &str = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded UPSTREAM-ERROR-TEXT\"}}\n\n";
+
+    /// Found by a hostile upstream: an error event split across reads was scrubbed only in its
+    /// last piece, and one sharing a read with the first content was relayed raw and followed
+    /// by a second error event. Whatever the write boundaries, the client now gets the content
+    /// and exactly one error event, built by the gateway; no upstream error byte is relayed.
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_error_after_content_ends_the_stream_with_one_gateway_event_at_every_split()
+    {
+        let whole = format!("{CONTENT}{UPSTREAM_ERROR}");
+        let b = whole.as_bytes();
+        for i in 1..b.len() {
+            let (out, end) = run_stream(
+                Dialect::Anthropic,
+                vec![&b[..i], &b[i..]],
+                StreamLimits::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("split at {i}: failed before commit: {e:?}"));
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.starts_with(CONTENT), "split at {i}: {text}");
+            assert_eq!(
+                text.matches("event: error").count(),
+                1,
+                "split at {i}: {text}"
+            );
+            assert!(!text.contains("\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded UPSTREAM"), "split at {i}: upstream bytes relayed: {text}");
+            match end {
+                RelayEnd::Failed(c) => {
+                    assert_eq!(c.reason, FailureReason::Overloaded, "split at {i}")
+                }
+                RelayEnd::Complete => panic!("split at {i}: counted as complete"),
+            }
+        }
+    }
+
+    /// The same-dialect relay stays byte-for-byte: at every split point the client gets
+    /// exactly the upstream's bytes, in whole events.
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_stream_is_relayed_byte_for_byte_at_every_split() {
+        let b = ANTHROPIC.as_bytes();
+        for i in 1..b.len() {
+            let (out, end) = run_stream(
+                Dialect::Anthropic,
+                vec![&b[..i], &b[i..]],
+                StreamLimits::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("split at {i}: {e:?}"));
+            assert_eq!(out, b, "split at {i}");
+            assert_eq!(end, RelayEnd::Complete, "split at {i}");
+        }
+    }
+
+    /// Found by a hostile upstream: one endless line grew memory without bound. Before the
+    /// commit point it is an invalid response (the engine fails over).
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_line_before_content_is_an_invalid_response() {
+        let line = vec![b'x'; 4096];
+        let mut chunks: Vec<&[u8]> = vec![b"data: "];
+        chunks.extend(std::iter::repeat_n(&line[..], 64));
+        let limits = StreamLimits {
+            max_event: 65536,
+            max_held: 1 << 20,
+        };
+        let err = run_stream(Dialect::OpenAi, chunks, limits)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.reason, FailureReason::InvalidResponse);
+        assert!(err.detail.contains("65536"), "{}", err.detail);
+    }
+
+    /// Bytes held before the first content are capped too (endless heartbeats and envelopes).
+    #[tokio::test(start_paused = true)]
+    async fn too_many_bytes_before_content_is_an_invalid_response() {
+        let ping = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+        let chunks: Vec<&[u8]> = std::iter::repeat_n(&ping[..], 1000).collect();
+        let limits = StreamLimits {
+            max_event: 1024,
+            max_held: 8192,
+        };
+        let err = run_stream(Dialect::Anthropic, chunks, limits)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.reason, FailureReason::InvalidResponse);
+        assert!(err.detail.contains("max_held_bytes"), "{}", err.detail);
+    }
+
+    /// After the commit point an oversize event ends the stream with one error event; the
+    /// whole events before it were relayed.
+    #[tokio::test(start_paused = true)]
+    async fn an_oversize_event_after_content_ends_the_stream_with_an_error_event() {
+        let big = vec![b'x'; 8192];
+        let mut chunks: Vec<&[u8]> =
+            vec![CONTENT.as_bytes(), b"event: content_block_delta\ndata: "];
+        chunks.extend(std::iter::repeat_n(&big[..], 4));
+        let limits = StreamLimits {
+            max_event: 16384,
+            max_held: 1 << 20,
+        };
+        let (out, end) = run_stream(Dialect::Anthropic, chunks, limits)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(CONTENT), "{text}");
+        assert!(!text.contains("xxxx"), "partial event relayed");
+        assert_eq!(text.matches("event: error").count(), 1, "{text}");
+        assert!(
+            matches!(
+                end,
+                RelayEnd::Failed(Classified {
+                    reason: FailureReason::InvalidResponse,
+                    ..
+                })
+            ),
+            "{end:?}"
+        );
+    }
+
+    #[test]
+    fn the_parser_reports_where_each_event_ends_and_what_is_incomplete() {
+        let mut p = SseParser::with_limit(1024);
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        p.feed_with_ends(
+            b"data: a\n\n: c\n\ndata: b\n\ndata: par",
+            &mut out,
+            Some(&mut ends),
+        )
+        .unwrap();
+        assert_eq!(ends, vec![9, 14, 23]);
+        assert_eq!(p.incomplete_len(), 9);
+        assert_eq!(p.fed(), 32);
+        let err = p.feed(&[b'y'; 2000], &mut out).unwrap_err();
+        assert_eq!(err, EventTooLarge { limit: 1024 });
+    }
 }

@@ -160,8 +160,14 @@ pub(super) struct Tokens {
     pub cache_creation: u64,
 }
 
+/// Token counts above this are not real (a trillion tokens); an upstream's absurd number is
+/// capped here so that sums of counts never overflow.
+const MAX_TOKENS: u64 = 1_000_000_000_000;
+
 fn u64_at(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(Value::as_u64)
+    v.get(key)
+        .and_then(Value::as_u64)
+        .map(|n| n.min(MAX_TOKENS))
 }
 
 impl Tokens {
@@ -199,7 +205,9 @@ impl Tokens {
     }
 
     pub fn prompt_tokens(&self) -> u64 {
-        self.input + self.cache_read + self.cache_creation
+        self.input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_creation)
     }
 
     pub fn openai(&self) -> OpenAiUsage {
@@ -207,7 +215,7 @@ impl Tokens {
         OpenAiUsage {
             prompt_tokens: prompt,
             completion_tokens: self.output,
-            total_tokens: prompt + self.output,
+            total_tokens: prompt.saturating_add(self.output),
             prompt_tokens_details: CachedTokens {
                 cached_tokens: self.cache_read,
             },
@@ -248,4 +256,28 @@ pub(super) struct AnthropicUsage {
 /// `value` as JSON, for `json!` bodies built from the usage structs.
 pub(super) fn json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    /// Found by a hostile upstream review: absurd usage numbers must not overflow a sum.
+    #[test]
+    fn absurd_token_counts_are_capped_and_never_overflow() {
+        let max = serde_json::json!({
+            "input_tokens": u64::MAX, "output_tokens": u64::MAX,
+            "cache_read_input_tokens": u64::MAX, "cache_creation_input_tokens": u64::MAX
+        });
+        let mut t = Tokens::default();
+        t.update_from_anthropic(&max);
+        assert_eq!(t.prompt_tokens(), 3 * MAX_TOKENS);
+        assert_eq!(t.openai().total_tokens, 4 * MAX_TOKENS);
+        let o = Tokens::from_openai(&serde_json::json!({
+            "prompt_tokens": u64::MAX, "completion_tokens": 1e30,
+            "prompt_tokens_details": {"cached_tokens": u64::MAX}
+        }));
+        assert_eq!(o.prompt_tokens(), MAX_TOKENS);
+        assert_eq!(o.output, 0, "a float is not a token count");
+    }
 }
