@@ -3,6 +3,7 @@
 
 pub mod hostile;
 
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -316,7 +317,10 @@ pub fn install_panic_guard() {
                     .map(|s| s.to_string())
                     .or_else(|| info.payload().downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "<non-string payload>".to_string());
-                eprintln!(
+                // Straight to the process's stderr: the test harness's output capture would
+                // swallow an `eprintln!` from a test thread, and the abort loses it.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "panic guard: a panic outside the test code (a gateway task panicked): \
                      {message} at {location}; aborting the test binary"
                 );
