@@ -430,6 +430,13 @@ fn decoded_json_strings(body: &[u8]) -> String {
 /// Fails when any of `secrets` appears in the answer's headers or body, raw, lossily decoded
 /// or JSON-decoded.
 fn assert_no_secret(answer: &Answer, secrets: &[&str]) {
+    if let Some(leak) = leaked_secret(answer, secrets) {
+        panic!("{leak}");
+    }
+}
+
+/// Which secret reached the client and where, if any did.
+fn leaked_secret(answer: &Answer, secrets: &[&str]) -> Option<String> {
     let headers: String = answer
         .headers
         .iter()
@@ -442,12 +449,14 @@ fn assert_no_secret(answer: &Answer, secrets: &[&str]) {
     ];
     for secret in secrets {
         for (view, text) in &views {
-            assert!(
-                !text.contains(secret),
-                "secret {secret:?} reached the client ({view}): {text}"
-            );
+            if text.contains(secret) {
+                return Some(format!(
+                    "secret {secret:?} reached the client ({view}): {text}"
+                ));
+            }
         }
     }
+    None
 }
 
 fn anthropic_error_json(kind: &str, message: &str) -> String {
@@ -1102,4 +1111,634 @@ async fn a_request_with_both_transfer_encoding_and_content_length_closes_the_con
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 "), "{text}");
     assert!(closed.is_ok(), "the connection stayed open after: {text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property test: generated hostile behaviour, invariants on what the client gets.
+//
+// A long run is one command away:
+//   PROPTEST_CASES=5000 cargo test --test reliability hostile_primary_property
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    /// How the client asks: its dialect, the route (same dialect or translated), stream or not.
+    #[derive(Debug, Clone, Copy)]
+    struct Client {
+        route: &'static str,
+        client_dialect: &'static str,
+        upstream_dialect: &'static str,
+        stream: bool,
+    }
+
+    const ROUTES: [(&str, &str, &str); 4] = [
+        ("claude", "anthropic", "anthropic"),
+        ("gpt", "openai", "openai"),
+        ("gpt-via-anthropic", "openai", "anthropic"),
+        ("claude-via-openai", "anthropic", "openai"),
+    ];
+
+    /// Where a secret is planted in an error text.
+    #[derive(Debug, Clone)]
+    enum SecretForm {
+        ConfiguredKey,
+        UEscapedKey,
+        UrlUserInfo,
+        ProviderKey(usize),
+    }
+
+    impl SecretForm {
+        /// (text for inside a JSON string, as written raw; the value that must not leak)
+        fn plant(&self) -> (String, String) {
+            match self {
+                SecretForm::ConfiguredKey => (PRIMARY_KEY.into(), PRIMARY_KEY.into()),
+                SecretForm::UEscapedKey => {
+                    (format!("\\u0073{}", &PRIMARY_KEY[1..]), PRIMARY_KEY.into())
+                }
+                SecretForm::UrlUserInfo => (
+                    format!("https://user:{URL_PASSWORD}@files.example.com/a/b"),
+                    URL_PASSWORD.into(),
+                ),
+                SecretForm::ProviderKey(i) => (PROVIDER_KEYS[*i].into(), PROVIDER_KEYS[*i].into()),
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Content(String),
+        Ping,
+        Comment,
+        /// An in-stream error; `client_blamed` is an `invalid_request_error`.
+        Error {
+            client_blamed: bool,
+        },
+        /// Usage with an absurd token count, written raw.
+        Usage(&'static str),
+        Malformed,
+        /// The dialect's normal ending.
+        End,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Payload {
+        /// 400 `invalid_request_error` whose message carries the secret.
+        ClientError,
+        /// An upstream-blamed status with a provider error body carrying the secret.
+        ServerError(u16),
+        /// A status whose blame the property leaves open.
+        OddStatus(u16),
+        /// A valid answer in the upstream's dialect (JSON or SSE as the client asked).
+        Success,
+        /// 200 with bytes that are no answer at all (non-UTF-8, the secret inside).
+        Garbage(Vec<u8>),
+        /// 200 SSE (stream requests only).
+        Events(Vec<Event>),
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Framing {
+        Length,
+        Chunked,
+        CloseDelimited,
+        /// `content-length` off by this much from the body's real length.
+        WrongLength(i8),
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Cut {
+        None,
+        /// Inside the response head, after this many bytes: a connection failure.
+        InHead(u8, bool),
+        /// After this fraction (per mille) of the body, then close (`false`) or reset (`true`).
+        InBody(u16, bool),
+    }
+
+    #[derive(Debug, Clone)]
+    struct Behaviour {
+        payload: Payload,
+        secret: SecretForm,
+        headers: Vec<(&'static str, &'static str)>,
+        framing: Framing,
+        /// Write boundaries as per-mille positions in the body, each with a pause in ms.
+        splits: Vec<(u16, u8)>,
+        cut: Cut,
+    }
+
+    /// What the gateway must do with the behaviour, beyond the invariants every case has.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Failover,
+        ClientError,
+        Committed,
+        Anything,
+    }
+
+    const ABSURD_HEADERS: [(&str, &str); 16] = [
+        ("retry-after", "1e400"),
+        ("retry-after", "99999999999999999999"),
+        ("retry-after", "-0"),
+        ("retry-after", "-1"),
+        ("retry-after", "2"),
+        ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("retry-after", "soon"),
+        ("retry-after-ms", "1e22"),
+        ("retry-after-ms", "NaN"),
+        ("retry-after-ms", "18446744073709551616"),
+        ("x-ratelimit-reset-requests", "99999999999h"),
+        ("x-ratelimit-reset-tokens", "1e22ms"),
+        ("x-ratelimit-remaining-tokens", "-18446744073709551615"),
+        ("anthropic-ratelimit-requests-reset", "9999-12-31T23:59:59Z"),
+        ("anthropic-ratelimit-tokens-reset", "not a date"),
+    ];
+
+    const ABSURD_TOKENS: [&str; 4] = ["1e30", "18446744073709551615", "-1", "1.5"];
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => "[a-z ]{1,12}".prop_map(Event::Content),
+            1 => Just(Event::Ping),
+            1 => Just(Event::Comment),
+            1 => any::<bool>().prop_map(|client_blamed| Event::Error { client_blamed }),
+            1 => proptest::sample::select(&ABSURD_TOKENS[..]).prop_map(Event::Usage),
+            1 => Just(Event::Malformed),
+            2 => Just(Event::End),
+        ]
+    }
+
+    fn payload(stream: bool) -> BoxedStrategy<Payload> {
+        let common = prop_oneof![
+            2 => Just(Payload::ClientError),
+            2 => proptest::sample::select(vec![429u16, 500, 502, 503, 529, 599])
+                .prop_map(Payload::ServerError),
+            1 => proptest::sample::select(vec![299u16, 401, 403, 404, 418, 451])
+                .prop_map(Payload::OddStatus),
+            1 => Just(Payload::Success),
+            1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Payload::Garbage),
+        ];
+        if stream {
+            prop_oneof![
+                2 => common,
+                3 => proptest::collection::vec(event(), 0..8).prop_map(Payload::Events),
+            ]
+            .boxed()
+        } else {
+            common.boxed()
+        }
+    }
+
+    fn behaviour(stream: bool) -> impl Strategy<Value = Behaviour> {
+        (
+            payload(stream),
+            prop_oneof![
+                Just(SecretForm::ConfiguredKey),
+                Just(SecretForm::UEscapedKey),
+                Just(SecretForm::UrlUserInfo),
+                (0..PROVIDER_KEYS.len()).prop_map(SecretForm::ProviderKey),
+            ],
+            proptest::sample::subsequence(ABSURD_HEADERS.to_vec(), 0..3),
+            prop_oneof![
+                3 => Just(Framing::Length),
+                3 => Just(Framing::Chunked),
+                1 => Just(Framing::CloseDelimited),
+                1 => any::<i8>().prop_map(Framing::WrongLength),
+            ],
+            proptest::collection::vec((0u16..1000, 0u8..15), 0..5),
+            prop_oneof![
+                6 => Just(Cut::None),
+                1 => (any::<u8>(), any::<bool>()).prop_map(|(at, reset)| Cut::InHead(at, reset)),
+                2 => (0u16..1000, any::<bool>()).prop_map(|(at, reset)| Cut::InBody(at, reset)),
+            ],
+        )
+            .prop_map(
+                |(payload, secret, headers, framing, splits, cut)| Behaviour {
+                    payload,
+                    secret,
+                    headers,
+                    framing,
+                    splits,
+                    cut,
+                },
+            )
+    }
+
+    fn client() -> impl Strategy<Value = Client> {
+        (0..ROUTES.len(), any::<bool>()).prop_map(|(i, stream)| Client {
+            route: ROUTES[i].0,
+            client_dialect: ROUTES[i].1,
+            upstream_dialect: ROUTES[i].2,
+            stream,
+        })
+    }
+
+    fn error_json(dialect: &str, kind: &str, message: &str) -> String {
+        // The message is spliced in raw so a `\u` escape stays an escape on the wire.
+        if dialect == "anthropic" {
+            format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#)
+        } else {
+            format!(
+                r#"{{"error":{{"message":"{message}","type":"{kind}","param":null,"code":null}}}}"#
+            )
+        }
+    }
+
+    fn success_json(dialect: &str, tokens: &str) -> String {
+        if dialect == "anthropic" {
+            format!(
+                r#"{{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{{"type":"text","text":"hi"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":3,"output_tokens":{tokens}}}}}"#
+            )
+        } else {
+            format!(
+                r#"{{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"hi"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":3,"completion_tokens":{tokens},"total_tokens":{tokens}}}}}"#
+            )
+        }
+    }
+
+    /// One SSE event of the upstream's dialect; `None` for content-free markers.
+    fn sse_event(dialect: &str, event: &Event, secret: &str) -> String {
+        let anthropic = dialect == "anthropic";
+        match event {
+            Event::Content(t) if anthropic => anthropic_sse::text(t),
+            Event::Content(t) => openai_sse::text(t),
+            Event::Ping if anthropic => anthropic_sse::ping(),
+            Event::Ping => ": keep-alive\n\n".into(),
+            Event::Comment => ": hostile comment\n\n".into(),
+            Event::Error { client_blamed } => {
+                let kind = if *client_blamed {
+                    "invalid_request_error"
+                } else if anthropic {
+                    "overloaded_error"
+                } else {
+                    "server_error"
+                };
+                let data = error_json(dialect, kind, &format!("failed near {secret}"));
+                if anthropic {
+                    format!("event: error\ndata: {data}\n\n")
+                } else {
+                    format!("data: {data}\n\n")
+                }
+            }
+            Event::Usage(n) if anthropic => anthropic_sse::message_delta(n),
+            Event::Usage(n) => format!(
+                "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{n},\"completion_tokens\":{n},\"total_tokens\":{n}}}}}\n\n"
+            ),
+            Event::Malformed => "data: {\"type\":\"content_block_delta\",\"delta\":{\n\n".into(),
+            Event::End if anthropic => anthropic_sse::ending(),
+            Event::End => openai_sse::finish() + &openai_sse::done(),
+        }
+    }
+
+    /// The response body and status the upstream sends, and what the gateway must make of it.
+    fn body_of(b: &Behaviour, c: &Client) -> (u16, &'static str, Vec<u8>, Expect) {
+        let dialect = c.upstream_dialect;
+        let (planted, _) = b.secret.plant();
+        let json = "application/json";
+        match &b.payload {
+            Payload::ClientError => {
+                let body = error_json(
+                    dialect,
+                    "invalid_request_error",
+                    &format!("bad parameter; {planted}"),
+                );
+                (400, json, body.into_bytes(), Expect::ClientError)
+            }
+            Payload::ServerError(status) => {
+                let body = error_json(
+                    dialect,
+                    "api_error",
+                    &format!("upstream trouble; {planted}"),
+                );
+                (*status, json, body.into_bytes(), Expect::Failover)
+            }
+            Payload::OddStatus(status) => {
+                let body = error_json(dialect, "odd_error", &format!("odd; {planted}"));
+                (*status, json, body.into_bytes(), Expect::Anything)
+            }
+            Payload::Success if c.stream => {
+                let whole = if dialect == "anthropic" {
+                    anthropic_sse::whole("hi")
+                } else {
+                    openai_sse::whole("hi")
+                };
+                (
+                    200,
+                    "text/event-stream",
+                    whole.into_bytes(),
+                    Expect::Anything,
+                )
+            }
+            Payload::Success => (
+                200,
+                json,
+                success_json(dialect, "18446744073709551615").into_bytes(),
+                Expect::Anything,
+            ),
+            Payload::Garbage(bytes) => {
+                let mut body = b"<html>\xff\xfe".to_vec();
+                body.extend_from_slice(bytes);
+                body.extend_from_slice(planted.as_bytes());
+                let kind = if c.stream { "text/event-stream" } else { json };
+                (200, kind, body, Expect::Failover)
+            }
+            Payload::Events(events) => {
+                let mut body = if dialect == "anthropic" {
+                    anthropic_sse::preamble()
+                } else {
+                    openai_sse::role()
+                };
+                let mut expect = None;
+                let mut ends = Vec::new();
+                for e in events {
+                    body += &sse_event(dialect, e, &planted);
+                    ends.push((body.len(), e));
+                }
+                // The commit point: the first complete content event before any failure.
+                let cut_at = match b.cut {
+                    Cut::InBody(permille, _) => body.len() * permille as usize / 1000,
+                    _ => usize::MAX,
+                };
+                for (end, e) in ends {
+                    if end > cut_at {
+                        break;
+                    }
+                    match e {
+                        Event::Content(_) => {
+                            expect = Some(Expect::Committed);
+                            break;
+                        }
+                        Event::Error {
+                            client_blamed: true,
+                        } if dialect == "anthropic" => {
+                            expect = Some(Expect::ClientError);
+                            break;
+                        }
+                        Event::Error {
+                            client_blamed: true,
+                        } => {
+                            expect = Some(Expect::Anything);
+                            break;
+                        }
+                        Event::Error { .. } | Event::Malformed | Event::End => {
+                            expect = Some(Expect::Failover);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                // No content before the stream ended or was cut: nothing to commit, fail over.
+                (
+                    200,
+                    "text/event-stream",
+                    body.into_bytes(),
+                    expect.unwrap_or(Expect::Failover),
+                )
+            }
+        }
+    }
+
+    fn script_of(b: &Behaviour, c: &Client) -> (Script, Expect) {
+        let (status, content_type, body, mut expect) = body_of(b, c);
+        let mut headers: Vec<(&str, String)> = vec![("content-type", content_type.into())];
+        headers.extend(b.headers.iter().map(|(k, v)| (*k, v.to_string())));
+        let chunked = matches!(b.framing, Framing::Chunked);
+        match b.framing {
+            Framing::Length => headers.push(("content-length", body.len().to_string())),
+            Framing::WrongLength(off) => {
+                let n = (body.len() as i64 + off as i64).max(0);
+                headers.push(("content-length", n.to_string()));
+                if off != 0 && expect != Expect::Failover {
+                    expect = Expect::Anything;
+                }
+            }
+            Framing::Chunked => headers.push(("transfer-encoding", "chunked".into())),
+            Framing::CloseDelimited => {}
+        }
+        let mut head = format!("HTTP/1.1 {status} Hostile\r\nconnection: close\r\n");
+        for (k, v) in &headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        head += "\r\n";
+        if let Cut::InHead(at, reset) = b.cut {
+            let at = (at as usize).min(head.len() - 1);
+            let script = Script::new().write(&head.as_bytes()[..at]);
+            let script = if reset {
+                script.reset()
+            } else {
+                script.close()
+            };
+            return (script, Expect::Failover);
+        }
+        let (body, cut_reset) = match b.cut {
+            Cut::InBody(permille, reset) => {
+                let at = body.len() * permille as usize / 1000;
+                // Any cut body is broken: blame stays as computed for streams (the commit
+                // point), and a cut non-stream answer is the upstream's failure.
+                if matches!(b.payload, Payload::Success) && c.stream {
+                    expect = Expect::Anything;
+                } else if !matches!(b.payload, Payload::Events(_)) && status < 400 {
+                    expect = Expect::Failover;
+                } else if !matches!(b.payload, Payload::Events(_)) && expect == Expect::ClientError
+                {
+                    expect = Expect::Anything;
+                }
+                (body[..at].to_vec(), Some(reset))
+            }
+            _ => (body, None),
+        };
+        let mut script = Script::new().write(head.as_bytes());
+        let mut points: Vec<(usize, u8)> = b
+            .splits
+            .iter()
+            .map(|(p, pause)| (body.len() * *p as usize / 1000, *pause))
+            .collect();
+        points.sort();
+        let mut from = 0;
+        points.push((body.len(), 0));
+        for (to, pause) in points {
+            if to > from {
+                let piece = &body[from..to];
+                script = if chunked {
+                    script.chunk(piece)
+                } else {
+                    script.write(piece)
+                };
+                from = to;
+            }
+            if pause > 0 {
+                script = script.pause(Duration::from_millis(pause as u64));
+            }
+        }
+        script = match cut_reset {
+            Some(true) => script.reset(),
+            Some(false) => script.close(),
+            None if chunked => script.end_chunks(),
+            None => script,
+        };
+        (script, expect)
+    }
+
+    /// The invariants every answer keeps, whatever the upstream did.
+    fn check_well_formed(answer: &Answer, c: &Client) -> Result<(), String> {
+        let is_sse = answer
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if is_sse {
+            if answer.status != 200 {
+                return Err(format!("SSE with status {}", answer.status));
+            }
+            if let Some(e) = &answer.body_error {
+                return Err(format!("the stream broke off: {e}"));
+            }
+            let data = sse_data(&answer.body);
+            let errors = answer.error_events().len();
+            if errors > 1 {
+                return Err(format!("{errors} error events"));
+            }
+            let last = data.last().cloned().unwrap_or_default();
+            let last_json = serde_json::from_str::<serde_json::Value>(&last).ok();
+            let is_error = last_json
+                .as_ref()
+                .is_some_and(|v| v["type"] == "error" || v.get("error").is_some());
+            let terminal = if c.client_dialect == "anthropic" {
+                last_json
+                    .as_ref()
+                    .is_some_and(|v| v["type"] == "message_stop")
+            } else {
+                last == "[DONE]"
+            };
+            let error_then_done = c.client_dialect == "openai"
+                && last == "[DONE]"
+                && errors == 1
+                && data
+                    .iter()
+                    .rev()
+                    .nth(1)
+                    .is_some_and(|d| d.contains("\"error\""));
+            if !(terminal || is_error || error_then_done) {
+                return Err(format!(
+                    "the stream ends with neither a terminal nor an error event: {last:?}"
+                ));
+            }
+            if errors == 1 && !(is_error || error_then_done) {
+                return Err("an error event, then more".into());
+            }
+            return Ok(());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|e| format!("not JSON ({e})"))?;
+        if (200..300).contains(&answer.status) {
+            let ok = if c.client_dialect == "anthropic" {
+                v["type"] == "message"
+            } else {
+                v["object"] == "chat.completion"
+            };
+            if !ok {
+                return Err("a 2xx that is not an answer of the client's dialect".into());
+            }
+        } else {
+            if !v.pointer("/error/message").is_some_and(|m| m.is_string()) {
+                return Err("an error without error.message".into());
+            }
+            if c.client_dialect == "anthropic" && v["type"] != "error" {
+                return Err("an Anthropic error without type: error".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn check(answer: &Answer, c: &Client, expect: &Expect) -> Result<(), String> {
+        check_well_formed(answer, c)?;
+        let mut secrets = vec![PRIMARY_KEY, FALLBACK_KEY, URL_PASSWORD];
+        secrets.extend(PROVIDER_KEYS);
+        if let Some(leak) = leaked_secret(answer, &secrets) {
+            return Err(leak);
+        }
+        let fallback = matches!(answer.backend(), Some("fallback" | "oa-fallback"));
+        match expect {
+            Expect::Failover if !(answer.status == 200 && fallback) => Err(format!(
+                "an upstream-blamed failure was not failed over: {} from {:?}",
+                answer.status,
+                answer.backend()
+            )),
+            Expect::ClientError if answer.status != 400 => Err(format!(
+                "a client error was not returned: {} from {:?}",
+                answer.status,
+                answer.backend()
+            )),
+            Expect::Committed if answer.status != 200 || fallback => Err(format!(
+                "a committed stream was not served by the primary: {} from {:?}",
+                answer.status,
+                answer.backend()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn shared_rig() -> &'static (tokio::runtime::Runtime, Rig) {
+        static RIG: OnceLock<(tokio::runtime::Runtime, Rig)> = OnceLock::new();
+        RIG.get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            // Thresholds out of reach: a case must not eject the primary for the next one.
+            let health = "health: { failure_threshold: { default: 1000000, connection: 1000000, timeout: 1000000, rate_limit: 1000000, overloaded: 1000000, invalid_response: 1000000, server_error: 1000000, auth: 1000000 } }";
+            let failover = "{ retries: 0, ttft_timeout: 2s, stall_timeout: 2s, connect_timeout: 1s, deadline: 10s, max_retry_after: 1s }";
+            let rig = rt.block_on(rig_with(failover, health));
+            (rt, rig)
+        })
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(48)
+    }
+
+    fn run_case(c: Client, b: Behaviour) -> Result<(), TestCaseError> {
+        let (rt, rig) = shared_rig();
+        let (script, expect) = script_of(&b, &c);
+        rt.block_on(async {
+            // Retry-After-driven cooldowns ignore thresholds: start every case healthy.
+            for name in ["primary", "oa-primary"] {
+                rig.http
+                    .post(format!("{}/admin/backends/{name}/reset", rig.gateway))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            rig.primary.clear();
+            rig.primary.set_default(script);
+            let answer = ask(rig, c.client_dialect, c.route, c.stream, &[]).await;
+            check(&answer, &c, &expect).map_err(|why| {
+                TestCaseError::fail(format!(
+                    "{why}\nexpected {expect:?}; answer {} {:?}\n{}",
+                    answer.status,
+                    answer.headers,
+                    answer.text().chars().take(1500).collect::<String>()
+                ))
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            max_shrink_time: 20_000,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn hostile_primary_property_the_client_gets_a_well_formed_secret_free_answer_and_failover_when_due(
+            (c, b) in client().prop_flat_map(|c| behaviour(c.stream).prop_map(move |b| (c, b)))
+        ) {
+            run_case(c, b)?;
+        }
+    }
 }
