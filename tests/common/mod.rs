@@ -1,7 +1,11 @@
 //! Test harness: mock upstreams and a gateway on ephemeral ports, plus small client helpers.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+pub mod hostile;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -255,6 +259,7 @@ pub fn test_env(name: &str) -> Option<String> {
 /// A gateway serving `yaml` (env from [`test_env`]) on an ephemeral port: its base URL and
 /// the server task.
 pub async fn serve_yaml(yaml: &str) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    install_panic_guard();
     let config =
         Config::from_yaml(yaml, "test.yaml", &test_env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -285,4 +290,49 @@ pub async fn start_yaml(template: &str) -> Harness {
             .unwrap(),
         server,
     }
+}
+
+static PANIC_GUARD: Once = Once::new();
+/// Panics the guard has seen (test-code panics included), so a test can prove it is installed.
+pub static PANICS_SEEN_BY_GUARD: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs (once per test binary) a panic hook that aborts the whole binary when anything
+/// outside `tests/` panics: library code, std or a dependency means a gateway task panicked,
+/// and tokio would otherwise swallow that as a dropped connection that a test may not notice.
+/// Panics in test code (assertions) go to the default hook as before.
+pub fn install_panic_guard() {
+    PANIC_GUARD.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS_SEEN_BY_GUARD.fetch_add(1, Ordering::SeqCst);
+            let file = info.location().map(|l| l.file()).unwrap_or("<unknown>");
+            if !is_test_code(file) {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_else(|| "<unknown>".to_string());
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "<non-string payload>".to_string());
+                // Straight to the process's stderr: the test harness's output capture would
+                // swallow an `eprintln!` from a test thread, and the abort loses it.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "panic guard: a panic outside the test code (a gateway task panicked): \
+                     {message} at {location}; aborting the test binary"
+                );
+                std::process::abort();
+            }
+            default_hook(info);
+        }));
+    });
+}
+
+/// Whether a panic location is in this package's test tree (relative or absolute path).
+pub fn is_test_code(file: &str) -> bool {
+    let file = file.replace('\\', "/");
+    file.starts_with("tests/") || file.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/"))
 }
