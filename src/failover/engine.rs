@@ -889,7 +889,8 @@ pub(crate) fn answer_or_error(body: &[u8]) -> Result<(), Classified> {
 /// What the client gets when the upstream says the request must change: the upstream's own
 /// answer, minus any secret it echoed (decoded lossily, so no byte escapes the scrubber);
 /// re-shaped into the client's dialect when the backend speaks another, when the error came
-/// as a stream event (no HTTP body), or when the body was too large to read whole.
+/// as a stream event (no HTTP body), when the body was too large to read whole, or when it
+/// is not a JSON object.
 fn client_error_answer(
     gw: &Gateway,
     req: &ClientRequest,
@@ -897,11 +898,10 @@ fn client_error_answer(
     failed: &Failed,
 ) -> (StatusCode, Option<HeaderValue>, Bytes) {
     let c = &failed.classified;
-    if let Some(answer) = failed
-        .response
-        .as_ref()
-        .filter(|a| backend_api == req.dialect && !a.truncated)
-    {
+    if let Some(answer) = failed.response.as_ref().filter(|a| {
+        // Not a JSON object (cut short, HTML from a proxy): SDKs could not parse it.
+        backend_api == req.dialect && !a.truncated && body::top_level_keys(&a.body, &[]).is_some()
+    }) {
         let text = String::from_utf8_lossy(&answer.body);
         let body = match (&text, gw.scrubber.scrub(&text)) {
             (std::borrow::Cow::Borrowed(_), std::borrow::Cow::Borrowed(_)) => answer.body.clone(),
