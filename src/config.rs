@@ -486,8 +486,21 @@ impl Credential {
         let CredentialSource::File(path) = &self.source else {
             return false;
         };
-        let Ok(text) = tokio::fs::read_to_string(path).await else {
-            return false;
+        // A key file is small; reading at most 64 KiB keeps a wrong path from filling memory.
+        let text = match tokio::fs::File::open(path).await {
+            Ok(f) => {
+                let mut buf = String::new();
+                match tokio::io::AsyncReadExt::read_to_string(
+                    &mut tokio::io::AsyncReadExt::take(f, 64 * 1024),
+                    &mut buf,
+                )
+                .await
+                {
+                    Ok(_) => buf,
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
         };
         let fresh = text.trim();
         if fresh.is_empty() {

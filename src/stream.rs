@@ -515,7 +515,7 @@ pub fn relay(
                     }
                     if !out.is_empty() {
                         let out = match (&scrubber, translator.is_none()) {
-                            (Some(s), true) => Bytes::from(s.scrub(&String::from_utf8_lossy(&out)).into_owned()),
+                            (Some(s), true) => Bytes::from(s.scrub_lossy(&out).into_owned()),
                             _ => Bytes::from(out),
                         };
                         yield Ok(out);

@@ -773,6 +773,8 @@ impl<'g> Run<'g, '_> {
                 if let Some(cred) = credential.map(|i| &backend.credentials[i]) {
                     key_reloaded = true;
                     if cred.reload().await {
+                        // The new key must be as invisible as the old one from now on.
+                        gw.scrubber.add_secret(cred.secret().expose());
                         span.in_scope(|| {
                             tracing::info!("key file changed; retrying with the new key")
                         });
@@ -902,10 +904,9 @@ fn client_error_answer(
         // Not a JSON object (cut short, HTML from a proxy): SDKs could not parse it.
         backend_api == req.dialect && !a.truncated && body::top_level_keys(&a.body, &[]).is_some()
     }) {
-        let text = String::from_utf8_lossy(&answer.body);
-        let body = match (&text, gw.scrubber.scrub(&text)) {
-            (std::borrow::Cow::Borrowed(_), std::borrow::Cow::Borrowed(_)) => answer.body.clone(),
-            (_, clean) => Bytes::from(clean.into_owned()),
+        let body = match gw.scrubber.scrub_lossy(&answer.body) {
+            std::borrow::Cow::Borrowed(_) => answer.body.clone(),
+            std::borrow::Cow::Owned(clean) => Bytes::from(clean),
         };
         return (answer.status, answer.content_type.clone(), body);
     }
