@@ -514,6 +514,24 @@ async fn absurd_retry_after_values_on_a_429_fail_over_without_a_panic() {
     }
 }
 
+/// Found by the property test: a token count of u64::MAX overflowed the translated usage sum.
+#[tokio::test]
+async fn absurd_token_counts_in_an_answer_do_not_panic_in_any_mode() {
+    let rig = rig("").await;
+    for tokens in ["18446744073709551615", "1e30", "-1"] {
+        for (dialect, model) in [("anthropic", "claude"), ("openai", "gpt-via-anthropic")] {
+            let answer_json = anthropic_message_json("hi").replace(
+                r#""output_tokens":2"#,
+                &format!(r#""output_tokens":{tokens},"cache_read_input_tokens":{tokens}"#),
+            );
+            rig.primary.push(Script::json(200, &[], answer_json));
+            let answer = ask(&rig, dialect, model, false, &[]).await;
+            assert_eq!(answer.status, 200, "{tokens} {dialect}: {}", answer.text());
+            answer.json();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Retry-After-driven cooldowns are capped
 
@@ -813,6 +831,35 @@ async fn a_stream_that_dies_after_content_ends_with_one_error_event() {
         assert_eq!(answer.status, 200, "{how}");
         assert_eq!(answer.streamed_text(), "Hel", "{how}");
         assert_eq!(answer.error_events().len(), 1, "{how}: {}", answer.text());
+    }
+}
+
+#[tokio::test]
+async fn a_stream_whose_body_ends_cleanly_without_a_terminal_event_ends_with_one_error_event() {
+    let rig = rig("").await;
+    for (dialect, model, writes) in [
+        (
+            "anthropic",
+            "claude",
+            vec![anthropic_sse::preamble(), anthropic_sse::text("Hel")],
+        ),
+        (
+            "openai",
+            "gpt",
+            vec![openai_sse::role(), openai_sse::text("Hel")],
+        ),
+    ] {
+        // HTTP-complete (the terminating chunk is sent) but the SSE stream never finished.
+        rig.primary.push(Script::sse(&writes));
+        let answer = ask(&rig, dialect, model, true, &[]).await;
+        assert_eq!(answer.status, 200, "{dialect}");
+        assert_eq!(answer.streamed_text(), "Hel", "{dialect}");
+        assert_eq!(
+            answer.error_events().len(),
+            1,
+            "{dialect}: {}",
+            answer.text()
+        );
     }
 }
 
@@ -1381,7 +1428,10 @@ mod property {
                     format!("data: {data}\n\n")
                 }
             }
-            Event::Usage(n) if anthropic => anthropic_sse::message_delta(n),
+            // Without a stop reason: the stream is not finished after it.
+            Event::Usage(n) if anthropic => format!(
+                "event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":null,\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{n}}}}}\n\n"
+            ),
             Event::Usage(n) => format!(
                 "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{n},\"completion_tokens\":{n},\"total_tokens\":{n}}}}}\n\n"
             ),
@@ -1451,9 +1501,14 @@ mod property {
                 };
                 let mut expect = None;
                 let mut ends = Vec::new();
+                // Nothing after the normal ending: what follows a terminal event is not
+                // something this property judges.
                 for e in events {
                     body += &sse_event(dialect, e, &planted);
                     ends.push((body.len(), e));
+                    if matches!(e, Event::End) {
+                        break;
+                    }
                 }
                 // The commit point: the first complete content event before any failure.
                 let cut_at = match b.cut {
@@ -1481,7 +1536,13 @@ mod property {
                             expect = Some(Expect::Anything);
                             break;
                         }
-                        Event::Error { .. } | Event::Malformed | Event::End => {
+                        // A well-formed stream that ends without content is an (empty)
+                        // answer, not a failure: either outcome is fine.
+                        Event::End => {
+                            expect = Some(Expect::Anything);
+                            break;
+                        }
+                        Event::Error { .. } | Event::Malformed => {
                             expect = Some(Expect::Failover);
                             break;
                         }
