@@ -254,7 +254,14 @@ fn classify_anthropic(event: Option<&str>, data: &[u8]) -> EventKind {
     match kind.as_str() {
         "ping" => EventKind::Heartbeat,
         "content_block_delta" => EventKind::Content,
-        "message_delta" => EventKind::Finish,
+        // Only a stop reason finishes the message; a usage-only delta is framing.
+        "message_delta"
+            if v.pointer("/delta/stop_reason")
+                .is_some_and(|r| !r.is_null()) =>
+        {
+            EventKind::Finish
+        }
+        "message_delta" => EventKind::Envelope,
         "message_stop" => EventKind::Terminal,
         "error" => EventKind::Error(classify::classify_stream_error(data)),
         _ => EventKind::Envelope,
@@ -274,7 +281,7 @@ pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
                 EventKind::Terminal
             } else if d.starts_with(b"{\"error\"") {
                 EventKind::Error(classify::classify_stream_error(d))
-            } else if has_non_null_finish_reason(d) {
+            } else if has_non_null(d, b"\"finish_reason\"") {
                 EventKind::Finish
             } else {
                 EventKind::Content
@@ -282,7 +289,8 @@ pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
         }
         Dialect::Anthropic => match ev.event.as_deref() {
             Some("ping") => EventKind::Heartbeat,
-            Some("message_delta") => EventKind::Finish,
+            Some("message_delta") if has_non_null(data, b"\"stop_reason\"") => EventKind::Finish,
+            Some("message_delta") => EventKind::Envelope,
             Some("message_stop") => EventKind::Terminal,
             Some("error") => EventKind::Error(classify::classify_stream_error(data)),
             Some(_) => EventKind::Content,
@@ -291,11 +299,11 @@ pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
     }
 }
 
-fn has_non_null_finish_reason(data: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"finish_reason\"";
+/// Whether `key` (quoted) appears followed by a value other than `null`.
+fn has_non_null(data: &[u8], key: &[u8]) -> bool {
     let mut rest = data;
-    while let Some(i) = memchr::memmem::find(rest, KEY) {
-        rest = &rest[i + KEY.len()..];
+    while let Some(i) = memchr::memmem::find(rest, key) {
+        rest = &rest[i + key.len()..];
         let after = rest.trim_ascii_start();
         if let Some(value) = after.strip_prefix(b":") {
             if !value.trim_ascii_start().starts_with(b"null") {
@@ -363,12 +371,32 @@ pub async fn await_first_content(
     let mut held: Vec<Bytes> = Vec::new();
     let mut events = Vec::new();
     let mut ends = Vec::new();
+    // A finished answer with no content (a stop reason first) commits only at its end marker
+    // or a clean end of the body: until then a failure can still fail over.
+    let mut finished = false;
     loop {
         let chunk = match timeout_at(first_token_at, upstream.next()).await {
             Err(_) if first_token_at >= deadline => {
                 return Err(classify::timeout(TimeoutKind::Deadline, ttft))
             }
             Err(_) => return Err(classify::timeout(TimeoutKind::FirstToken, ttft)),
+            Ok(None) if finished => {
+                let relay_to = (parser.fed() - parser.incomplete_len() as u64) as usize;
+                let all = Bytes::from(held.concat());
+                return Ok(Committed {
+                    dialect,
+                    held: vec![all.slice(..relay_to)],
+                    pending: BytesMut::from(&all[relay_to..]),
+                    upstream: Box::pin(futures_util::stream::empty()),
+                    parser,
+                    finished,
+                    failure: None,
+                    stall_timeout,
+                    deadline,
+                    scrubber: None,
+                    translator: None,
+                });
+            }
             Ok(None) => {
                 return Err(classify::invalid_response(
                     "stream ended before any content",
@@ -380,14 +408,14 @@ pub async fn await_first_content(
         let overflow = parser.feed_with_ends(&chunk, &mut events, Some(&mut ends));
         held.push(chunk);
         let mut commit = false;
-        let mut finished = false;
         // Where the relayable bytes end when an error follows the content in this read.
         let mut cut: Option<(u64, Classified)> = None;
         for (i, ev) in events.drain(..).enumerate() {
             match classify_event(dialect, &ev) {
                 EventKind::Heartbeat | EventKind::Envelope => {}
                 EventKind::Content => commit = true,
-                EventKind::Finish | EventKind::Terminal => {
+                EventKind::Finish => finished = true,
+                EventKind::Terminal => {
                     commit = true;
                     finished = true;
                 }
@@ -745,15 +773,41 @@ mod tests {
 
     #[test]
     fn fast_finish_reason_check() {
-        assert!(has_non_null_finish_reason(
-            br#"{"choices":[{"finish_reason": "stop"}]}"#
-        ));
-        assert!(!has_non_null_finish_reason(
-            br#"{"choices":[{"finish_reason":null}]}"#
-        ));
-        assert!(!has_non_null_finish_reason(
+        let f = |d: &[u8]| has_non_null(d, b"\"finish_reason\"");
+        assert!(f(br#"{"choices":[{"finish_reason": "stop"}]}"#));
+        assert!(!f(br#"{"choices":[{"finish_reason":null}]}"#));
+        assert!(!f(
             br#"{"choices":[{"delta":{"content":"finish_reason"}}]}"#
         ));
+    }
+
+    /// Found by the property test: a usage-only `message_delta` (stop_reason null) was taken
+    /// for the end of the message, so a stream cut right after it counted as complete.
+    #[test]
+    fn a_message_delta_finishes_only_with_a_stop_reason() {
+        let ev = |data: &str| SseEvent {
+            event: Some("message_delta".into()),
+            data: Some(data.as_bytes().to_vec()),
+        };
+        let done = ev(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"#,
+        );
+        let usage = ev(
+            r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":3}}"#,
+        );
+        assert_eq!(classify_event(Dialect::Anthropic, &done), EventKind::Finish);
+        assert_eq!(
+            classify_event_fast(Dialect::Anthropic, &done),
+            EventKind::Finish
+        );
+        assert_eq!(
+            classify_event(Dialect::Anthropic, &usage),
+            EventKind::Envelope
+        );
+        assert_eq!(
+            classify_event_fast(Dialect::Anthropic, &usage),
+            EventKind::Envelope
+        );
     }
 
     fn stream_of(chunks: Vec<Result<Bytes, UpstreamError>>) -> ByteStream {
