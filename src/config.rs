@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,6 +232,15 @@ struct RawCooldown {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     key_env: Option<String>,
+    /// Host header values accepted on the admin surface besides loopback ones.
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    /// Browser origins accepted besides the gateway's own.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    /// Proxies whose X-Forwarded-For / X-Real-IP are believed (IPs or CIDRs).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -345,6 +354,8 @@ struct RawLimits {
 struct RawAuth {
     #[serde(default)]
     keys_env: Vec<String>,
+    #[serde(default)]
+    metrics: MetricsAccess,
 }
 
 /// Durations as humantime strings (`250ms`, `8s`, `5m`) or a bare number of seconds.
@@ -648,8 +659,10 @@ pub struct Config {
     pub gateway_keys: Vec<Secret>,
     pub health: HealthConfig,
     pub alerts: AlertsConfig,
-    /// Required on `/admin/*` when set.
-    pub admin_key: Option<Secret>,
+    /// Who may use `/admin/*`, the status page and its feed.
+    pub admin: AdminConfig,
+    /// Who may scrape `/metrics` (`auth.metrics`).
+    pub metrics_access: MetricsAccess,
     /// Cross-dialect translation rejects untranslatable features instead of dropping them.
     pub translate_strict: bool,
 }
@@ -936,19 +949,15 @@ impl Config {
             }
         }
 
+        if raw.auth.metrics == MetricsAccess::GatewayKey && gateway_keys.is_empty() {
+            return Err(invalid(
+                "auth.metrics".into(),
+                "gateway_key needs at least one key in auth.keys_env".into(),
+            ));
+        }
+
         let health = build_health(&raw.health, &invalid)?;
-        let admin_key = match &raw.admin.key_env {
-            None => None,
-            Some(var) => match env(var) {
-                Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
-                _ => {
-                    return Err(invalid(
-                        "admin.key_env".into(),
-                        format!("environment variable {var} is not set (or empty)"),
-                    ))
-                }
-            },
-        };
+        let admin = build_admin(&raw.admin, env, &invalid)?;
 
         let alerts = build_alerts(&raw.alerts, env, &invalid)?;
 
@@ -956,7 +965,8 @@ impl Config {
             translate_strict: raw.translate.strict.unwrap_or(false),
             alerts,
             health,
-            admin_key,
+            admin,
+            metrics_access: raw.auth.metrics,
             listen,
             backends,
             routes,
@@ -978,7 +988,7 @@ impl Config {
             .iter()
             .flat_map(|b| b.credentials.iter().map(Credential::secret))
             .chain(self.gateway_keys.iter().cloned())
-            .chain(self.admin_key.iter().cloned())
+            .chain(self.admin.key.iter().cloned())
             .chain(self.alerts.sinks.iter().flat_map(|s| match &s.config {
                 SinkConfig::Telegram { bot_token, .. } => bot_token.clone(),
                 SinkConfig::Webhook { secret, .. } => secret.clone(),
@@ -1264,6 +1274,151 @@ fn apply_failover(
         ));
     }
     Ok(p)
+}
+
+/// `auth.metrics`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsAccess {
+    /// Anyone who reaches the listener: what Prometheus expects, and the page holds no secret.
+    #[default]
+    Public,
+    /// One of the `auth.keys_env` keys, as `Authorization: Bearer` (or `x-api-key`).
+    GatewayKey,
+    /// The admin rules: the admin key when `admin.key_env` is set, else a local caller.
+    Admin,
+}
+
+/// The validated `admin:` section.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Required on the admin surface when set.
+    pub key: Option<Secret>,
+    /// Host values accepted besides loopback ones, lowercased: `name` (any port) or
+    /// `name:port`.
+    pub allowed_hosts: Vec<String>,
+    /// `allowed_hosts: ["*"]`: no Host check at all (only allowed together with a key).
+    pub any_host: bool,
+    /// Origins as browsers serialize them (`https://ops.example.com`), accepted besides the
+    /// gateway's own.
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`, `fd00::/8`) or a single address (`127.0.0.1`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// IPv4-mapped IPv6 addresses count as the IPv4 address they carry, on both sides.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<IpNet, ()> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let network = addr.parse::<IpAddr>().map_err(|_| ())?.to_canonical();
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(())?,
+        };
+        Ok(IpNet { network, prefix })
+    }
+}
+
+fn build_admin(
+    raw: &RawAdmin,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<AdminConfig, ConfigError> {
+    let key = match &raw.key_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+            _ => {
+                return Err(invalid(
+                    "admin.key_env".into(),
+                    format!("environment variable {var} is not set (or empty)"),
+                ))
+            }
+        },
+    };
+    let mut admin = AdminConfig {
+        key,
+        ..AdminConfig::default()
+    };
+    for (i, entry) in raw.allowed_hosts.iter().enumerate() {
+        let place = format!("admin.allowed_hosts[{i}]");
+        let entry = entry.trim();
+        if entry == "*" {
+            if admin.key.is_none() {
+                return Err(invalid(
+                    place,
+                    "\"*\" turns off the DNS-rebinding defence and is allowed only with admin.key_env set".into(),
+                ));
+            }
+            admin.any_host = true;
+            continue;
+        }
+        match crate::admin::split_host_port(entry) {
+            Some((host, port)) if !entry.contains('*') => admin.allowed_hosts.push(match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            }),
+            _ => {
+                return Err(invalid(
+                    place,
+                    format!("{entry:?} is not a Host value; write a name or address, optionally with a port: gw.example, gw.example:8443, [fd00::1]:8080"),
+                ))
+            }
+        }
+    }
+    for (i, entry) in raw.allowed_origins.iter().enumerate() {
+        match crate::admin::normalize_origin(entry.trim()) {
+            Some(origin) => admin.allowed_origins.push(origin),
+            None => {
+                return Err(invalid(
+                    format!("admin.allowed_origins[{i}]"),
+                    format!("{entry:?} is not an origin; write scheme://host[:port] with http or https and no path, e.g. https://ops.example.com"),
+                ))
+            }
+        }
+    }
+    for (i, entry) in raw.trusted_proxies.iter().enumerate() {
+        let net = entry.parse::<IpNet>().map_err(|()| {
+            invalid(
+                format!("admin.trusted_proxies[{i}]"),
+                format!("{entry:?} is not an IP address or CIDR; write e.g. 127.0.0.1, 10.0.0.0/8 or ::1"),
+            )
+        })?;
+        admin.trusted_proxies.push(net);
+    }
+    Ok(admin)
 }
 
 /// Maps dotted key paths (`routes.main.chain[1].backend`) to 1-based source lines, so semantic
