@@ -1341,11 +1341,17 @@ impl std::str::FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (text.trim(), None),
         };
-        let network = addr.parse::<IpAddr>().map_err(|_| ())?.to_canonical();
-        let max = if network.is_ipv4() { 32 } else { 128 };
+        let written = addr.parse::<IpAddr>().map_err(|_| ())?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(())?,
+        };
+        let network = written.to_canonical();
+        // `::ffff:10.0.0.0/104` is 10.0.0.0/8: the mapped range in IPv4 terms.
+        let prefix = match (written, network) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or(())?,
+            _ => prefix,
         };
         Ok(IpNet { network, prefix })
     }
@@ -1709,5 +1715,91 @@ routes:
     fn secret_debug_never_shows_the_value() {
         let s = Secret::new("sk-very-secret");
         assert!(!format!("{s:?}").contains("very"));
+    }
+
+    fn load_with_admin_key(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "test.yaml", &|name| match name {
+            "ADMIN_KEY" => Some("admin-secret".into()),
+            _ => env(name),
+        })
+    }
+
+    #[test]
+    fn admin_and_metrics_defaults_keep_the_loopback_rule_and_public_metrics() {
+        let c = load(GOOD).unwrap();
+        assert!(c.admin.key.is_none());
+        assert!(!c.admin.any_host);
+        assert!(c.admin.allowed_hosts.is_empty() && c.admin.trusted_proxies.is_empty());
+        assert_eq!(c.metrics_access, MetricsAccess::Public);
+    }
+
+    #[test]
+    fn admin_section_is_normalized_at_load() {
+        let text = format!(
+            "{GOOD}admin:\n  key_env: ADMIN_KEY\n  allowed_hosts: [GW.Internal., \"ops:9000\", \"[fd00::1]:8080\"]\n  allowed_origins: [\"https://Ops.Example.com/\"]\n  trusted_proxies: [127.0.0.1, 10.0.0.0/8, \"::1\"]\nauth:\n  metrics: admin\n"
+        );
+        let c = load_with_admin_key(&text).unwrap();
+        assert_eq!(c.admin.key.as_ref().unwrap().expose(), "admin-secret");
+        assert_eq!(
+            c.admin.allowed_hosts,
+            ["gw.internal", "ops:9000", "[fd00::1]:8080"]
+        );
+        assert_eq!(c.admin.allowed_origins, ["https://ops.example.com"]);
+        assert_eq!(c.admin.trusted_proxies.len(), 3);
+        assert_eq!(c.metrics_access, MetricsAccess::Admin);
+        assert!(c.secrets().iter().any(|s| s.expose() == "admin-secret"));
+    }
+
+    #[test]
+    fn bad_admin_and_metrics_settings_are_refused_with_line_and_key() {
+        // (yaml appended to GOOD, with the admin key set?, expected "LINE: key: …" fragment)
+        let cases = [
+            ("admin:\n  allowed_hosts: [\"*\"]\n", false, ":24: admin.allowed_hosts[0]: \"*\" turns off"),
+            ("admin:\n  key_env: ADMIN_KEY\n  allowed_hosts:\n    - ok.example\n    - http://gw.example/\n", true, ":27: admin.allowed_hosts[1]: \"http://gw.example/\" is not a Host"),
+            ("admin:\n  allowed_hosts: [\"*.example.com\"]\n", false, ":24: admin.allowed_hosts[0]: \"*.example.com\" is not a Host"),
+            ("admin:\n  allowed_origins: [\"https://ops.example.com/admin\"]\n", false, ":24: admin.allowed_origins[0]: \"https://ops.example.com/admin\" is not an origin"),
+            ("admin:\n  allowed_origins: [\"null\"]\n", false, ":24: admin.allowed_origins[0]:"),
+            ("admin:\n  trusted_proxies: [10.0.0.0/33]\n", false, ":24: admin.trusted_proxies[0]: \"10.0.0.0/33\" is not an IP address or CIDR"),
+            ("admin:\n  trusted_proxies: [proxy.internal]\n", false, ":24: admin.trusted_proxies[0]:"),
+            ("auth:\n  metrics: gateway_key\n", false, ":24: auth.metrics: gateway_key needs at least one key"),
+        ];
+        for (extra, with_key, want) in cases {
+            let text = format!("{GOOD}{extra}");
+            let err = if with_key {
+                load_with_admin_key(&text)
+            } else {
+                load(&text)
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("test.yaml:"), "{err}");
+            assert!(err.contains(want), "{extra}\n→ {err}\nwanted {want}");
+        }
+        let err = load(&format!("{GOOD}auth:\n  metrics: everyone\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `everyone`"), "{err}");
+    }
+
+    #[test]
+    fn ip_networks_match_their_addresses_with_ipv4_mapped_as_ipv4() {
+        for (net, ip, inside) in [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("127.0.0.0/8", "127.255.0.1", true),
+            ("10.0.0.1/8", "10.9.9.9", true),
+            ("10.0.0.0/8", "11.0.0.0", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("0.0.0.0/0", "::1", false),
+            ("::1", "::1", true),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "11.1.2.3", false),
+        ] {
+            let n: IpNet = net.parse().unwrap();
+            assert_eq!(n.contains(ip.parse().unwrap()), inside, "{net} ∋ {ip}");
+        }
     }
 }
