@@ -188,8 +188,8 @@ fn decide(f: &AdminFacts, policy: &AdminConfig) -> Result<(), Denial> {
     }
     let mut origin_listed = false;
     if let Some(origin) = f.origin {
-        origin_listed = normalize_origin(origin)
-            .is_some_and(|o| policy.allowed_origins.iter().any(|a| *a == o));
+        origin_listed =
+            normalize_origin(origin).is_some_and(|o| policy.allowed_origins.contains(&o));
         if !origin_listed && !f.host.is_some_and(|h| same_origin(origin, h)) {
             return Err(Denial::ForeignOrigin(clip(origin)));
         }
@@ -1113,7 +1113,8 @@ mod tests {
 
     #[test]
     fn host_values_split_into_lowercase_host_and_port_or_are_refused() {
-        let cases: [(&str, Option<(&str, Option<u16>)>); 10] = [
+        type HostPort<'a> = Option<(&'a str, Option<u16>)>;
+        let cases: [(&str, HostPort); 10] = [
             ("LocalHost:8080", Some(("localhost", Some(8080)))),
             ("gw.example.", Some(("gw.example", None))),
             ("[::1]:80", Some(("[::1]", Some(80)))),
