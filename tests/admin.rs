@@ -292,3 +292,45 @@ async fn admin_protected_metrics_without_a_key_follow_the_local_rule() {
     let r = get(&h, "/metrics", &[("x-forwarded-for", "203.0.113.9")]).await;
     assert_eq!(r.status, 403, "{}", r.text);
 }
+
+#[tokio::test]
+async fn the_status_page_and_its_feed_load_as_a_browser_requests_them() {
+    let h = start(FAST, "").await;
+    let own = format!("http://{}", authority(&h));
+    // Typing the URL, then the page's EventSource (same-origin; some browsers add Origin).
+    let r = get(
+        &h,
+        "/",
+        &[("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let feed = h
+        .http
+        .get(format!("{}/admin/events", h.gateway))
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "cors")
+        .header("origin", &own)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    assert_eq!(
+        feed.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    drop(feed);
+    // The same EventSource opened by a page on another origin.
+    let r = get(
+        &h,
+        "/admin/events",
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "foreign_origin");
+}
