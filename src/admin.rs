@@ -635,441 +635,77 @@ mod tests {
         };
         // (what the row protects, config, how the request differs from `local_get`, expected
         // denial code or None for allowed)
+        #[rustfmt::skip]
         let rows: Vec<(&str, AdminConfig, Edit, Option<&str>)> = vec![
             // Loopback callers, no key.
             ("plain local GET", no_key(), |_| {}, None),
-            (
-                "local POST without body",
-                no_key(),
-                |f| f.method = Method::POST,
-                None,
-            ),
-            (
-                "Host localhost, any port",
-                no_key(),
-                |f| f.host = Some("localhost:1234"),
-                None,
-            ),
-            (
-                "Host localhost without port",
-                no_key(),
-                |f| f.host = Some("localhost"),
-                None,
-            ),
-            (
-                "Host case-insensitive",
-                no_key(),
-                |f| f.host = Some("LocalHost:80"),
-                None,
-            ),
-            (
-                "Host 127/8",
-                no_key(),
-                |f| f.host = Some("127.9.8.7:8080"),
-                None,
-            ),
-            (
-                "Host [::1]",
-                no_key(),
-                |f| f.host = Some("[::1]:8080"),
-                None,
-            ),
-            (
-                "Host IPv4-mapped loopback",
-                no_key(),
-                |f| f.host = Some("[::ffff:127.0.0.1]:8080"),
-                None,
-            ),
-            (
-                "peer ::1",
-                no_key(),
-                |f| f.peer = Some("::1".parse().unwrap()),
-                None,
-            ),
-            (
-                "peer IPv4-mapped loopback ([::] listener)",
-                no_key(),
-                |f| f.peer = Some("::ffff:127.0.0.1".parse().unwrap()),
-                None,
-            ),
+            ("local POST without body", no_key(), |f| f.method = Method::POST, None),
+            ("Host localhost, any port", no_key(), |f| f.host = Some("localhost:1234"), None),
+            ("Host localhost without port", no_key(), |f| f.host = Some("localhost"), None),
+            ("Host case-insensitive", no_key(), |f| f.host = Some("LocalHost:80"), None),
+            ("Host 127/8", no_key(), |f| f.host = Some("127.9.8.7:8080"), None),
+            ("Host [::1]", no_key(), |f| f.host = Some("[::1]:8080"), None),
+            ("Host IPv4-mapped loopback", no_key(), |f| f.host = Some("[::ffff:127.0.0.1]:8080"), None),
+            ("peer ::1", no_key(), |f| f.peer = Some("::1".parse().unwrap()), None),
+            ("peer IPv4-mapped loopback ([::] listener)", no_key(), |f| f.peer = Some("::ffff:127.0.0.1".parse().unwrap()), None),
             // DNS rebinding: the Host names the attacker's domain.
-            (
-                "rebinding Host",
-                no_key(),
-                |f| f.host = Some("evil.example:8080"),
-                Some("host_not_allowed"),
-            ),
-            (
-                "rebinding Host with a loopback-looking prefix",
-                no_key(),
-                |f| f.host = Some("localhost.evil.example"),
-                Some("host_not_allowed"),
-            ),
-            (
-                "rebinding Host 127.0.0.1.evil",
-                no_key(),
-                |f| f.host = Some("127.0.0.1.evil.example:8080"),
-                Some("host_not_allowed"),
-            ),
-            (
-                "Host a LAN address",
-                no_key(),
-                |f| f.host = Some("192.168.1.5:8080"),
-                Some("host_not_allowed"),
-            ),
-            (
-                "Host with userinfo trickery",
-                no_key(),
-                |f| f.host = Some("127.0.0.1@evil.example"),
-                Some("host_not_allowed"),
-            ),
+            ("rebinding Host", no_key(), |f| f.host = Some("evil.example:8080"), Some("host_not_allowed")),
+            ("rebinding Host with a loopback-looking prefix", no_key(), |f| f.host = Some("localhost.evil.example"), Some("host_not_allowed")),
+            ("rebinding Host 127.0.0.1.evil", no_key(), |f| f.host = Some("127.0.0.1.evil.example:8080"), Some("host_not_allowed")),
+            ("Host a LAN address", no_key(), |f| f.host = Some("192.168.1.5:8080"), Some("host_not_allowed")),
+            ("Host with userinfo trickery", no_key(), |f| f.host = Some("127.0.0.1@evil.example"), Some("host_not_allowed")),
             ("no Host", no_key(), |f| f.host = None, Some("missing_host")),
-            (
-                "repeated or binary Host",
-                no_key(),
-                |f| f.host = Some(""),
-                Some("missing_host"),
-            ),
-            (
-                "allowed_hosts name, any port",
-                allowed_host.clone(),
-                |f| f.host = Some("GW.internal:8080"),
-                None,
-            ),
-            (
-                "allowed_hosts name:port",
-                allowed_host.clone(),
-                |f| f.host = Some("ops.internal:9000"),
-                None,
-            ),
-            (
-                "allowed_hosts name, other port",
-                allowed_host.clone(),
-                |f| f.host = Some("ops.internal:9001"),
-                Some("host_not_allowed"),
-            ),
+            ("repeated or binary Host", no_key(), |f| f.host = Some(""), Some("missing_host")),
+            ("allowed_hosts name, any port", allowed_host.clone(), |f| f.host = Some("GW.internal:8080"), None),
+            ("allowed_hosts name:port", allowed_host.clone(), |f| f.host = Some("ops.internal:9000"), None),
+            ("allowed_hosts name, other port", allowed_host.clone(), |f| f.host = Some("ops.internal:9001"), Some("host_not_allowed")),
             // CSRF: what another origin's page makes the browser send.
-            (
-                "cross-origin POST",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.origin = Some("https://evil.example");
-                },
-                Some("foreign_origin"),
-            ),
-            (
-                "cross-origin GET (feed, JSON)",
-                no_key(),
-                |f| f.origin = Some("https://evil.example"),
-                Some("foreign_origin"),
-            ),
-            (
-                "Origin null (sandboxed frame, file:)",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.origin = Some("null");
-                },
-                Some("foreign_origin"),
-            ),
-            (
-                "Origin on another port of localhost",
-                no_key(),
-                |f| f.origin = Some("http://127.0.0.1:3000"),
-                Some("foreign_origin"),
-            ),
-            (
-                "Origin localhost while Host is 127.0.0.1",
-                no_key(),
-                |f| f.origin = Some("http://localhost:8080"),
-                Some("foreign_origin"),
-            ),
-            (
-                "same-origin POST from the gateway's page",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.origin = Some("http://127.0.0.1:8080");
-                    f.sec_fetch_site = Some("same-origin");
-                },
-                None,
-            ),
-            (
-                "same origin, default port both sides",
-                no_key(),
-                |f| {
-                    f.host = Some("localhost");
-                    f.origin = Some("http://localhost");
-                },
-                None,
-            ),
-            (
-                "Origin default port, Host another",
-                no_key(),
-                |f| {
-                    f.host = Some("localhost:8080");
-                    f.origin = Some("http://localhost");
-                },
-                Some("foreign_origin"),
-            ),
-            (
-                "listed origin, even cross-site",
-                allowed_origin.clone(),
-                |f| {
-                    f.method = Method::POST;
-                    f.origin = Some("https://ops.example.com");
-                    f.sec_fetch_site = Some("cross-site");
-                },
-                None,
-            ),
-            (
-                "listed origin's other port",
-                allowed_origin.clone(),
-                |f| f.origin = Some("https://ops.example.com:8443"),
-                Some("foreign_origin"),
-            ),
-            (
-                "Sec-Fetch-Site cross-site without Origin (img, no-cors GET)",
-                no_key(),
-                |f| f.sec_fetch_site = Some("cross-site"),
-                Some("cross_site"),
-            ),
-            (
-                "Sec-Fetch-Site same-site (another localhost port)",
-                no_key(),
-                |f| f.sec_fetch_site = Some("same-site"),
-                Some("cross_site"),
-            ),
-            (
-                "Sec-Fetch-Site none (typed URL)",
-                no_key(),
-                |f| f.sec_fetch_site = Some("none"),
-                None,
-            ),
-            (
-                "form-encoded POST",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.content_type = Some("application/x-www-form-urlencoded");
-                },
-                Some("form_post"),
-            ),
-            (
-                "text/plain POST",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.content_type = Some("Text/Plain; charset=utf-8");
-                },
-                Some("form_post"),
-            ),
-            (
-                "multipart POST",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.content_type = Some("multipart/form-data; boundary=x");
-                },
-                Some("form_post"),
-            ),
-            (
-                "JSON POST",
-                no_key(),
-                |f| {
-                    f.method = Method::POST;
-                    f.content_type = Some("application/json");
-                },
-                None,
-            ),
+            ("cross-origin POST", no_key(), |f| { f.method = Method::POST; f.origin = Some("https://evil.example"); }, Some("foreign_origin")),
+            ("cross-origin GET (feed, JSON)", no_key(), |f| f.origin = Some("https://evil.example"), Some("foreign_origin")),
+            ("Origin null (sandboxed frame, file:)", no_key(), |f| { f.method = Method::POST; f.origin = Some("null"); }, Some("foreign_origin")),
+            ("Origin on another port of localhost", no_key(), |f| f.origin = Some("http://127.0.0.1:3000"), Some("foreign_origin")),
+            ("Origin localhost while Host is 127.0.0.1", no_key(), |f| f.origin = Some("http://localhost:8080"), Some("foreign_origin")),
+            ("same-origin POST from the gateway's page", no_key(), |f| { f.method = Method::POST; f.origin = Some("http://127.0.0.1:8080"); f.sec_fetch_site = Some("same-origin"); }, None),
+            ("same origin, default port both sides", no_key(), |f| { f.host = Some("localhost"); f.origin = Some("http://localhost"); }, None),
+            ("Origin default port, Host another", no_key(), |f| { f.host = Some("localhost:8080"); f.origin = Some("http://localhost"); }, Some("foreign_origin")),
+            ("listed origin, even cross-site", allowed_origin.clone(), |f| { f.method = Method::POST; f.origin = Some("https://ops.example.com"); f.sec_fetch_site = Some("cross-site"); }, None),
+            ("listed origin's other port", allowed_origin.clone(), |f| f.origin = Some("https://ops.example.com:8443"), Some("foreign_origin")),
+            ("Sec-Fetch-Site cross-site without Origin (img, no-cors GET)", no_key(), |f| f.sec_fetch_site = Some("cross-site"), Some("cross_site")),
+            ("Sec-Fetch-Site same-site (another localhost port)", no_key(), |f| f.sec_fetch_site = Some("same-site"), Some("cross_site")),
+            ("Sec-Fetch-Site none (typed URL)", no_key(), |f| f.sec_fetch_site = Some("none"), None),
+            ("form-encoded POST", no_key(), |f| { f.method = Method::POST; f.content_type = Some("application/x-www-form-urlencoded"); }, Some("form_post")),
+            ("text/plain POST", no_key(), |f| { f.method = Method::POST; f.content_type = Some("Text/Plain; charset=utf-8"); }, Some("form_post")),
+            ("multipart POST", no_key(), |f| { f.method = Method::POST; f.content_type = Some("multipart/form-data; boundary=x"); }, Some("form_post")),
+            ("JSON POST", no_key(), |f| { f.method = Method::POST; f.content_type = Some("application/json"); }, None),
             // Who the client is: a loopback peer is not enough behind a proxy.
-            (
-                "remote peer",
-                no_key(),
-                |f| f.peer = Some("203.0.113.9".parse().unwrap()),
-                Some("not_loopback"),
-            ),
-            (
-                "remote IPv4-mapped peer",
-                no_key(),
-                |f| f.peer = Some("::ffff:203.0.113.9".parse().unwrap()),
-                Some("not_loopback"),
-            ),
-            (
-                "unknown peer",
-                no_key(),
-                |f| f.peer = None,
-                Some("not_loopback"),
-            ),
-            (
-                "X-Forwarded-For from loopback, no trusted proxies",
-                no_key(),
-                |f| f.x_forwarded_for = vec!["127.0.0.1"],
-                Some("proxied"),
-            ),
-            (
-                "X-Real-IP from loopback, no trusted proxies",
-                no_key(),
-                |f| f.x_real_ip = Some("127.0.0.1"),
-                Some("proxied"),
-            ),
-            (
-                "Forwarded from loopback, no trusted proxies",
-                no_key(),
-                |f| f.forwarded = Some("for=127.0.0.1"),
-                Some("proxied"),
-            ),
-            (
-                "trusted proxy, loopback client",
-                behind(&["127.0.0.1"]),
-                |f| f.x_forwarded_for = vec!["127.0.0.1"],
-                None,
-            ),
-            (
-                "trusted proxy, internet client",
-                behind(&["127.0.0.1"]),
-                |f| f.x_forwarded_for = vec!["203.0.113.9"],
-                Some("proxied_client_not_loopback"),
-            ),
-            (
-                "trusted proxy, spoofed loopback on the left",
-                behind(&["127.0.0.1"]),
-                |f| f.x_forwarded_for = vec!["127.0.0.1, 203.0.113.9"],
-                Some("proxied_client_not_loopback"),
-            ),
-            (
-                "two trusted hops skipped from the right",
-                behind(&["127.0.0.0/8", "10.0.0.0/8"]),
-                |f| f.x_forwarded_for = vec!["203.0.113.9, 10.1.2.3", "127.0.0.1"],
-                Some("proxied_client_not_loopback"),
-            ),
-            (
-                "all hops trusted: leftmost is the client",
-                behind(&["127.0.0.0/8", "10.0.0.0/8"]),
-                |f| f.x_forwarded_for = vec!["127.0.0.1, 10.1.2.3"],
-                None,
-            ),
-            (
-                "trusted proxy, hop with port",
-                behind(&["::1"]),
-                |f| {
-                    f.peer = Some("::1".parse().unwrap());
-                    f.x_forwarded_for = vec!["[::1]:5555"];
-                },
-                None,
-            ),
-            (
-                "trusted proxy, garbage hop",
-                behind(&["127.0.0.1"]),
-                |f| f.x_forwarded_for = vec!["127.0.0.1, unknown"],
-                Some("bad_forwarded_for"),
-            ),
-            (
-                "trusted proxy, X-Real-IP only",
-                behind(&["127.0.0.1"]),
-                |f| f.x_real_ip = Some("127.0.0.1"),
-                None,
-            ),
-            (
-                "trusted proxy, Forwarded only",
-                behind(&["127.0.0.1"]),
-                |f| f.forwarded = Some("for=127.0.0.1"),
-                Some("bad_forwarded_for"),
-            ),
-            (
-                "untrusted peer with X-Forwarded-For",
-                behind(&["10.0.0.0/8"]),
-                |f| f.x_forwarded_for = vec!["127.0.0.1"],
-                Some("proxied"),
-            ),
-            (
-                "trusted proxies, direct local call",
-                behind(&["10.0.0.0/8"]),
-                |_| {},
-                None,
-            ),
+            ("remote peer", no_key(), |f| f.peer = Some("203.0.113.9".parse().unwrap()), Some("not_loopback")),
+            ("remote IPv4-mapped peer", no_key(), |f| f.peer = Some("::ffff:203.0.113.9".parse().unwrap()), Some("not_loopback")),
+            ("unknown peer", no_key(), |f| f.peer = None, Some("not_loopback")),
+            ("X-Forwarded-For from loopback, no trusted proxies", no_key(), |f| f.x_forwarded_for = vec!["127.0.0.1"], Some("proxied")),
+            ("X-Real-IP from loopback, no trusted proxies", no_key(), |f| f.x_real_ip = Some("127.0.0.1"), Some("proxied")),
+            ("Forwarded from loopback, no trusted proxies", no_key(), |f| f.forwarded = Some("for=127.0.0.1"), Some("proxied")),
+            ("trusted proxy, loopback client", behind(&["127.0.0.1"]), |f| f.x_forwarded_for = vec!["127.0.0.1"], None),
+            ("trusted proxy, internet client", behind(&["127.0.0.1"]), |f| f.x_forwarded_for = vec!["203.0.113.9"], Some("proxied_client_not_loopback")),
+            ("trusted proxy, spoofed loopback on the left", behind(&["127.0.0.1"]), |f| f.x_forwarded_for = vec!["127.0.0.1, 203.0.113.9"], Some("proxied_client_not_loopback")),
+            ("two trusted hops skipped from the right", behind(&["127.0.0.0/8", "10.0.0.0/8"]), |f| f.x_forwarded_for = vec!["203.0.113.9, 10.1.2.3", "127.0.0.1"], Some("proxied_client_not_loopback")),
+            ("all hops trusted: leftmost is the client", behind(&["127.0.0.0/8", "10.0.0.0/8"]), |f| f.x_forwarded_for = vec!["127.0.0.1, 10.1.2.3"], None),
+            ("trusted proxy, hop with port", behind(&["::1"]), |f| { f.peer = Some("::1".parse().unwrap()); f.x_forwarded_for = vec!["[::1]:5555"]; }, None),
+            ("trusted proxy, garbage hop", behind(&["127.0.0.1"]), |f| f.x_forwarded_for = vec!["127.0.0.1, unknown"], Some("bad_forwarded_for")),
+            ("trusted proxy, X-Real-IP only", behind(&["127.0.0.1"]), |f| f.x_real_ip = Some("127.0.0.1"), None),
+            ("trusted proxy, Forwarded only", behind(&["127.0.0.1"]), |f| f.forwarded = Some("for=127.0.0.1"), Some("bad_forwarded_for")),
+            ("untrusted peer with X-Forwarded-For", behind(&["10.0.0.0/8"]), |f| f.x_forwarded_for = vec!["127.0.0.1"], Some("proxied")),
+            ("trusted proxies, direct local call", behind(&["10.0.0.0/8"]), |_| {}, None),
             // With a key: the key decides who, the browser and Host checks stay.
-            (
-                "keyed, no key offered",
-                keyed(),
-                |_| {},
-                Some("admin_key_required"),
-            ),
-            (
-                "keyed, wrong key",
-                keyed(),
-                |f| f.header_key = Some("nope"),
-                Some("invalid_admin_key"),
-            ),
-            (
-                "keyed, right key from anywhere",
-                keyed(),
-                |f| {
-                    f.header_key = Some(KEY);
-                    f.peer = Some("203.0.113.9".parse().unwrap());
-                    f.x_forwarded_for = vec!["198.51.100.1"];
-                },
-                None,
-            ),
-            (
-                "keyed, ?key= on GET (EventSource)",
-                keyed(),
-                |f| f.query_key = Some(KEY),
-                None,
-            ),
-            (
-                "keyed, ?key= on POST",
-                keyed(),
-                |f| {
-                    f.method = Method::POST;
-                    f.query_key = Some(KEY);
-                },
-                Some("admin_key_required"),
-            ),
-            (
-                "keyed, rebinding Host",
-                keyed(),
-                |f| {
-                    f.header_key = Some(KEY);
-                    f.host = Some("evil.example");
-                },
-                Some("host_not_allowed"),
-            ),
-            (
-                "keyed, cross-origin",
-                keyed(),
-                |f| {
-                    f.query_key = Some(KEY);
-                    f.origin = Some("https://evil.example");
-                },
-                Some("foreign_origin"),
-            ),
-            (
-                "keyed, allowed_hosts *: any Host",
-                keyed_any_host.clone(),
-                |f| {
-                    f.header_key = Some(KEY);
-                    f.host = Some("gw.example.com");
-                },
-                None,
-            ),
-            (
-                "keyed, allowed_hosts *: still the key",
-                keyed_any_host.clone(),
-                |f| f.host = Some("gw.example.com"),
-                Some("admin_key_required"),
-            ),
-            (
-                "keyed, allowed_hosts *: same-origin by its name",
-                keyed_any_host.clone(),
-                |f| {
-                    f.query_key = Some(KEY);
-                    f.host = Some("gw.example.com");
-                    f.origin = Some("https://gw.example.com");
-                },
-                None,
-            ),
+            ("keyed, no key offered", keyed(), |_| {}, Some("admin_key_required")),
+            ("keyed, wrong key", keyed(), |f| f.header_key = Some("nope"), Some("invalid_admin_key")),
+            ("keyed, right key from anywhere", keyed(), |f| { f.header_key = Some(KEY); f.peer = Some("203.0.113.9".parse().unwrap()); f.x_forwarded_for = vec!["198.51.100.1"]; }, None),
+            ("keyed, ?key= on GET (EventSource)", keyed(), |f| f.query_key = Some(KEY), None),
+            ("keyed, ?key= on POST", keyed(), |f| { f.method = Method::POST; f.query_key = Some(KEY); }, Some("admin_key_required")),
+            ("keyed, rebinding Host", keyed(), |f| { f.header_key = Some(KEY); f.host = Some("evil.example"); }, Some("host_not_allowed")),
+            ("keyed, cross-origin", keyed(), |f| { f.query_key = Some(KEY); f.origin = Some("https://evil.example"); }, Some("foreign_origin")),
+            ("keyed, allowed_hosts *: any Host", keyed_any_host.clone(), |f| { f.header_key = Some(KEY); f.host = Some("gw.example.com"); }, None),
+            ("keyed, allowed_hosts *: still the key", keyed_any_host.clone(), |f| f.host = Some("gw.example.com"), Some("admin_key_required")),
+            ("keyed, allowed_hosts *: same-origin by its name", keyed_any_host.clone(), |f| { f.query_key = Some(KEY); f.host = Some("gw.example.com"); f.origin = Some("https://gw.example.com"); }, None),
         ];
         for (row, policy, edit, want) in rows {
             let mut facts = local_get();
