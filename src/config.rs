@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,6 +232,15 @@ struct RawCooldown {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     key_env: Option<String>,
+    /// Host header values accepted on the admin surface besides loopback ones.
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    /// Browser origins accepted besides the gateway's own.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    /// Proxies whose X-Forwarded-For / X-Real-IP are believed (IPs or CIDRs).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -349,6 +358,8 @@ struct RawLimits {
 struct RawAuth {
     #[serde(default)]
     keys_env: Vec<String>,
+    #[serde(default)]
+    metrics: MetricsAccess,
 }
 
 /// Durations as humantime strings (`250ms`, `8s`, `5m`) or a bare number of seconds.
@@ -693,8 +704,10 @@ pub struct Config {
     pub gateway_keys: Vec<Secret>,
     pub health: HealthConfig,
     pub alerts: AlertsConfig,
-    /// Required on `/admin/*` when set.
-    pub admin_key: Option<Secret>,
+    /// Who may use `/admin/*`, the status page and its feed.
+    pub admin: AdminConfig,
+    /// Who may scrape `/metrics` (`auth.metrics`).
+    pub metrics_access: MetricsAccess,
     /// Cross-dialect translation rejects untranslatable features instead of dropping them.
     pub translate_strict: bool,
 }
@@ -1007,19 +1020,15 @@ impl Config {
             }
         }
 
+        if raw.auth.metrics == MetricsAccess::GatewayKey && gateway_keys.is_empty() {
+            return Err(invalid(
+                "auth.metrics".into(),
+                "gateway_key needs at least one key in auth.keys_env".into(),
+            ));
+        }
+
         let health = build_health(&raw.health, &invalid)?;
-        let admin_key = match &raw.admin.key_env {
-            None => None,
-            Some(var) => match env(var) {
-                Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
-                _ => {
-                    return Err(invalid(
-                        "admin.key_env".into(),
-                        format!("environment variable {var} is not set (or empty)"),
-                    ))
-                }
-            },
-        };
+        let admin = build_admin(&raw.admin, env, &invalid)?;
 
         let alerts = build_alerts(&raw.alerts, env, &invalid)?;
 
@@ -1027,7 +1036,8 @@ impl Config {
             translate_strict: raw.translate.strict.unwrap_or(false),
             alerts,
             health,
-            admin_key,
+            admin,
+            metrics_access: raw.auth.metrics,
             listen,
             backends,
             routes,
@@ -1049,7 +1059,7 @@ impl Config {
             .iter()
             .flat_map(|b| b.credentials.iter().map(Credential::secret))
             .chain(self.gateway_keys.iter().cloned())
-            .chain(self.admin_key.iter().cloned())
+            .chain(self.admin.key.iter().cloned())
             .chain(self.alerts.sinks.iter().flat_map(|s| match &s.config {
                 SinkConfig::Telegram { bot_token, .. } => bot_token.clone(),
                 SinkConfig::Webhook { secret, .. } => secret.clone(),
@@ -1335,6 +1345,157 @@ fn apply_failover(
         ));
     }
     Ok(p)
+}
+
+/// `auth.metrics`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsAccess {
+    /// Anyone who reaches the listener: what Prometheus expects, and the page holds no secret.
+    #[default]
+    Public,
+    /// One of the `auth.keys_env` keys, as `Authorization: Bearer` (or `x-api-key`).
+    GatewayKey,
+    /// The admin rules: the admin key when `admin.key_env` is set, else a local caller.
+    Admin,
+}
+
+/// The validated `admin:` section.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Required on the admin surface when set.
+    pub key: Option<Secret>,
+    /// Host values accepted besides loopback ones, lowercased: `name` (any port) or
+    /// `name:port`.
+    pub allowed_hosts: Vec<String>,
+    /// `allowed_hosts: ["*"]`: no Host check at all (only allowed together with a key).
+    pub any_host: bool,
+    /// Origins as browsers serialize them (`https://ops.example.com`), accepted besides the
+    /// gateway's own.
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`, `fd00::/8`) or a single address (`127.0.0.1`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// IPv4-mapped IPv6 addresses count as the IPv4 address they carry, on both sides.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<IpNet, ()> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let written = addr.parse::<IpAddr>().map_err(|_| ())?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(())?,
+        };
+        let network = written.to_canonical();
+        // `::ffff:10.0.0.0/104` is 10.0.0.0/8: the mapped range in IPv4 terms.
+        let prefix = match (written, network) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or(())?,
+            _ => prefix,
+        };
+        Ok(IpNet { network, prefix })
+    }
+}
+
+fn build_admin(
+    raw: &RawAdmin,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<AdminConfig, ConfigError> {
+    let key = match &raw.key_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+            _ => {
+                return Err(invalid(
+                    "admin.key_env".into(),
+                    format!("environment variable {var} is not set (or empty)"),
+                ))
+            }
+        },
+    };
+    let mut admin = AdminConfig {
+        key,
+        ..AdminConfig::default()
+    };
+    for (i, entry) in raw.allowed_hosts.iter().enumerate() {
+        let place = format!("admin.allowed_hosts[{i}]");
+        let entry = entry.trim();
+        if entry == "*" {
+            if admin.key.is_none() {
+                return Err(invalid(
+                    place,
+                    "\"*\" turns off the DNS-rebinding defence and is allowed only with admin.key_env set".into(),
+                ));
+            }
+            admin.any_host = true;
+            continue;
+        }
+        match crate::admin::split_host_port(entry) {
+            Some((host, port)) if !entry.contains('*') => admin.allowed_hosts.push(match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            }),
+            _ => {
+                return Err(invalid(
+                    place,
+                    format!("{entry:?} is not a Host value; write a name or address, optionally with a port: gw.example, gw.example:8443, [fd00::1]:8080"),
+                ))
+            }
+        }
+    }
+    for (i, entry) in raw.allowed_origins.iter().enumerate() {
+        match crate::admin::normalize_origin(entry.trim()) {
+            Some(origin) => admin.allowed_origins.push(origin),
+            None => {
+                return Err(invalid(
+                    format!("admin.allowed_origins[{i}]"),
+                    format!("{entry:?} is not an origin; write scheme://host[:port] with http or https and no path, e.g. https://ops.example.com"),
+                ))
+            }
+        }
+    }
+    for (i, entry) in raw.trusted_proxies.iter().enumerate() {
+        let net = entry.parse::<IpNet>().map_err(|()| {
+            invalid(
+                format!("admin.trusted_proxies[{i}]"),
+                format!("{entry:?} is not an IP address or CIDR; write e.g. 127.0.0.1, 10.0.0.0/8 or ::1"),
+            )
+        })?;
+        admin.trusted_proxies.push(net);
+    }
+    Ok(admin)
 }
 
 /// Maps dotted key paths (`routes.main.chain[1].backend`) to 1-based source lines, so semantic
@@ -1625,5 +1786,91 @@ routes:
     fn secret_debug_never_shows_the_value() {
         let s = Secret::new("sk-very-secret");
         assert!(!format!("{s:?}").contains("very"));
+    }
+
+    fn load_with_admin_key(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "test.yaml", &|name| match name {
+            "ADMIN_KEY" => Some("admin-secret".into()),
+            _ => env(name),
+        })
+    }
+
+    #[test]
+    fn admin_and_metrics_defaults_keep_the_loopback_rule_and_public_metrics() {
+        let c = load(GOOD).unwrap();
+        assert!(c.admin.key.is_none());
+        assert!(!c.admin.any_host);
+        assert!(c.admin.allowed_hosts.is_empty() && c.admin.trusted_proxies.is_empty());
+        assert_eq!(c.metrics_access, MetricsAccess::Public);
+    }
+
+    #[test]
+    fn admin_section_is_normalized_at_load() {
+        let text = format!(
+            "{GOOD}admin:\n  key_env: ADMIN_KEY\n  allowed_hosts: [GW.Internal., \"ops:9000\", \"[fd00::1]:8080\"]\n  allowed_origins: [\"https://Ops.Example.com/\"]\n  trusted_proxies: [127.0.0.1, 10.0.0.0/8, \"::1\"]\nauth:\n  metrics: admin\n"
+        );
+        let c = load_with_admin_key(&text).unwrap();
+        assert_eq!(c.admin.key.as_ref().unwrap().expose(), "admin-secret");
+        assert_eq!(
+            c.admin.allowed_hosts,
+            ["gw.internal", "ops:9000", "[fd00::1]:8080"]
+        );
+        assert_eq!(c.admin.allowed_origins, ["https://ops.example.com"]);
+        assert_eq!(c.admin.trusted_proxies.len(), 3);
+        assert_eq!(c.metrics_access, MetricsAccess::Admin);
+        assert!(c.secrets().iter().any(|s| s.expose() == "admin-secret"));
+    }
+
+    #[test]
+    fn bad_admin_and_metrics_settings_are_refused_with_line_and_key() {
+        // (yaml appended to GOOD, with the admin key set?, expected "LINE: key: …" fragment)
+        let cases = [
+            ("admin:\n  allowed_hosts: [\"*\"]\n", false, ":24: admin.allowed_hosts[0]: \"*\" turns off"),
+            ("admin:\n  key_env: ADMIN_KEY\n  allowed_hosts:\n    - ok.example\n    - http://gw.example/\n", true, ":27: admin.allowed_hosts[1]: \"http://gw.example/\" is not a Host"),
+            ("admin:\n  allowed_hosts: [\"*.example.com\"]\n", false, ":24: admin.allowed_hosts[0]: \"*.example.com\" is not a Host"),
+            ("admin:\n  allowed_origins: [\"https://ops.example.com/admin\"]\n", false, ":24: admin.allowed_origins[0]: \"https://ops.example.com/admin\" is not an origin"),
+            ("admin:\n  allowed_origins: [\"null\"]\n", false, ":24: admin.allowed_origins[0]:"),
+            ("admin:\n  trusted_proxies: [10.0.0.0/33]\n", false, ":24: admin.trusted_proxies[0]: \"10.0.0.0/33\" is not an IP address or CIDR"),
+            ("admin:\n  trusted_proxies: [proxy.internal]\n", false, ":24: admin.trusted_proxies[0]:"),
+            ("auth:\n  metrics: gateway_key\n", false, ":24: auth.metrics: gateway_key needs at least one key"),
+        ];
+        for (extra, with_key, want) in cases {
+            let text = format!("{GOOD}{extra}");
+            let err = if with_key {
+                load_with_admin_key(&text)
+            } else {
+                load(&text)
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("test.yaml:"), "{err}");
+            assert!(err.contains(want), "{extra}\n→ {err}\nwanted {want}");
+        }
+        let err = load(&format!("{GOOD}auth:\n  metrics: everyone\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `everyone`"), "{err}");
+    }
+
+    #[test]
+    fn ip_networks_match_their_addresses_with_ipv4_mapped_as_ipv4() {
+        for (net, ip, inside) in [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("127.0.0.0/8", "127.255.0.1", true),
+            ("10.0.0.1/8", "10.9.9.9", true),
+            ("10.0.0.0/8", "11.0.0.0", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("0.0.0.0/0", "::1", false),
+            ("::1", "::1", true),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "11.1.2.3", false),
+        ] {
+            let n: IpNet = net.parse().unwrap();
+            assert_eq!(n.contains(ip.parse().unwrap()), inside, "{net} ∋ {ip}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::alert::{Alert, Target};
 use crate::body::{self, BodyError};
-use crate::config::AlertEvent;
+use crate::config::{AlertEvent, Config, MetricsAccess};
 use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
 use crate::health::sessions::SessionKey;
@@ -97,7 +97,34 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
     }
 }
 
-async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+/// `GET /metrics`, guarded as `auth.metrics` says (public by default).
+async fn metrics(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<crate::admin::Peer>>,
+) -> Response {
+    match gw.config.metrics_access {
+        MetricsAccess::Public => {}
+        MetricsAccess::GatewayKey => {
+            if let Some(r) = gateway_key_refusal(&gw.config, &headers) {
+                return error_response(
+                    guess_dialect(&uri, &headers),
+                    r.kind,
+                    r.code,
+                    &r.message,
+                    None,
+                );
+            }
+        }
+        MetricsAccess::Admin => {
+            if let Some(r) = crate::admin::refusal(&gw, &method, &uri, &headers, peer.map(|p| p.0))
+            {
+                return r;
+            }
+        }
+    }
     let mut r = Response::new(Body::from(gw.metrics.render(&gw.health)));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -143,7 +170,11 @@ async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Res
 
 /// `GET /v1/models`: the route names, in OpenAI's list format, or Anthropic's when the client
 /// identifies as an Anthropic SDK (`anthropic-version`).
-async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn models(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(r) = gateway_key_refusal(&gw.config, &headers) {
+        let dialect = guess_dialect(&uri, &headers);
+        return error_response(dialect, r.kind, r.code, &r.message, None);
+    }
     let names = &gw.config.route_names;
     let body = if headers.contains_key("anthropic-version") {
         serde_json::json!({
@@ -247,6 +278,32 @@ impl Reject {
     }
 }
 
+/// `Some(rejection)` unless the request carries one of the `auth.keys_env` keys (or none are
+/// configured): the check of the proxy endpoints, `/v1/models` and a protected `/metrics`.
+fn gateway_key_refusal(config: &Config, headers: &HeaderMap) -> Option<Reject> {
+    if config.gateway_keys.is_empty() {
+        return None;
+    }
+    let offered = client_key(headers);
+    let valid = offered.is_some_and(|k| {
+        config
+            .gateway_keys
+            .iter()
+            .any(|g| constant_time_eq(g.expose().as_bytes(), k.as_bytes()))
+    });
+    (!valid).then(|| {
+        Reject::new(
+            ErrorKind::Authentication,
+            "invalid_gateway_key",
+            if offered.is_some() {
+                "the gateway key is not valid; send one of the keys configured in auth.keys_env"
+            } else {
+                "missing gateway key; send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
+            },
+        )
+    })
+}
+
 async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
@@ -269,25 +326,8 @@ async fn prepare(
     request_id: &Arc<str>,
 ) -> Result<ClientRequest, Reject> {
     let config = &gw.config;
-    if !config.gateway_keys.is_empty() {
-        let offered = client_key(headers);
-        let valid = offered.is_some_and(|k| {
-            config
-                .gateway_keys
-                .iter()
-                .any(|g| constant_time_eq(g.expose().as_bytes(), k.as_bytes()))
-        });
-        if !valid {
-            return Err(Reject::new(
-                ErrorKind::Authentication,
-                "invalid_gateway_key",
-                if offered.is_some() {
-                    "the gateway key is not valid; send one of the keys configured in auth.keys_env"
-                } else {
-                    "missing gateway key; send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
-                },
-            ));
-        }
+    if let Some(r) = gateway_key_refusal(config, headers) {
+        return Err(r);
     }
     if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -872,7 +912,7 @@ fn new_request_id(n: u128) -> Arc<str> {
     Arc::from(std::str::from_utf8(&buf).expect("ASCII"))
 }
 
-fn client_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn client_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(k.trim());
     }

@@ -3,25 +3,25 @@
 //! countdown, request and error rates, and the recent failovers.
 //!
 //! The page is one self-contained HTML file embedded in the binary (no build step, no external
-//! assets). Its feed is an admin endpoint (loopback-only unless `admin.key_env` is set; the key
-//! may then be given as `?key=` since EventSource cannot set headers).
+//! assets). The page and its feed are admin surfaces, behind [`crate::admin::refusal`] (the
+//! key may be given as `?key=`, since EventSource cannot set headers: open `/?key=KEY`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::admin::{refusal_with_query, Peer};
+use crate::admin::{refusal, Peer};
 use crate::config::{BackendId, Config};
 use crate::failover::Gateway;
 use crate::health::{HealthRegistry, Scope};
@@ -231,27 +231,47 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/admin/events", get(events))
 }
 
-async fn page() -> Response {
+async fn page(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<Peer>>,
+) -> Response {
+    if let Some(r) = refusal(&gw, &method, &uri, &headers, peer.map(|p| p.0)) {
+        return r;
+    }
     let mut r = Html(PAGE).into_response();
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
+    );
+    // The URL may carry `?key=`: no Referer may take it elsewhere, and no other site may frame
+    // the page.
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     r
 }
 
-#[derive(Deserialize)]
-struct KeyQuery {
-    key: Option<String>,
-}
-
 async fn events(
     State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<KeyQuery>,
     peer: Option<Extension<Peer>>,
 ) -> Response {
-    if let Some(r) = refusal_with_query(&gw, &headers, q.key.as_deref(), peer.map(|p| p.0)) {
+    if let Some(r) = refusal(&gw, &method, &uri, &headers, peer.map(|p| p.0)) {
         return r;
     }
     let body = async_stream::stream! {
