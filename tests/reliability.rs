@@ -824,8 +824,9 @@ fn dies_after_content(how: Step) -> Script {
 
 #[tokio::test]
 async fn a_stream_that_dies_after_content_ends_with_one_error_event() {
-    let rig = rig("").await;
     for (how, step) in [("reset", Step::Reset), ("close", Step::Close)] {
+        // A fresh gateway each time: the first death ejects the primary (class 5).
+        let rig = rig("").await;
         rig.primary.push(dies_after_content(step));
         let answer = ask_anthropic(&rig, true).await;
         assert_eq!(answer.status, 200, "{how}");
