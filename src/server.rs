@@ -295,9 +295,8 @@ async fn prepare(
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
-    let scanned = body::scan(&bytes).map_err(|e| {
-        Reject::new(ErrorKind::InvalidRequest, e.code(), e.to_string())
-    })?;
+    let scanned = body::scan(&bytes)
+        .map_err(|e| Reject::new(ErrorKind::InvalidRequest, e.code(), e.to_string()))?;
     let route = match config.routes.get(scanned.model.as_str()) {
         Some(r) => r.clone(),
         None => match &config.default_route {
