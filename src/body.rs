@@ -5,7 +5,18 @@
 //! validating JSON structure without building values, and records where those two keys sit;
 //! [`with_model`] splices the new model in. Every other byte is forwarded as the client sent it,
 //! unknown fields included.
+//!
+//! Validation is exactly RFC 8259, so nothing the gateway forwards can be read differently by
+//! an upstream's parser: the number grammar, the escape grammar (`\u` takes four hex digits),
+//! no raw control characters in strings, UTF-8 throughout. Like serde_json (and unlike some
+//! lenient parsers), a `\u` escape of a lone UTF-16 surrogate is rejected: it decodes to no
+//! character, and parsers disagree on what to make of it. Numbers are checked for grammar, not
+//! range (`1e400` is valid JSON; serde_json alone rejects it as out of range).
+//!
+//! The tests compare the scanner with serde_json on generated and mutated documents; a longer
+//! run is `PROPTEST_CASES=100000 cargo test --lib body::`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -25,8 +36,32 @@ pub enum BodyError {
     ModelNotString { found: &'static str },
     #[error("`{key}` appears more than once in the request body")]
     DuplicateKey { key: &'static str },
+    #[error(
+        "key `{key}` differs from `{canonical}` only in letter case; upstreams that match keys \
+         case-insensitively would read it as `{canonical}`, so send exactly `{canonical}`"
+    )]
+    AmbiguousKey {
+        key: String,
+        canonical: &'static str,
+    },
     #[error("`stream` must be a boolean")]
     StreamNotBool,
+}
+
+impl BodyError {
+    /// The machine-readable code the client gets with the 400.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::Empty => "empty_body",
+            BodyError::InvalidJson { .. } => "invalid_json",
+            BodyError::NotAnObject { .. } => "body_not_object",
+            BodyError::MissingModel => "missing_model",
+            BodyError::ModelNotString { .. } => "invalid_model",
+            BodyError::DuplicateKey { .. } => "duplicate_key",
+            BodyError::AmbiguousKey { .. } => "ambiguous_key",
+            BodyError::StreamNotBool => "invalid_stream",
+        }
+    }
 }
 
 /// The parts of a request body the gateway needs, found in one pass.
@@ -45,6 +80,9 @@ pub struct Scanned {
 const MAX_DEPTH: usize = 256;
 
 /// Validates `body` as a JSON object and locates `model` and `stream` at its top level.
+///
+/// The whole body is validated before any key is judged, so invalid JSON is always reported
+/// as [`BodyError::InvalidJson`], whatever else is wrong with it.
 pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
     let mut s = Scanner { b: body, i: 0 };
     s.ws();
@@ -72,6 +110,7 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
     let mut stream: Option<Range<usize>> = None;
     let mut user: Option<Range<usize>> = None;
     let mut metadata: Option<Range<usize>> = None;
+    let mut key_error: Option<BodyError> = None;
     s.ws();
     if s.peek() == Some(b'}') {
         s.i += 1;
@@ -85,25 +124,23 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
             let start = s.i;
             s.value(1)?;
             let span = start..s.i;
-            let raw_key = &body[key.start + 1..key.end - 1];
-            let is = |name: &str| {
-                raw_key == name.as_bytes()
-                    || (raw_key.contains(&b'\\')
-                        && serde_json::from_slice::<String>(&body[key.clone()])
-                            .is_ok_and(|k| k == name))
-            };
-            if is("model") {
-                if model.replace(span).is_some() {
-                    return Err(BodyError::DuplicateKey { key: "model" });
+            match TopLevelKey::of(&body[key]) {
+                TopLevelKey::Model => {
+                    if model.replace(span).is_some() {
+                        key_error.get_or_insert(BodyError::DuplicateKey { key: "model" });
+                    }
                 }
-            } else if is("stream") {
-                if stream.replace(span).is_some() {
-                    return Err(BodyError::DuplicateKey { key: "stream" });
+                TopLevelKey::Stream => {
+                    if stream.replace(span).is_some() {
+                        key_error.get_or_insert(BodyError::DuplicateKey { key: "stream" });
+                    }
                 }
-            } else if is("user") {
-                user = Some(span);
-            } else if is("metadata") {
-                metadata = Some(span);
+                TopLevelKey::User => user = Some(span),
+                TopLevelKey::Metadata => metadata = Some(span),
+                TopLevelKey::Ambiguous { key, canonical } => {
+                    key_error.get_or_insert(BodyError::AmbiguousKey { key, canonical });
+                }
+                TopLevelKey::Other => {}
             }
             s.ws();
             match s.next() {
@@ -117,6 +154,9 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
     if s.i != body.len() {
         return Err(s.err("unexpected data after the JSON object"));
     }
+    if let Some(e) = key_error {
+        return Err(e);
+    }
 
     let model_span = model.ok_or(BodyError::MissingModel)?;
     let model_raw = &body[model_span.clone()];
@@ -125,22 +165,12 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
             found: kind_name(model_raw[0]),
         });
     }
-    let model = if model_raw.contains(&b'\\') {
-        serde_json::from_slice::<String>(model_raw).map_err(|_| BodyError::InvalidJson {
-            offset: model_span.start,
-            what: "invalid escape in `model`",
-        })?
-    } else {
-        match std::str::from_utf8(&model_raw[1..model_raw.len() - 1]) {
-            Ok(m) => m.to_string(),
-            Err(_) => {
-                return Err(BodyError::InvalidJson {
-                    offset: model_span.start,
-                    what: "`model` is not valid UTF-8",
-                })
-            }
-        }
+    // The scanner has validated the string, so decoding cannot fail; map it anyway.
+    let invalid_model = BodyError::InvalidJson {
+        offset: model_span.start,
+        what: "invalid string in `model`",
     };
+    let model = decode_string(model_raw).ok_or(invalid_model)?.into_owned();
     let stream = match stream.map(|r| &body[r]) {
         None | Some(b"false") | Some(b"null") => false,
         Some(b"true") => true,
@@ -153,6 +183,87 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
         user_span: user,
         metadata_span: metadata,
     })
+}
+
+/// What a top-level key of a request body means to the gateway.
+enum TopLevelKey {
+    Model,
+    Stream,
+    User,
+    Metadata,
+    /// A case variant of `model` or `stream` (`"Model"`, `"STREAM"`, `"ſtream"`).
+    Ambiguous {
+        key: String,
+        canonical: &'static str,
+    },
+    Other,
+}
+
+impl TopLevelKey {
+    /// The longest spelling of a name the gateway looks for: `metadata` as eight `\uXXXX`.
+    const MAX_ESCAPED_LEN: usize = 2 + 6 * "metadata".len();
+
+    /// Classifies a validated JSON string (with its quotes).
+    fn of(quoted: &[u8]) -> TopLevelKey {
+        let raw = &quoted[1..quoted.len() - 1];
+        match raw {
+            b"model" => return TopLevelKey::Model,
+            b"stream" => return TopLevelKey::Stream,
+            b"user" => return TopLevelKey::User,
+            b"metadata" => return TopLevelKey::Metadata,
+            _ => {}
+        }
+        // Anything longer cannot spell a name of interest, however escaped.
+        if quoted.len() > Self::MAX_ESCAPED_LEN {
+            return TopLevelKey::Other;
+        }
+        if raw.is_ascii() && !raw.contains(&b'\\') {
+            // The common case, no decoding: only an ASCII case variant can still matter.
+            return Self::ambiguity(raw, || String::from_utf8_lossy(raw).into_owned());
+        }
+        let Some(key) = decode_string(quoted) else {
+            return TopLevelKey::Other;
+        };
+        match &*key {
+            "model" => TopLevelKey::Model,
+            "stream" => TopLevelKey::Stream,
+            "user" => TopLevelKey::User,
+            "metadata" => TopLevelKey::Metadata,
+            _ if key.is_ascii() => Self::ambiguity(key.as_bytes(), || key.to_string()),
+            // Go's encoding/json compares keys upper-cased with Unicode rules, where `ſ`
+            // (U+017F) becomes `S`; no other non-ASCII character becomes a letter of `model`
+            // or `stream`.
+            _ => {
+                let folded = key.replace('\u{17F}', "s");
+                Self::ambiguity(folded.as_bytes(), || key.to_string())
+            }
+        }
+    }
+
+    fn ambiguity(spelling: &[u8], key: impl FnOnce() -> String) -> TopLevelKey {
+        for canonical in ["model", "stream"] {
+            if spelling.eq_ignore_ascii_case(canonical.as_bytes()) {
+                return TopLevelKey::Ambiguous {
+                    key: key(),
+                    canonical,
+                };
+            }
+        }
+        TopLevelKey::Other
+    }
+}
+
+/// The text of a JSON string (with its quotes) the scanner has validated; borrowed unless it
+/// has escapes.
+fn decode_string(quoted: &[u8]) -> Option<Cow<'_, str>> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if inner.contains(&b'\\') {
+        serde_json::from_slice::<String>(quoted)
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+    }
 }
 
 /// `body` with the bytes at `span` replaced by `model_json` (an encoded JSON string).
@@ -173,7 +284,9 @@ pub fn top_level_keys(body: &[u8], keys: &[&str]) -> Option<u32> {
     s.expect(b'{', "").ok()?;
     s.ws();
     if s.peek() == Some(b'}') {
-        return Some(0);
+        s.i += 1;
+        s.ws();
+        return (s.i == body.len()).then_some(0);
     }
     let mut found = 0u32;
     loop {
@@ -200,7 +313,7 @@ pub fn top_level_keys(body: &[u8], keys: &[&str]) -> Option<u32> {
     (s.i == body.len()).then_some(found)
 }
 
-/// Whether `body` is one well-formed JSON value (structure only; strings are not unescaped).
+/// Whether `body` is one well-formed JSON value (RFC 8259; strings are checked, not unescaped).
 pub fn is_valid_json(body: &[u8]) -> bool {
     let mut s = Scanner { b: body, i: 0 };
     s.ws();
@@ -220,6 +333,38 @@ fn kind_name(first: u8) -> &'static str {
         b'n' => "null",
         _ => "a number",
     }
+}
+
+/// Where the first byte a string scan must stop at sits in `s`: `"`, `\`, a control character
+/// (below 0x20, never allowed raw) or a non-ASCII byte (its UTF-8 is checked by the caller).
+#[inline]
+fn find_string_special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * 0x20;
+    let mut at = 0;
+    // Eight bytes at a time: a byte's high bit ends up set when it is special. Borrows between
+    // bytes can only mark bytes after the first special one, so the lowest mark is exact.
+    while let Some(chunk) = s.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        let marks = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | word.wrapping_sub(SPACES)
+            | word)
+            & HIGH;
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    s[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+        .map(|off| at + off)
 }
 
 struct Scanner<'a> {
@@ -268,32 +413,127 @@ impl Scanner<'_> {
         }
     }
 
-    /// Skips a string starting at the current `"`; returns its span including the quotes.
+    /// Skips a string starting at the current `"`, validating it; returns its span including
+    /// the quotes.
     fn string_span(&mut self) -> Result<Range<usize>, BodyError> {
         let start = self.i;
         self.expect(b'"', "expected a string")?;
         loop {
-            match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
-                None => {
-                    return Err(BodyError::InvalidJson {
-                        offset: self.b.len(),
-                        what: "unterminated string",
-                    })
+            let Some(off) = find_string_special(&self.b[self.i..]) else {
+                return Err(BodyError::InvalidJson {
+                    offset: self.b.len(),
+                    what: "unterminated string",
+                });
+            };
+            self.i += off;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(start..self.i);
                 }
-                Some(off) => {
-                    self.i += off;
-                    if self.b[self.i] == b'"' {
-                        self.i += 1;
-                        return Ok(start..self.i);
-                    }
-                    // A backslash escapes exactly the next byte (`\uXXXX` digits are plain).
-                    self.i += 2;
-                    if self.i > self.b.len() {
-                        return Err(self.err("unterminated string"));
-                    }
-                }
+                b'\\' => self.escape()?,
+                0x80.. => self.utf8_run()?,
+                _ => return Err(self.err("raw control character in a string")),
             }
         }
+    }
+
+    /// Skips the escape at the current `\`.
+    fn escape(&mut self) -> Result<(), BodyError> {
+        let at = self.i;
+        match self.b.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.i += 2;
+                Ok(())
+            }
+            Some(b'u') => {
+                let unit = self
+                    .hex4(at + 2)
+                    .ok_or_else(|| self.err_at(at, "invalid \\u escape"))?;
+                self.i = at + 6;
+                match unit {
+                    // A high surrogate only means something followed by an escaped low one.
+                    0xD800..=0xDBFF => {
+                        if self.b.get(self.i..self.i + 2) == Some(b"\\u") {
+                            if let Some(0xDC00..=0xDFFF) = self.hex4(self.i + 2) {
+                                self.i += 6;
+                                return Ok(());
+                            }
+                        }
+                        Err(self.err_at(at, "lone UTF-16 surrogate in a \\u escape"))
+                    }
+                    0xDC00..=0xDFFF => {
+                        Err(self.err_at(at, "lone UTF-16 surrogate in a \\u escape"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            None => Err(self.err_at(at + 1, "unterminated string")),
+            Some(_) => Err(self.err_at(at, "invalid escape")),
+        }
+    }
+
+    /// The four hex digits at `at` as a UTF-16 code unit.
+    fn hex4(&self, at: usize) -> Option<u16> {
+        let digits = self.b.get(at..at + 4)?;
+        digits.iter().try_fold(0u16, |unit, &d| {
+            Some(unit << 4 | (d as char).to_digit(16)? as u16)
+        })
+    }
+
+    /// Skips the run of non-ASCII bytes at the current position, which must be UTF-8. A UTF-8
+    /// sequence is made of non-ASCII bytes only, so checking each run on its own is exact.
+    fn utf8_run(&mut self) -> Result<(), BodyError> {
+        let rest = &self.b[self.i..];
+        let run = rest.iter().position(u8::is_ascii).unwrap_or(rest.len());
+        match std::str::from_utf8(&rest[..run]) {
+            Ok(_) => {
+                self.i += run;
+                Ok(())
+            }
+            Err(e) => Err(self.err_at(self.i + e.valid_up_to(), "invalid UTF-8 in a string")),
+        }
+    }
+
+    /// Skips a number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Result<(), BodyError> {
+        let start = self.i;
+        let invalid = |s: &Self| s.err_at(start, "invalid number");
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(invalid(self)),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !self.digits() {
+                return Err(invalid(self));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.digits() {
+                return Err(invalid(self));
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips ASCII digits; whether there was at least one.
+    fn digits(&mut self) -> bool {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i > start
     }
 
     fn value(&mut self, depth: usize) -> Result<(), BodyError> {
@@ -346,20 +586,7 @@ impl Scanner<'_> {
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                if self.peek() == Some(b'-') {
-                    self.i += 1;
-                }
-                let digits = self.i;
-                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.peek() {
-                    self.i += 1;
-                }
-                if self.i == digits || !self.b[digits].is_ascii_digit() {
-                    return Err(self.err_at(start, "invalid number"));
-                }
-                Ok(())
-            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.err("expected a value")),
         }
     }
@@ -486,5 +713,660 @@ mod tests {
         assert_eq!(top_level_keys(b"not json", &keys), None);
         assert!(is_valid_json(b" [1, {\"a\": 2}] "));
         assert!(!is_valid_json(b"{\"a\": }"));
+    }
+
+    /// `value` embedded where a client body would carry it, for the rows of the tables below.
+    fn in_body(value: &[u8]) -> Vec<u8> {
+        [&br#"{"model":"m","x":"#[..], value, b"}"].concat()
+    }
+
+    /// Rows `scan` and `is_valid_json` must both reject as invalid JSON (serde_json agrees);
+    /// returns a description of every row that got through.
+    fn accepted_rows(rows: &[&[u8]]) -> Vec<String> {
+        let mut accepted = Vec::new();
+        for &row in rows {
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(row).is_err(),
+                "bad row, serde_json accepts {:?}",
+                String::from_utf8_lossy(row)
+            );
+            let body = in_body(row);
+            if is_valid_json(row) || is_valid_json(&body) {
+                accepted.push(format!(
+                    "is_valid_json accepts {:?}",
+                    row.escape_ascii().to_string()
+                ));
+            }
+            if !matches!(scan(&body), Err(BodyError::InvalidJson { .. })) {
+                accepted.push(format!(
+                    "scan gives {:?} for {:?}",
+                    scan(&body),
+                    row.escape_ascii().to_string()
+                ));
+            }
+        }
+        accepted
+    }
+
+    #[test]
+    fn rejects_numbers_outside_the_rfc_8259_grammar() {
+        let rows: &[&[u8]] = &[
+            b"01", b"-01", b"00", b"1-2", b"1.", b"-1.", b"1.e5", b"1e", b"1E", b"1e+", b"1e-",
+            b"1.2.3", b"1e5e5", b"1e2.5", b"1+2", b"0-", b"-0-1", b"1E+-2",
+            // Rejected before too, kept as guards: no sign-only, leading `+` or leading `.`.
+            b"-", b"+1", b".5", b"-.5",
+        ];
+        assert_eq!(accepted_rows(rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_escapes_outside_the_rfc_8259_grammar() {
+        let rows: &[&[u8]] = &[
+            br#""\x""#,
+            br#""\a""#,
+            br#""\0""#,
+            br#""\'""#,
+            br#""\U0041""#,
+            br#""\u12""#,
+            br#""\u12G4""#,
+            br#""\u""#,
+            br#""\u 123""#,
+            br#""\u+123""#,
+            br#""ab\u004""#,
+        ];
+        assert_eq!(accepted_rows(rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_lone_utf16_surrogates_in_escapes() {
+        let rows: &[&[u8]] = &[
+            br#""\uD800""#,
+            br#""\udbff""#,
+            br#""\uDC00""#,
+            br#""\uDFFF\uD800""#,
+            br#""\uD800\u0041""#,
+            br#""\uD800x""#,
+            br#""\uD800\n""#,
+            br#""\uDBFF\uDBFF""#,
+            br#""\uD83D\uDE00\uDE00""#,
+        ];
+        assert_eq!(accepted_rows(rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_raw_control_characters_in_strings() {
+        let rows: Vec<Vec<u8>> = (0u8..0x20)
+            .map(|c| [&b"\"a"[..], &[c], b"b\""].concat())
+            .chain([b"{\"k\x01\":1}".to_vec(), b"[\"\t\"]".to_vec()])
+            .collect();
+        let rows: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        assert_eq!(accepted_rows(&rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_in_strings_and_keys() {
+        let rows: &[&[u8]] = &[
+            b"\"\xff\"",                 // never a UTF-8 byte
+            b"\"a\x80b\"",               // continuation byte without a lead
+            b"\"\xc0\xaf\"",             // overlong `/`
+            b"\"\xe2\x82\"",             // truncated sequence
+            b"\"\xe2\x82x\"",            // truncated inside the string
+            b"\"\xed\xa0\x80\"",         // a surrogate, encoded
+            b"\"\xf4\x90\x80\x80\"",     // above U+10FFFF
+            b"\"\xf8\x88\x80\x80\x80\"", // five-byte form
+            b"\"caf\xc3\xa9\xc3\"",      // valid, then a lead byte cut off by the quote
+            b"{\"\xc3\x28\":1}",         // in a key
+        ];
+        assert_eq!(accepted_rows(rows), Vec::<String>::new());
+    }
+
+    #[test]
+    fn accepts_every_rfc_8259_edge_case() {
+        let rows: &[&[u8]] = &[
+            b"0",
+            b"-0",
+            b"0.0",
+            b"-0.5e-3",
+            b"1E+2",
+            b"1e400",
+            b"123456789012345678901234567890",
+            br#""\u0000\u001f\"\\\/\b\f\n\r\t""#,
+            br#""\uD83D\uDE00\ud83d\ude00""#,
+            br#""\u00e9\uFFFF\uE000""#,
+            "\"é😀\u{10FFFF}\"".as_bytes(),
+            b"\"\x7f\"",
+            b" \t\r\n[ 1 , { \"a\" : [ ] } ] \n",
+        ];
+        for &row in rows {
+            let shown = row.escape_ascii().to_string();
+            assert!(is_valid_json(row), "{shown}");
+            assert!(scan(&in_body(row)).is_ok(), "{shown}");
+        }
+    }
+
+    #[test]
+    fn rejects_case_variants_of_model_and_stream() {
+        let ambiguous = |key: &str, canonical| {
+            Err(BodyError::AmbiguousKey {
+                key: key.to_string(),
+                canonical,
+            })
+        };
+        let rows: &[(&[u8], Result<(), BodyError>)] = &[
+            (br#"{"model":"m","Model":"x"}"#, ambiguous("Model", "model")),
+            (br#"{"MODEL":"x","model":"m"}"#, ambiguous("MODEL", "model")),
+            (
+                br#"{"model":"m","STREAM":true}"#,
+                ambiguous("STREAM", "stream"),
+            ),
+            (
+                br#"{"model":"m","sTream":1}"#,
+                ambiguous("sTream", "stream"),
+            ),
+            (
+                br#"{"model":"m","\u004dodel":"x"}"#,
+                ambiguous("Model", "model"),
+            ),
+            (
+                br#"{"model":"m","\u0053\u0054REAM":1}"#,
+                ambiguous("STREAM", "stream"),
+            ),
+            (
+                "{\"model\":\"m\",\"\u{17F}tream\":true}".as_bytes(),
+                ambiguous("\u{17F}tream", "stream"),
+            ),
+            (
+                br#"{"model":"m","\u017ftream":true}"#,
+                ambiguous("\u{17F}tream", "stream"),
+            ),
+            // Not case variants: a different word, or a character no upstream folds to ASCII.
+            (br#"{"model":"m","models":1,"Stream_":1,"modeI":1}"#, Ok(())),
+            ("{\"model\":\"m\",\"str\u{E9}am\":1}".as_bytes(), Ok(())),
+            // Exact names spelled with escapes are the names themselves.
+            (br#"{"\u006dodel":"m","str\u0065am":true}"#, Ok(())),
+        ];
+        for (body, expected) in rows {
+            let got = scan(body).map(|_| ());
+            assert_eq!(&got, expected, "{}", String::from_utf8_lossy(body));
+            if let Err(e) = got {
+                assert_eq!(e.code(), "ambiguous_key");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_reported_before_key_problems() {
+        for body in [
+            &br#"{"model":"a","model":"b","x":01}"#[..],
+            br#"{"Model":"a","model":"b","x":"\x"}"#,
+            br#"{"model":"a","model":"b""#,
+        ] {
+            assert!(
+                matches!(scan(body), Err(BodyError::InvalidJson { .. })),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_object_with_trailing_data_is_not_an_object() {
+        assert_eq!(top_level_keys(b" {} ", &["error"]), Some(0));
+        assert_eq!(top_level_keys(b"{} x", &["error"]), None);
+        assert_eq!(top_level_keys(b"{}{}", &["error"]), None);
+    }
+
+    #[test]
+    fn string_special_byte_search_matches_a_byte_loop() {
+        let special = |c: u8| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c);
+        // Fillers next to the special values stress the borrows between lanes: 0x20 and `!`
+        // sit just above the control range, `!` and `#` around `"`, `[` and `]` around `\`.
+        for filler in [0x20, b'!', b'#', b'[', b']', 0x7f, b'a'] {
+            for len in [0, 1, 7, 8, 9, 16, 17, 23] {
+                for at in 0..len {
+                    for c in 0..=u8::MAX {
+                        let mut s = vec![filler; len];
+                        s[at] = c;
+                        // A later special byte must not hide or precede the first one.
+                        if at + 1 < len {
+                            s[at + 1] = if c == 0 { b'"' } else { c - 1 };
+                        }
+                        let expected = s.iter().position(|&b| special(b));
+                        assert_eq!(find_string_special(&s), expected, "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The differential tests: the scanner against serde_json on generated JSON and on
+    /// mutations of it.
+    mod differential {
+        use super::super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+        use serde_json::Value;
+
+        /// A few thousand cases by default; `PROPTEST_CASES` runs more.
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000);
+            ProptestConfig {
+                cases,
+                // Failures are reported in the output; nothing is written outside the module.
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        // Plain combinators, no regex strategies: they keep generation cheap in debug builds.
+        fn ws() -> impl Strategy<Value = String> {
+            prop::sample::select(vec!["", "", "", "", " ", "\n", " \t", "\r\n"])
+                .prop_map(String::from)
+        }
+
+        /// Numbers of every shape the grammar allows. Exponents stay small: serde_json rejects
+        /// numbers beyond f64 range, RFC 8259 does not.
+        fn number() -> impl Strategy<Value = String> {
+            let int = prop_oneof![0u64..10, any::<u64>()];
+            let frac = prop::option::of((any::<u32>(), 1usize..6));
+            let exp = prop::option::of((
+                prop::sample::select(vec!["e", "E", "e+", "E-", "e-"]),
+                0u8..100,
+            ));
+            (any::<bool>(), int, frac, exp).prop_map(|(negative, int, frac, exp)| {
+                let sign = if negative { "-" } else { "" };
+                let frac = frac.map_or(String::new(), |(f, width)| format!(".{f:0width$}"));
+                let exp = exp.map_or(String::new(), |(e, digits)| format!("{e}{digits}"));
+                format!("{sign}{int}{frac}{exp}")
+            })
+        }
+
+        /// One piece of a string's contents: raw text (any Unicode) or an escape of any form.
+        fn string_piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec!["a", "hi there", "model", "0", "_x_", "Zürich"])
+                    .prop_map(String::from),
+                any::<char>()
+                    .prop_filter("raw-safe", |&c| c >= ' ' && c != '"' && c != '\\')
+                    .prop_map(String::from),
+                prop::sample::select(vec![
+                    r#"\""#, r"\\", r"\/", r"\b", r"\f", r"\n", r"\r", r"\t"
+                ])
+                .prop_map(String::from),
+                (any::<char>(), any::<bool>()).prop_map(|(c, upper)| {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .map(|u| {
+                            if upper {
+                                format!("\\u{u:04X}")
+                            } else {
+                                format!("\\u{u:04x}")
+                            }
+                        })
+                        .collect()
+                }),
+            ]
+        }
+
+        fn string() -> impl Strategy<Value = String> {
+            prop::collection::vec(string_piece(), 0..6).prop_map(|p| format!("\"{}\"", p.concat()))
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_string()),
+                Just("true".to_string()),
+                Just("false".to_string()),
+                number(),
+                string(),
+            ];
+            // Depth stays far below serde_json's recursion limit (128).
+            leaf.prop_recursive(6, 48, 5, |inner| {
+                let item = (ws(), inner, ws())
+                    .prop_map(|(a, v, b)| format!("{a}{v}{b}"))
+                    .boxed();
+                prop_oneof![
+                    prop::collection::vec(item.clone(), 0..5)
+                        .prop_map(|items| format!("[{}]", items.join(","))),
+                    prop::collection::vec((ws(), string(), ws(), item), 0..5).prop_map(|members| {
+                        let members: Vec<String> = members
+                            .into_iter()
+                            .map(|(a, k, b, v)| format!("{a}{k}{b}:{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Mutation {
+            FlipBit(Index, u8),
+            Insert(Index, Vec<u8>),
+            Delete(Index, usize),
+            Truncate(Index),
+        }
+
+        /// Bytes worth inserting: JSON syntax, escape and number characters, control
+        /// characters and UTF-8 lead, continuation and never-valid bytes.
+        fn interesting_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                2 => any::<u8>(),
+                3 => prop::sample::select(
+                    b"\"\\u/bnx0123456789abcdefABCDEF-+.eE,:[]{} \t\n\x00\x01\x1f\x7f\
+                      \x80\xbf\xc0\xc1\xc2\xdf\xe0\xed\xef\xf0\xf4\xf5\xff"
+                        .to_vec()
+                ),
+            ];
+            prop_oneof![
+                3 => prop::collection::vec(byte, 1..4),
+                1 => prop::sample::select(vec![
+                    b"\\uD800".to_vec(),
+                    b"\\uDC00".to_vec(),
+                    b"\\uD83D\\uDE00".to_vec(),
+                    b"\xf0\x9f\x98\x80".to_vec(),
+                    b"\xed\xa0\x80".to_vec(),
+                    b"1e".to_vec(),
+                ]),
+            ]
+        }
+
+        fn mutation() -> impl Strategy<Value = Mutation> {
+            prop_oneof![
+                3 => (any::<Index>(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit(at, bit)),
+                4 => (any::<Index>(), interesting_bytes()).prop_map(|(at, b)| Mutation::Insert(at, b)),
+                2 => (any::<Index>(), 1usize..4).prop_map(|(at, n)| Mutation::Delete(at, n)),
+                1 => any::<Index>().prop_map(Mutation::Truncate),
+            ]
+        }
+
+        fn mutate(mut doc: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+            for m in mutations {
+                match m {
+                    Mutation::FlipBit(at, bit) if !doc.is_empty() => {
+                        let at = at.index(doc.len());
+                        doc[at] ^= 1 << bit;
+                    }
+                    Mutation::Insert(at, bytes) => {
+                        let at = at.index(doc.len() + 1);
+                        doc.splice(at..at, bytes.iter().copied());
+                    }
+                    Mutation::Delete(at, n) if !doc.is_empty() => {
+                        let at = at.index(doc.len());
+                        doc.drain(at..(at + n).min(doc.len()));
+                    }
+                    Mutation::Truncate(at) => doc.truncate(at.index(doc.len() + 1)),
+                    _ => {}
+                }
+            }
+            doc
+        }
+
+        /// serde_json's verdict; `None` where it differs from RFC 8259 by design (number range,
+        /// recursion limit), so there is nothing to compare.
+        fn serde_value(doc: &[u8]) -> Option<Result<Value, serde_json::Error>> {
+            match serde_json::from_slice::<Value>(doc) {
+                Err(e)
+                    if ["number out of range", "recursion limit exceeded"]
+                        .iter()
+                        .any(|m| e.to_string().starts_with(m)) =>
+                {
+                    None
+                }
+                r => Some(r),
+            }
+        }
+
+        fn check_validity(doc: &[u8]) -> Result<(), TestCaseError> {
+            let Some(theirs) = serde_value(doc) else {
+                return Ok(());
+            };
+            let shown = doc.escape_ascii().to_string();
+            prop_assert_eq!(is_valid_json(doc), theirs.is_ok(), "{} {:?}", shown, theirs);
+            let is_object = matches!(theirs, Ok(Value::Object(_)));
+            prop_assert_eq!(top_level_keys(doc, &[]).is_some(), is_object, "{}", shown);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn is_valid_json_agrees_with_serde_json_on_generated_json(doc in value()) {
+                prop_assert!(is_valid_json(doc.as_bytes()), "{}", doc);
+                check_validity(doc.as_bytes())?;
+            }
+
+            #[test]
+            fn is_valid_json_agrees_with_serde_json_on_mutated_json(
+                doc in value(),
+                mutations in prop::collection::vec(mutation(), 1..4),
+            ) {
+                check_validity(&mutate(doc.into_bytes(), &mutations))?;
+            }
+        }
+
+        /// Top-level keys that matter to `scan`, in every spelling, and some that do not.
+        fn key() -> impl Strategy<Value = String> {
+            let name = prop::sample::select(vec!["model", "stream", "user", "metadata"]);
+            prop_oneof![
+                4 => name.clone().prop_map(|n| format!("\"{n}\"")),
+                // Random case, random letters escaped.
+                2 => (name, prop::collection::vec((prop::bool::weighted(0.2), prop::bool::weighted(0.3)), 8)).prop_map(
+                    |(n, flips)| {
+                        let spelled: String = n
+                            .chars()
+                            .zip(flips)
+                            .map(|(c, (upper, escaped))| {
+                                let c = if upper { c.to_ascii_uppercase() } else { c };
+                                if escaped {
+                                    format!("\\u{:04x}", c as u32)
+                                } else {
+                                    c.to_string()
+                                }
+                            })
+                            .collect();
+                        format!("\"{spelled}\"")
+                    }
+                ),
+                // Characters that look like or upper-case into ASCII letters.
+                1 => prop::sample::select(vec![
+                    "\"\u{17F}tream\"", "\"\\u017Ftream\"", "\"\u{FB05}ream\"", "\"str\u{131}am\"",
+                    "\"mode\u{2113}\"", "\"\u{212A}\"", "\"messages\"", "\"models\"",
+                ])
+                .prop_map(String::from),
+                2 => string(),
+            ]
+        }
+
+        fn member_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => string(),
+                2 => prop::sample::select(vec!["true", "false", "null"]).prop_map(String::from),
+                1 => value(),
+            ]
+        }
+
+        /// Objects with a string `model` most of the time, so that `scan` often succeeds.
+        fn top_level_object() -> impl Strategy<Value = String> {
+            let member = (ws(), key(), ws(), ws(), member_value(), ws())
+                .prop_map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"));
+            let model = prop::option::weighted(0.8, (any::<Index>(), string()));
+            (prop::collection::vec(member, 0..5), model).prop_map(|(mut members, model)| {
+                if let Some((at, name)) = model {
+                    members.insert(at.index(members.len() + 1), format!("\"model\":{name}"));
+                }
+                format!("{{{}}}", members.join(","))
+            })
+        }
+
+        /// What `scan` must return, computed with serde_json; `InvalidJson` compares by kind.
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Scanned {
+                model: String,
+                stream: bool,
+                user: Option<Value>,
+                metadata: Option<Value>,
+            },
+            Failed(BodyError),
+        }
+
+        /// A JSON object's members in order, duplicates kept (serde_json's `Map` drops them).
+        struct Members(Vec<(String, Value)>);
+
+        impl<'de> serde::Deserialize<'de> for Members {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Members;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Members, A::Error> {
+                        let mut members = Vec::new();
+                        while let Some(member) = map.next_entry()? {
+                            members.push(member);
+                        }
+                        Ok(Members(members))
+                    }
+                }
+                d.deserialize_map(Visit)
+            }
+        }
+
+        fn invalid_json() -> Outcome {
+            Outcome::Failed(BodyError::InvalidJson {
+                offset: 0,
+                what: "",
+            })
+        }
+
+        fn kind_of(v: &Value) -> &'static str {
+            match v {
+                Value::Object(_) => "an object",
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Bool(_) => "a boolean",
+                Value::Null => "null",
+                Value::Number(_) => "a number",
+            }
+        }
+
+        /// Whether an upstream that upper-cases keys with Unicode's one-to-one mappings (as
+        /// Go's encoding/json does) would read `key` as `name`.
+        fn upper_cases_to(key: &str, name: &str) -> bool {
+            key.chars().all(|c| c.to_uppercase().count() == 1)
+                && key
+                    .chars()
+                    .flat_map(char::to_uppercase)
+                    .eq(name.chars().flat_map(char::to_uppercase))
+        }
+
+        fn reference_scan(doc: &[u8]) -> Option<Outcome> {
+            if doc.iter().all(|c| b" \t\r\n".contains(c)) {
+                return Some(Outcome::Failed(BodyError::Empty));
+            }
+            let value = match serde_value(doc)? {
+                Err(_) => return Some(invalid_json()),
+                Ok(v) => v,
+            };
+            if !value.is_object() {
+                return Some(Outcome::Failed(BodyError::NotAnObject {
+                    found: kind_of(&value),
+                }));
+            }
+            let Members(members) = serde_json::from_slice(doc).expect("an object");
+            let fail = |e| Some(Outcome::Failed(e));
+            let (mut model, mut stream, mut user, mut metadata) = (None, None, None, None);
+            for (key, value) in members {
+                match key.as_str() {
+                    "model" if model.is_some() => {
+                        return fail(BodyError::DuplicateKey { key: "model" })
+                    }
+                    "stream" if stream.is_some() => {
+                        return fail(BodyError::DuplicateKey { key: "stream" })
+                    }
+                    "model" => model = Some(value),
+                    "stream" => stream = Some(value),
+                    "user" => user = Some(value),
+                    "metadata" => metadata = Some(value),
+                    _ => {
+                        for canonical in ["model", "stream"] {
+                            if upper_cases_to(&key, canonical) {
+                                return fail(BodyError::AmbiguousKey { key, canonical });
+                            }
+                        }
+                    }
+                }
+            }
+            let model = match model {
+                None => return fail(BodyError::MissingModel),
+                Some(Value::String(m)) => m,
+                Some(other) => {
+                    return fail(BodyError::ModelNotString {
+                        found: kind_of(&other),
+                    })
+                }
+            };
+            let stream = match stream {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => b,
+                Some(_) => return fail(BodyError::StreamNotBool),
+            };
+            Some(Outcome::Scanned {
+                model,
+                stream,
+                user,
+                metadata,
+            })
+        }
+
+        fn our_scan(doc: &[u8]) -> Result<Outcome, TestCaseError> {
+            let s = match scan(doc) {
+                Err(BodyError::InvalidJson { .. }) => return Ok(invalid_json()),
+                Err(e) => return Ok(Outcome::Failed(e)),
+                Ok(s) => s,
+            };
+            // The spans must hold exactly the values they claim to.
+            let span_value = |span: Option<Range<usize>>| {
+                span.map(|r| serde_json::from_slice::<Value>(&doc[r]).expect("span is a value"))
+            };
+            prop_assert_eq!(
+                span_value(Some(s.model_span.clone())),
+                Some(Value::String(s.model.clone()))
+            );
+            Ok(Outcome::Scanned {
+                model: s.model,
+                stream: s.stream,
+                user: span_value(s.user_span),
+                metadata: span_value(s.metadata_span),
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn scan_agrees_with_a_serde_json_reference(
+                doc in top_level_object(),
+                mutations in prop_oneof![
+                    2 => Just(Vec::new()),
+                    1 => prop::collection::vec(mutation(), 1..3),
+                ],
+            ) {
+                let doc = mutate(doc.into_bytes(), &mutations);
+                if let Some(expected) = reference_scan(&doc) {
+                    prop_assert_eq!(our_scan(&doc)?, expected, "{}", doc.escape_ascii().to_string());
+                }
+            }
+        }
     }
 }

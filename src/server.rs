@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::alert::{Alert, Target};
-use crate::body::{self, BodyError};
+use crate::body;
 use crate::config::{AlertEvent, Config, MetricsAccess};
 use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
@@ -388,18 +388,8 @@ async fn prepare(
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
-    let scanned = body::scan(&bytes).map_err(|e| {
-        let code = match e {
-            BodyError::Empty => "empty_body",
-            BodyError::InvalidJson { .. } => "invalid_json",
-            BodyError::NotAnObject { .. } => "body_not_object",
-            BodyError::MissingModel => "missing_model",
-            BodyError::ModelNotString { .. } => "invalid_model",
-            BodyError::DuplicateKey { .. } => "duplicate_key",
-            BodyError::StreamNotBool => "invalid_stream",
-        };
-        Reject::new(ErrorKind::InvalidRequest, code, e.to_string())
-    })?;
+    let scanned = body::scan(&bytes)
+        .map_err(|e| Reject::new(ErrorKind::InvalidRequest, e.code(), e.to_string()))?;
     let route = match config.routes.get(scanned.model.as_str()) {
         Some(r) => r.clone(),
         None => match &config.default_route {
