@@ -698,4 +698,60 @@ mod tests {
             assert_eq!(r.blame() == Blame::Client, client, "{r}");
         }
     }
+
+    mod no_panic {
+        //! Nothing an upstream sends can panic a parser: arbitrary header values, status codes
+        //! and bodies. `cargo test` runs a few thousand cases; a longer run:
+        //! `PROPTEST_CASES=1000000 cargo test --lib classify::tests::no_panic`.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn number_like() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[-+]?[0-9]{0,40}(\\.[0-9]{0,40})?([eE][-+]?[0-9]{0,5})?",
+                any::<f64>().prop_map(|f| f.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                "(inf|-inf|NaN|infinity|1e400|-0|0x10| 1 |1,5)",
+                "[A-Za-z]{3}, [0-9]{1,2} [A-Za-z]{3} [0-9]{1,6} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+                ".{0,40}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn retry_after_never_panics_and_never_exceeds_the_ceiling(
+                ms in proptest::option::of(number_like()),
+                secs in proptest::option::of(number_like()),
+                now_secs in 0u64..=u64::from(u32::MAX) * 4,
+            ) {
+                let mut h = HeaderMap::new();
+                if let Some(v) = ms.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                    h.insert("retry-after-ms", v);
+                }
+                if let Some(v) = secs.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                    h.insert("retry-after", v);
+                }
+                let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
+                if let Some(d) = retry_after(&h, now) {
+                    prop_assert!(d <= RETRY_AFTER_CEILING);
+                }
+            }
+
+            #[test]
+            fn classifying_any_status_and_body_never_panics(
+                status in any::<u16>(),
+                body in proptest::collection::vec(any::<u8>(), 0..512),
+                json_ish in "\\{\"(error|type|message|code)\":.{0,60}\\}",
+            ) {
+                let h = HeaderMap::new();
+                for b in [&body[..], json_ish.as_bytes()] {
+                    let c = classify_response(status, &h, b);
+                    prop_assert!(c.detail.chars().count() <= DETAIL_MAX_CHARS + 1);
+                    let _ = classify_stream_error(b);
+                }
+            }
+        }
+    }
 }

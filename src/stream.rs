@@ -1149,4 +1149,49 @@ mod tests {
         let err = p.feed(&[b'y'; 2000], &mut out).unwrap_err();
         assert_eq!(err, EventTooLarge { limit: 1024 });
     }
+
+    mod no_panic {
+        //! Any bytes, split anywhere, through the parser and both classifiers: no panic, and
+        //! the parser's buffer never exceeds its limit. Longer run:
+        //! `PROPTEST_CASES=1000000 cargo test --lib stream::tests::no_panic`.
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_bytes_split_anywhere_parse_within_the_limit(
+                bytes in proptest::collection::vec(
+                    prop_oneof![any::<u8>(), Just(b'\n'), Just(b'\r'), Just(b':')], 0..600),
+                cuts in proptest::collection::vec(0usize..600, 0..6),
+                limit in 16usize..256,
+            ) {
+                let mut p = SseParser::with_limit(limit);
+                let mut out = Vec::new();
+                let mut cuts = cuts;
+                cuts.push(bytes.len());
+                cuts.sort_unstable();
+                let mut at = 0;
+                for cut in cuts {
+                    let cut = cut.min(bytes.len());
+                    if cut < at {
+                        continue;
+                    }
+                    if p.feed(&bytes[at..cut], &mut out).is_err() {
+                        prop_assert!(p.incomplete_len() > limit);
+                        break;
+                    }
+                    prop_assert!(p.incomplete_len() <= limit);
+                    at = cut;
+                }
+                for ev in &out {
+                    for d in [Dialect::OpenAi, Dialect::Anthropic] {
+                        let _ = classify_event(d, ev);
+                        let _ = classify_event_fast(d, ev);
+                    }
+                }
+            }
+        }
+    }
 }
