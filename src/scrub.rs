@@ -8,8 +8,9 @@
 //!
 //! JSON escapes cannot smuggle a secret past it: `\uXXXX` and `\/` escapes are first rewritten to
 //! the canonical form `serde_json` writes (the character itself; `\"`, `\\`, `\n`… where JSON
-//! requires an escape), so a key spelled `\u0073k-…` is seen as `sk-…`. That rewrite and every
-//! redaction keep a JSON document valid. Built once at start-up, never per request.
+//! requires an escape), so a key spelled `\u0073k-…` is seen as `sk-…`. That rewrite and the
+//! redactions never split an escape, so a JSON string stays valid JSON. Built once at start-up,
+//! never per request.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
