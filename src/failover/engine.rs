@@ -15,7 +15,7 @@ use tokio::time::{timeout_at, Instant};
 use tower::retry::budget::{Budget, TpsBudget};
 use tracing::Instrument;
 
-use super::policy::{decide, AttemptFacts, Decision};
+use super::policy::{decide, veto_retry, AttemptFacts, Decision};
 use crate::alert::Alerter;
 use crate::body::{self, Scanned};
 use crate::classify::{self, Classified, FailureReason, TimeoutKind};
@@ -814,19 +814,18 @@ impl<'g> Run<'g, '_> {
             };
             let mut decision = decide(&facts, policy, rand::random::<f64>());
             if let Decision::RetrySame { after } = decision {
-                let retry_at = Instant::now() + after;
-                if retry_at >= self.deadline {
-                    decision = Decision::Failover;
-                } else if gw
+                let now = Instant::now();
+                let cooling_for = gw
                     .health
-                    .cooling_until(scopes, Instant::now())
-                    .is_some_and(|until| until > retry_at)
-                {
-                    // The scope (ejected by this failure or another request's) will still be
-                    // cooling when the wait ends: sleeping would only delay the failover.
-                    span.in_scope(|| {
-                        tracing::info!("backend cooling down past the retry wait; failing over now")
-                    });
+                    .cooling_until(scopes, now)
+                    .map(|until| until.saturating_duration_since(now));
+                let veto = veto_retry(
+                    after,
+                    self.deadline.saturating_duration_since(now),
+                    cooling_for,
+                );
+                if let Some(veto) = veto {
+                    span.in_scope(|| tracing::info!(?veto, "failing over instead of retrying"));
                     decision = Decision::Failover;
                 } else if !budget.withdraw() {
                     span.in_scope(|| {

@@ -56,6 +56,33 @@ pub fn decide(facts: &AttemptFacts, policy: &FailoverPolicy, jitter: f64) -> Dec
     }
 }
 
+/// Why a same-backend retry that [`decide`] wanted is turned into a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryVeto {
+    /// The wait would end at or past the request's deadline.
+    PastDeadline,
+    /// The backend's scope is cooling down beyond the end of the wait: sleeping would only
+    /// delay the failover.
+    CoolingPastTheWait,
+}
+
+/// Checks a retry's wait against the time left and the scope's cooldown (`cooling_for`: how
+/// long the attempt's scopes stay out, if they are cooling). The retry budget is checked
+/// after this, by the engine, because withdrawing from it is a side effect.
+pub fn veto_retry(
+    after: Duration,
+    until_deadline: Duration,
+    cooling_for: Option<Duration>,
+) -> Option<RetryVeto> {
+    if after >= until_deadline {
+        return Some(RetryVeto::PastDeadline);
+    }
+    if cooling_for.is_some_and(|c| c > after) {
+        return Some(RetryVeto::CoolingPastTheWait);
+    }
+    None
+}
+
 /// Exponential backoff with full jitter: uniform in [0, min(max, base × 2^(retry−1))).
 pub fn backoff(retry: u32, policy: &FailoverPolicy, jitter: f64) -> Duration {
     let exp = policy
@@ -171,5 +198,39 @@ mod tests {
         assert_eq!(backoff(40, &p, 1.0), Duration::from_secs(8));
         assert_eq!(backoff(3, &p, 0.0), Duration::ZERO);
         assert_eq!(backoff(3, &p, 0.25), Duration::from_millis(250));
+    }
+
+    /// Found by a hostile upstream: the engine slept its backoff, then found the scope cooling
+    /// and failed over (5.0 s where 2.5 s was due).
+    #[test]
+    fn a_retry_is_vetoed_past_the_deadline_or_into_a_longer_cooldown() {
+        let s = Duration::from_secs;
+        let table: &[(Duration, Duration, Option<Duration>, Option<RetryVeto>)] = &[
+            (s(2), s(10), None, None),
+            (s(2), s(2), None, Some(RetryVeto::PastDeadline)),
+            (s(2), s(1), None, Some(RetryVeto::PastDeadline)),
+            (
+                s(2),
+                s(10),
+                Some(s(30)),
+                Some(RetryVeto::CoolingPastTheWait),
+            ),
+            (s(2), s(10), Some(s(2)), None),
+            (s(2), s(10), Some(s(1)), None),
+            (
+                Duration::ZERO,
+                s(10),
+                Some(Duration::from_millis(1)),
+                Some(RetryVeto::CoolingPastTheWait),
+            ),
+            (s(20), s(10), Some(s(30)), Some(RetryVeto::PastDeadline)),
+        ];
+        for (after, left, cooling, want) in table {
+            assert_eq!(
+                veto_retry(*after, *left, *cooling),
+                *want,
+                "{after:?} {left:?} {cooling:?}"
+            );
+        }
     }
 }
