@@ -207,7 +207,8 @@ fn classify_openai(data: &[u8]) -> EventKind {
     let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
         return EventKind::Malformed("stream chunk has no `choices`".into());
     };
-    let mut finished = choices.is_empty() && v.get("usage").is_some_and(|u| !u.is_null());
+    // A usage-only chunk (`choices: []`) follows the finish reason; alone it finishes nothing.
+    let mut finished = false;
     for choice in choices {
         if let Some(delta) = choice.get("delta") {
             let non_empty = |k: &str| match delta.get(k) {
@@ -342,13 +343,13 @@ pub struct Committed {
     pub upstream: ByteStream,
     pub parser: SseParser,
     pub finished: bool,
+    /// The stream's end marker was among the held events.
+    pub terminated: bool,
     /// A failure that arrived in the same read as the commit point (an upstream error event
     /// right after the first content): the stream ends with it right after the held bytes.
     pub failure: Option<Classified>,
     pub stall_timeout: Duration,
     pub deadline: Instant,
-    /// Applied to the last incomplete bytes flushed when a finished stream ends.
-    pub scrubber: Option<std::sync::Arc<crate::scrub::Scrubber>>,
     /// Set when the backend speaks the other dialect than the client.
     pub translator: Option<crate::dialect::translate::StreamTranslator>,
 }
@@ -374,6 +375,7 @@ pub async fn await_first_content(
     // A finished answer with no content (a stop reason first) commits only at its end marker
     // or a clean end of the body: until then a failure can still fail over.
     let mut finished = false;
+    let mut terminated = false;
     loop {
         let chunk = match timeout_at(first_token_at, upstream.next()).await {
             Err(_) if first_token_at >= deadline => {
@@ -390,10 +392,10 @@ pub async fn await_first_content(
                     upstream: Box::pin(futures_util::stream::empty()),
                     parser,
                     finished,
+                    terminated,
                     failure: None,
                     stall_timeout,
                     deadline,
-                    scrubber: None,
                     translator: None,
                 });
             }
@@ -418,6 +420,7 @@ pub async fn await_first_content(
                 EventKind::Terminal => {
                     commit = true;
                     finished = true;
+                    terminated = true;
                 }
                 EventKind::Error(c) if !commit => return Err(c),
                 EventKind::Malformed(m) if !commit => return Err(classify::invalid_response(m)),
@@ -466,10 +469,10 @@ pub async fn await_first_content(
             upstream,
             parser,
             finished,
+            terminated,
             failure,
             stall_timeout,
             deadline,
-            scrubber: None,
             translator: None,
         });
     }
@@ -495,7 +498,7 @@ pub fn relay(
     finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
-        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, failure: mut early_failure, stall_timeout, deadline, scrubber, mut translator } = c;
+        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator } = c;
         let mut events = Vec::new();
         let mut ends = Vec::new();
         match translator.as_mut() {
@@ -528,6 +531,17 @@ pub fn relay(
             if let Some(c) = early_failure.take() {
                 break RelayEnd::Failed(c);
             }
+            if terminated {
+                // The end marker came with the held bytes: nothing more to wait for.
+                if let Some(t) = translator.as_mut() {
+                    let mut out = Vec::new();
+                    t.finish(&mut out);
+                    if !out.is_empty() {
+                        yield Ok(Bytes::from(out));
+                    }
+                }
+                break RelayEnd::Complete;
+            }
             let stall_at = (last_content + stall_timeout).min(deadline);
             let failure = match timeout_at(stall_at, upstream.next()).await {
                 Err(_) => {
@@ -535,18 +549,17 @@ pub fn relay(
                     classify::timeout(kind, stall_timeout)
                 }
                 Ok(None) if finished => {
+                    // The model finished but the upstream closed before its end marker (or in
+                    // the middle of it): the incomplete bytes are dropped and the stream is
+                    // closed properly, as every client's parser expects.
                     let mut out = Vec::new();
                     match translator.as_mut() {
                         Some(t) => t.finish(&mut out),
-                        // The upstream's last bytes, short of a closing blank line.
-                        None => out.extend_from_slice(&pending),
+                        None if !terminated => out.extend_from_slice(end_marker(dialect)),
+                        None => {}
                     }
                     if !out.is_empty() {
-                        let out = match (&scrubber, translator.is_none()) {
-                            (Some(s), true) => Bytes::from(s.scrub_lossy(&out).into_owned()),
-                            _ => Bytes::from(out),
-                        };
-                        yield Ok(out);
+                        yield Ok(Bytes::from(out));
                     }
                     break RelayEnd::Complete;
                 }
@@ -629,6 +642,14 @@ pub fn relay(
         if let Some(event) = finish(&end) {
             yield Ok(event);
         }
+    }
+}
+
+/// The dialect's end-of-stream marker.
+fn end_marker(dialect: Dialect) -> &'static [u8] {
+    match dialect {
+        Dialect::OpenAi => b"data: [DONE]\n\n",
+        Dialect::Anthropic => b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     }
 }
 
@@ -1130,6 +1151,64 @@ mod tests {
             ),
             "{end:?}"
         );
+    }
+
+    /// Found by the property test: an upstream that closed right after the stop reason, in
+    /// the middle of its end marker, left the client a broken last event. The partial bytes
+    /// are dropped and the stream is closed with the dialect's own end marker.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_stream_cut_before_its_end_marker_is_closed_properly() {
+        let finish = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+        for tail in ["", "event: message_stop\ndata: {\"type\":\"mess"] {
+            let body = format!("{CONTENT}{finish}{tail}");
+            let (out, end) = run_stream(
+                Dialect::Anthropic,
+                vec![body.as_bytes()],
+                StreamLimits::default(),
+            )
+            .await
+            .unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(
+                text,
+                format!(
+                    "{CONTENT}{finish}event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+                )
+            );
+            assert_eq!(end, RelayEnd::Complete);
+        }
+    }
+
+    /// A short answer whose end marker arrived with the first content completes at once,
+    /// without waiting for the upstream to close.
+    #[tokio::test(start_paused = true)]
+    async fn an_end_marker_among_the_held_bytes_completes_without_waiting() {
+        let whole =
+            format!("{CONTENT}event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n");
+        let first = futures_util::stream::iter(vec![Ok(Bytes::from(whole.clone()))]);
+        let never = futures_util::stream::pending();
+        let now = Instant::now();
+        let d = Duration::from_secs(5);
+        let c = await_first_content(
+            Dialect::Anthropic,
+            Box::pin(first.chain(never)),
+            now + d,
+            d,
+            now + d * 10,
+            d,
+            StreamLimits::default(),
+        )
+        .await
+        .unwrap();
+        let out: Vec<Bytes> = relay(c, |end| {
+            assert_eq!(*end, RelayEnd::Complete);
+            None
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        assert_eq!(out.concat(), whole.as_bytes());
+        assert_eq!(Instant::now(), now, "waited for the upstream");
     }
 
     #[test]

@@ -1777,6 +1777,23 @@ mod property {
             rig.primary.clear();
             rig.primary.set_default(script);
             let answer = ask(rig, c.client_dialect, c.route, c.stream, &[]).await;
+            // What the operator sees of the failure (last_detail) is scrubbed too.
+            let admin = rig
+                .http
+                .get(format!("{}/admin/backends", rig.gateway))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let mut planted = vec![PRIMARY_KEY, FALLBACK_KEY, URL_PASSWORD];
+            planted.extend(PROVIDER_KEYS);
+            if let Some(leak) = planted.iter().find(|s| admin.contains(**s)) {
+                return Err(TestCaseError::fail(format!(
+                    "secret {leak:?} reached /admin/backends: {admin}"
+                )));
+            }
             check(&answer, &c, &expect).map_err(|why| {
                 TestCaseError::fail(format!(
                     "{why}\nexpected {expect:?}; answer {} {:?}\n{}",

@@ -464,7 +464,6 @@ impl Gateway {
             )
             .await
             .map(|mut c| {
-                c.scrubber = Some(self.scrubber.clone());
                 if backend.api != req.dialect {
                     c.translator = Some(translate::StreamTranslator::new(
                         backend.api,
