@@ -335,19 +335,23 @@ fn kind_name(first: u8) -> &'static str {
     }
 }
 
-/// Where the first byte a string scan must stop at sits in `s`: `"`, `\`, a control character
-/// (below 0x20, never allowed raw) or a non-ASCII byte (its UTF-8 is checked by the caller).
+/// The text at the start of `s` up to the next `"` or `\` (all of `s` when there is none):
+/// its length, and whether it is all ASCII from 0x20 up (nothing to check further).
 #[inline]
-fn find_string_special(s: &[u8]) -> Option<usize> {
+fn text_run(s: &[u8]) -> (usize, bool) {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     const QUOTES: u64 = ONES * b'"' as u64;
     const BACKSLASHES: u64 = ONES * b'\\' as u64;
     const SPACES: u64 = ONES * 0x20;
+    // Escape-dense text has short runs: look eight bytes at a time first, without a call. A
+    // byte's high bit ends up set when it is `"`, `\`, below 0x20 or above 0x7F; borrows
+    // between bytes can only mark bytes after the first such one, so the lowest mark is exact.
     let mut at = 0;
-    // Eight bytes at a time: a byte's high bit ends up set when it is special. Borrows between
-    // bytes can only mark bytes after the first special one, so the lowest mark is exact.
-    while let Some(chunk) = s.get(at..at + 8) {
+    while at < 64 {
+        let Some(chunk) = s.get(at..at + 8) else {
+            break;
+        };
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let quote = word ^ QUOTES;
         let backslash = word ^ BACKSLASHES;
@@ -357,14 +361,24 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
             | word)
             & HIGH;
         if marks != 0 {
-            return Some(at + (marks.trailing_zeros() / 8) as usize);
+            at += (marks.trailing_zeros() / 8) as usize;
+            if let b'"' | b'\\' = s[at] {
+                return (at, true);
+            }
+            break;
         }
         at += 8;
     }
-    s[at..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
-        .map(|off| at + off)
+    // Long runs: memchr's SIMD search for the end, then one branch-free (vectorized) pass
+    // over the text. Every byte is looked at a bounded number of times, so the whole scan
+    // stays linear.
+    let end = at + memchr::memchr2(b'"', b'\\', &s[at..]).unwrap_or(s.len() - at);
+    // Bytes that need no check are 0x20..=0x7F; shifted down by 0x20, all others land at 0x60
+    // or above.
+    let unusual = s[at..end].iter().fold(0u8, |found, &c| {
+        found | u8::from(c.wrapping_sub(0x20) >= 0x60)
+    });
+    (end, unusual == 0)
 }
 
 struct Scanner<'a> {
@@ -419,23 +433,43 @@ impl Scanner<'_> {
         let start = self.i;
         self.expect(b'"', "expected a string")?;
         loop {
-            let Some(off) = find_string_special(&self.b[self.i..]) else {
-                return Err(BodyError::InvalidJson {
-                    offset: self.b.len(),
-                    what: "unterminated string",
-                });
-            };
-            self.i += off;
-            match self.b[self.i] {
-                b'"' => {
+            let (len, needs_no_check) = text_run(&self.b[self.i..]);
+            if !needs_no_check {
+                self.check_text(self.i..self.i + len)?;
+            }
+            self.i += len;
+            match self.peek() {
+                Some(b'"') => {
                     self.i += 1;
                     return Ok(start..self.i);
                 }
-                b'\\' => self.escape()?,
-                0x80.. => self.utf8_run()?,
-                _ => return Err(self.err("raw control character in a string")),
+                Some(_) => self.escape()?,
+                None => {
+                    return Err(BodyError::InvalidJson {
+                        offset: self.b.len(),
+                        what: "unterminated string",
+                    })
+                }
             }
         }
+    }
+
+    /// Checks string text without escapes: no raw control characters, valid UTF-8.
+    fn check_text(&self, text: Range<usize>) -> Result<(), BodyError> {
+        let bytes = &self.b[text.clone()];
+        // A branch-free pass (vectorized) first; finding the offset is for the error only.
+        if bytes
+            .iter()
+            .copied()
+            .min()
+            .is_some_and(|lowest| lowest < 0x20)
+        {
+            let at = bytes.iter().position(|&c| c < 0x20).unwrap_or(0);
+            return Err(self.err_at(text.start + at, "raw control character in a string"));
+        }
+        std::str::from_utf8(bytes)
+            .map(|_| ())
+            .map_err(|e| self.err_at(text.start + e.valid_up_to(), "invalid UTF-8 in a string"))
     }
 
     /// Skips the escape at the current `\`.
@@ -479,20 +513,6 @@ impl Scanner<'_> {
         digits.iter().try_fold(0u16, |unit, &d| {
             Some(unit << 4 | (d as char).to_digit(16)? as u16)
         })
-    }
-
-    /// Skips the run of non-ASCII bytes at the current position, which must be UTF-8. A UTF-8
-    /// sequence is made of non-ASCII bytes only, so checking each run on its own is exact.
-    fn utf8_run(&mut self) -> Result<(), BodyError> {
-        let rest = &self.b[self.i..];
-        let run = rest.iter().position(u8::is_ascii).unwrap_or(rest.len());
-        match std::str::from_utf8(&rest[..run]) {
-            Ok(_) => {
-                self.i += run;
-                Ok(())
-            }
-            Err(e) => Err(self.err_at(self.i + e.valid_up_to(), "invalid UTF-8 in a string")),
-        }
     }
 
     /// Skips a number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -917,22 +937,28 @@ mod tests {
     }
 
     #[test]
-    fn string_special_byte_search_matches_a_byte_loop() {
-        let special = |c: u8| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c);
+    fn text_run_matches_a_byte_loop() {
+        let reference = |s: &[u8]| {
+            let end = s
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')
+                .unwrap_or(s.len());
+            (end, s[..end].iter().all(|&c| (0x20..0x80).contains(&c)))
+        };
         // Fillers next to the special values stress the borrows between lanes: 0x20 and `!`
         // sit just above the control range, `!` and `#` around `"`, `[` and `]` around `\`.
+        // Lengths cover the word-at-a-time head, its tail and the memchr path after it.
         for filler in [0x20, b'!', b'#', b'[', b']', 0x7f, b'a'] {
-            for len in [0, 1, 7, 8, 9, 16, 17, 23] {
+            for len in [0, 1, 7, 8, 9, 16, 17, 31, 32, 33, 40, 47] {
                 for at in 0..len {
                     for c in 0..=u8::MAX {
                         let mut s = vec![filler; len];
                         s[at] = c;
-                        // A later special byte must not hide or precede the first one.
+                        // What follows the first special byte must not change the answer.
                         if at + 1 < len {
                             s[at + 1] = if c == 0 { b'"' } else { c - 1 };
                         }
-                        let expected = s.iter().position(|&b| special(b));
-                        assert_eq!(find_string_special(&s), expected, "{s:?}");
+                        assert_eq!(text_run(&s), reference(&s), "{s:?}");
                     }
                 }
             }
