@@ -47,7 +47,7 @@ def main():
                       ready=r"switchyard listening on http://(\S+)")
         procs.append(gw)
         body = work / "body.json"
-        body.write_text(rig.request_body("anthropic", "small", "bench-anthropic", True))
+        body.write_bytes(rig.request_body("anthropic", "small", "bench-anthropic", True))
         url = f"http://{gw.addr}/v1/messages"
         hdr = rig.hflags(rig.headers_for("anthropic"))
 

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod dialect;
 pub mod failover;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod mock;
 pub mod report;

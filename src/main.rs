@@ -11,10 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::config::Config;
 use switchyard::failover::Gateway;
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "switchyard",

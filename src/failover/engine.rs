@@ -201,6 +201,7 @@ impl Gateway {
     /// Starts background work that needs the gateway itself (active health probes).
     pub fn start_background(self: &Arc<Self>) {
         let h = &self.config.health;
+        tokio::spawn(crate::memory::release_freed_memory());
         if self.alerts.enabled() {
             tokio::spawn(self.alerts.clone().run(self.health.clone()));
         }
