@@ -1739,9 +1739,45 @@ mod property {
         }
     }
 
-    fn shared_rig() -> &'static (tokio::runtime::Runtime, Rig) {
-        static RIG: OnceLock<(tokio::runtime::Runtime, Rig)> = OnceLock::new();
+    /// The gateway's log lines (switchyard at trace level) since the last check.
+    fn logs() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+        static LOGS: OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let writer = buf.clone();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("switchyard=trace")
+                .with_ansi(false)
+                .with_writer(move || LogSink(writer.clone()))
+                .try_init();
+            buf
+        })
+    }
+
+    struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogSink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One gateway for every case: its runtime, the rig, and the alert payloads its webhook
+    /// sink delivered.
+    struct Shared {
+        rt: tokio::runtime::Runtime,
+        rig: Rig,
+        alerts: Received,
+    }
+
+    fn shared_rig() -> &'static Shared {
+        static RIG: OnceLock<Shared> = OnceLock::new();
         RIG.get_or_init(|| {
+            logs();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -1750,8 +1786,15 @@ mod property {
             // Thresholds out of reach: a case must not eject the primary for the next one.
             let health = "health: { failure_threshold: { default: 1000000, connection: 1000000, timeout: 1000000, rate_limit: 1000000, overloaded: 1000000, invalid_response: 1000000, server_error: 1000000, auth: 1000000 } }";
             let failover = "{ retries: 0, ttft_timeout: 2s, stall_timeout: 2s, connect_timeout: 1s, deadline: 10s, max_retry_after: 1s }";
-            let rig = rt.block_on(rig_with(failover, health));
-            (rt, rig)
+            let (rig, alerts) = rt.block_on(async {
+                let (hook, alerts) = receiver().await;
+                // Every fallback and exhaustion is alerted, unthrottled, with its detail.
+                let extra = format!(
+                    "{health}\nalerts: {{ throttle: 0s, per_sink_per_minute: 100000, sinks: [ {{ kind: webhook, url: \"{hook}/alerts\" }} ] }}"
+                );
+                (rig_with(failover, &extra).await, alerts)
+            });
+            Shared { rt, rig, alerts }
         })
     }
 
@@ -1763,7 +1806,7 @@ mod property {
     }
 
     fn run_case(c: Client, b: Behaviour) -> Result<(), TestCaseError> {
-        let (rt, rig) = shared_rig();
+        let Shared { rt, rig, alerts } = shared_rig();
         let (script, expect) = script_of(&b, &c);
         rt.block_on(async {
             // Retry-After-driven cooldowns ignore thresholds: start every case healthy.
@@ -1793,6 +1836,23 @@ mod property {
                 return Err(TestCaseError::fail(format!(
                     "secret {leak:?} reached /admin/backends: {admin}"
                 )));
+            }
+            // The logs and the alerts of every case so far (alerts are delivered a moment later,
+            // so a leak is caught at the latest by a later case).
+            let logged =
+                String::from_utf8_lossy(&std::mem::take(&mut *logs().lock().unwrap())).into_owned();
+            let alerted: String = alerts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, _, body)| String::from_utf8_lossy(body).into_owned())
+                .collect();
+            for (surface, text) in [("the logs", &logged), ("an alert", &alerted)] {
+                if let Some(leak) = planted.iter().find(|s| text.contains(**s)) {
+                    return Err(TestCaseError::fail(format!(
+                        "secret {leak:?} reached {surface}"
+                    )));
+                }
             }
             check(&answer, &c, &expect).map_err(|why| {
                 TestCaseError::fail(format!(
