@@ -74,6 +74,30 @@ impl FailureReason {
         }
     }
 
+    /// Whether the failure may pass by itself, so a later attempt could succeed (what the
+    /// report calls `retryable`). The policy retries only these, and among them timeouts and
+    /// connection failures only when they are not in `eager_on`.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            FailureReason::RateLimit
+                | FailureReason::Overloaded
+                | FailureReason::ServerError
+                | FailureReason::InvalidResponse
+                | FailureReason::Timeout
+                | FailureReason::Connection
+        )
+    }
+
+    /// Whether the failure belongs to the key rather than the backend: another key of the
+    /// same backend may succeed, and health marks the credential's scope.
+    pub fn is_credential_problem(self) -> bool {
+        matches!(
+            self,
+            FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth
+        )
+    }
+
     pub fn blame(self) -> Blame {
         match self {
             FailureReason::ContextOverflow

@@ -33,16 +33,9 @@ pub struct Report {
     pub all_timeouts: bool,
 }
 
+/// Whether a later attempt could succeed (one definition, shared with the policy).
 pub fn retryable(reason: FailureReason) -> bool {
-    matches!(
-        reason,
-        FailureReason::RateLimit
-            | FailureReason::Overloaded
-            | FailureReason::ServerError
-            | FailureReason::InvalidResponse
-            | FailureReason::Timeout
-            | FailureReason::Connection
-    )
+    reason.is_transient()
 }
 
 pub fn build(

@@ -767,11 +767,32 @@ impl<'g> Run<'g, '_> {
                 elapsed,
             });
 
-            // Credential problems are solved on the same backend first: a rotated key file is
-            // re-read once, then the pool's next usable key is tried, before any failover.
-            if c.reason == FailureReason::Auth && !key_reloaded {
-                if let Some(cred) = credential.map(|i| &backend.credentials[i]) {
-                    key_reloaded = true;
+            let next_credential = if c.reason.is_credential_problem() {
+                (0..backend.credentials.len()).find(|i| {
+                    !tried_credentials.contains(i) && {
+                        let scopes = gw.health.scopes_for(entry.backend, &entry.model, Some(*i));
+                        !scopes.all_ids().any(|id| self.excluded.contains(&id))
+                            && scopes.all_ids().all(|id| gw.health.is_clear(id))
+                    }
+                })
+            } else {
+                None
+            };
+            let key_file = credential
+                .map(|i| &backend.credentials[i])
+                .filter(|cred| matches!(cred.source, crate::config::CredentialSource::File(_)));
+            let mut facts = AttemptFacts {
+                reason: c.reason,
+                retry_after: c.retry_after,
+                retries_done,
+                key_reloadable: !key_reloaded && key_file.is_some(),
+                next_credential,
+            };
+            let jitter = rand::random::<f64>();
+            let mut decision = decide(&facts, policy, jitter);
+            if decision == Decision::ReloadKey {
+                key_reloaded = true;
+                if let Some(cred) = key_file {
                     if cred.reload().await {
                         // The new key must be as invisible as the old one from now on.
                         gw.scrubber.add_secret(cred.secret().expose());
@@ -781,38 +802,21 @@ impl<'g> Run<'g, '_> {
                         continue;
                     }
                 }
+                facts.key_reloadable = false;
+                decision = decide(&facts, policy, jitter);
             }
-            if matches!(
-                c.reason,
-                FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth
-            ) {
-                let next = (0..backend.credentials.len()).find(|i| {
-                    !tried_credentials.contains(i) && {
-                        let scopes = gw.health.scopes_for(entry.backend, &entry.model, Some(*i));
-                        !scopes.all_ids().any(|id| self.excluded.contains(&id))
-                            && scopes.all_ids().all(|id| gw.health.is_clear(id))
-                    }
+            if let Decision::NextCredential(next) = decision {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        reason = c.reason.as_str(),
+                        next_credential = &*backend.credentials[next].label,
+                        "credential failed; trying the backend's next key"
+                    )
                 });
-                if let Some(next) = next {
-                    span.in_scope(|| {
-                        tracing::warn!(
-                            reason = c.reason.as_str(),
-                            next_credential = &*backend.credentials[next].label,
-                            "credential failed; trying the backend's next key"
-                        )
-                    });
-                    credential = Some(next);
-                    tried_credentials.push(next);
-                    continue;
-                }
+                credential = Some(next);
+                tried_credentials.push(next);
+                continue;
             }
-
-            let facts = AttemptFacts {
-                reason: c.reason,
-                retry_after: c.retry_after,
-                retries_done,
-            };
-            let mut decision = decide(&facts, policy, rand::random::<f64>());
             if let Decision::RetrySame { after } = decision {
                 let now = Instant::now();
                 let cooling_for = gw
@@ -852,7 +856,11 @@ impl<'g> Run<'g, '_> {
                         tokio::time::sleep(after).await;
                     }
                 }
-                Decision::Failover => return None,
+                // Both were acted on above (a reload is decided at most once per request); were
+                // one to reach here, moving on is the safe reading.
+                Decision::Failover | Decision::ReloadKey | Decision::NextCredential(_) => {
+                    return None
+                }
                 Decision::ReturnToClient => {
                     let reason = failed.classified.reason;
                     let (status, content_type, body) =

@@ -12,6 +12,11 @@ use crate::config::FailoverPolicy;
 pub enum Decision {
     /// Try the same backend again after waiting `after`.
     RetrySame { after: Duration },
+    /// Re-read the credential's key file; if the key changed, retry with it at once,
+    /// otherwise decide again without this option.
+    ReloadKey,
+    /// Retry at once on the same backend with its credential number `.0`.
+    NextCredential(usize),
     /// Move to the next chain entry now.
     Failover,
     /// The client must fix the request: hand the upstream's answer back unchanged.
@@ -25,24 +30,36 @@ pub struct AttemptFacts {
     pub retry_after: Option<Duration>,
     /// Retries already made on this backend for this request (0 after the first attempt).
     pub retries_done: u32,
+    /// The credential's key comes from a file not yet re-read for this request.
+    pub key_reloadable: bool,
+    /// The backend's next usable credential: not tried for this request, not cooling down,
+    /// not excluded for the turn.
+    pub next_credential: Option<usize>,
 }
 
 /// Decides what to do after a failed attempt. `jitter` is uniform in [0, 1).
+///
+/// In order: the client's own errors go back to it; credential problems are solved on the
+/// same backend first (a rotated key file is re-read once, then the pool's next usable key is
+/// tried, with no wait); transient failures are retried within `retries` and
+/// `max_retry_after`; everything else fails over.
 pub fn decide(facts: &AttemptFacts, policy: &FailoverPolicy, jitter: f64) -> Decision {
     use FailureReason::*;
     if facts.reason.blame() == Blame::Client {
         return Decision::ReturnToClient;
     }
+    if facts.reason == Auth && facts.key_reloadable {
+        return Decision::ReloadKey;
+    }
+    if let (true, Some(next)) = (facts.reason.is_credential_problem(), facts.next_credential) {
+        return Decision::NextCredential(next);
+    }
     let retryable = match facts.reason {
-        RateLimit | Overloaded | ServerError | InvalidResponse => true,
         // A hung or unreachable backend is not worth a second wait by default.
         Timeout => !policy.eager_on_timeout,
         Connection => !policy.eager_on_connection,
         // Waiting cannot fix a key, a bill or a model name.
-        Auth | Quota | ModelNotFound | Unknown => false,
-        ContextOverflow | PayloadTooLarge | ContentPolicy | InvalidRequest => {
-            unreachable!("client-blamed reasons returned above")
-        }
+        r => r.is_transient(),
     };
     if !retryable || facts.retries_done >= policy.retries {
         return Decision::Failover;
@@ -141,6 +158,8 @@ mod tests {
                 reason: *reason,
                 retry_after: *retry_after,
                 retries_done: *retries_done,
+                key_reloadable: false,
+                next_credential: None,
             };
             assert_eq!(
                 decide(&facts, &p, half),
@@ -162,6 +181,8 @@ mod tests {
                 reason,
                 retry_after: None,
                 retries_done: 0,
+                key_reloadable: false,
+                next_credential: None,
             };
             assert!(matches!(
                 decide(&facts, &p, 0.0),
@@ -180,6 +201,8 @@ mod tests {
             reason: Overloaded,
             retry_after: None,
             retries_done: 0,
+            key_reloadable: false,
+            next_credential: None,
         };
         assert_eq!(decide(&facts, &p, 0.5), Decision::Failover);
     }
@@ -231,6 +254,71 @@ mod tests {
                 *want,
                 "{after:?} {left:?} {cooling:?}"
             );
+        }
+    }
+
+    /// Credential problems are solved on the same backend before any failover; other failures
+    /// never touch the key. (These rules lived inside the engine, untested.)
+    #[test]
+    fn credential_decisions() {
+        let p = FailoverPolicy::default();
+        // (reason, key_reloadable, next_credential, retries_done, expected)
+        let table: &[(FailureReason, bool, Option<usize>, u32, Decision)] = &[
+            (Auth, true, Some(1), 0, Decision::ReloadKey),
+            (Auth, false, Some(1), 0, Decision::NextCredential(1)),
+            (Auth, false, None, 0, Decision::Failover),
+            (RateLimit, true, Some(2), 0, Decision::NextCredential(2)),
+            (RateLimit, false, Some(1), 5, Decision::NextCredential(1)),
+            (Quota, false, Some(1), 0, Decision::NextCredential(1)),
+            (Quota, false, None, 0, Decision::Failover),
+            (
+                Overloaded,
+                true,
+                Some(1),
+                0,
+                Decision::RetrySame {
+                    after: Duration::ZERO,
+                },
+            ),
+            (ModelNotFound, true, Some(1), 0, Decision::Failover),
+            (Connection, false, Some(1), 0, Decision::Failover),
+            (InvalidRequest, true, Some(1), 0, Decision::ReturnToClient),
+            (ContextOverflow, false, Some(1), 0, Decision::ReturnToClient),
+        ];
+        for (reason, key_reloadable, next_credential, retries_done, want) in table {
+            let facts = AttemptFacts {
+                reason: *reason,
+                retry_after: None,
+                retries_done: *retries_done,
+                key_reloadable: *key_reloadable,
+                next_credential: *next_credential,
+            };
+            assert_eq!(
+                decide(&facts, &p, 0.0),
+                *want,
+                "{reason} reloadable={key_reloadable} next={next_credential:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_report_and_the_policy_share_one_definition_of_transient() {
+        let p = FailoverPolicy {
+            eager_on_timeout: false,
+            eager_on_connection: false,
+            retries: 1,
+            ..FailoverPolicy::default()
+        };
+        for reason in FailureReason::ALL {
+            let facts = AttemptFacts {
+                reason,
+                retry_after: None,
+                retries_done: 0,
+                key_reloadable: false,
+                next_credential: None,
+            };
+            let retried = matches!(decide(&facts, &p, 0.0), Decision::RetrySame { .. });
+            assert_eq!(retried, crate::report::retryable(reason), "{reason}");
         }
     }
 }

@@ -394,9 +394,7 @@ impl HealthRegistry {
     pub fn target_scope(scopes: AttemptScopes, reason: FailureReason) -> ScopeId {
         match reason {
             FailureReason::ModelNotFound => scopes.model,
-            FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth => {
-                scopes.credential.unwrap_or(scopes.backend)
-            }
+            r if r.is_credential_problem() => scopes.credential.unwrap_or(scopes.backend),
             _ => scopes.backend,
         }
     }
