@@ -32,8 +32,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use crate::app::Gateway;
 use crate::config::AdminConfig;
-use crate::failover::Gateway;
 
 /// The peer address of the connection, inserted by the server's accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +96,7 @@ impl<'a> AdminFacts<'a> {
                 .collect(),
             x_real_ip: single("x-real-ip"),
             forwarded: single("forwarded"),
-            header_key: crate::server::client_key(headers),
+            header_key: crate::auth::client_key(headers),
             query_key,
         }
     }
@@ -215,10 +215,7 @@ fn decide(f: &AdminFacts, policy: &AdminConfig) -> Result<(), Denial> {
         return match offered {
             None => Err(Denial::KeyRequired),
             Some(k)
-                if crate::server::constant_time_eq(
-                    k.trim().as_bytes(),
-                    key.expose().as_bytes(),
-                ) =>
+                if crate::auth::constant_time_eq(k.trim().as_bytes(), key.expose().as_bytes()) =>
             {
                 Ok(())
             }

@@ -9,139 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::upstream::UpstreamError;
-
-/// Why an attempt failed. `as_str()` names are stable: they appear in headers, logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    RateLimit,
-    Quota,
-    Auth,
-    ModelNotFound,
-    Overloaded,
-    ServerError,
-    Timeout,
-    Connection,
-    InvalidResponse,
-    ContextOverflow,
-    PayloadTooLarge,
-    ContentPolicy,
-    InvalidRequest,
-    Unknown,
-}
-
-/// Who caused a failure; only upstream-blamed failures may count against a backend's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    Upstream,
-    Client,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 14] = [
-        FailureReason::RateLimit,
-        FailureReason::Quota,
-        FailureReason::Auth,
-        FailureReason::ModelNotFound,
-        FailureReason::Overloaded,
-        FailureReason::ServerError,
-        FailureReason::Timeout,
-        FailureReason::Connection,
-        FailureReason::InvalidResponse,
-        FailureReason::ContextOverflow,
-        FailureReason::PayloadTooLarge,
-        FailureReason::ContentPolicy,
-        FailureReason::InvalidRequest,
-        FailureReason::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::RateLimit => "rate_limit",
-            FailureReason::Quota => "quota",
-            FailureReason::Auth => "auth",
-            FailureReason::ModelNotFound => "model_not_found",
-            FailureReason::Overloaded => "overloaded",
-            FailureReason::ServerError => "server_error",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Connection => "connection",
-            FailureReason::InvalidResponse => "invalid_response",
-            FailureReason::ContextOverflow => "context_overflow",
-            FailureReason::PayloadTooLarge => "payload_too_large",
-            FailureReason::ContentPolicy => "content_policy",
-            FailureReason::InvalidRequest => "invalid_request",
-            FailureReason::Unknown => "unknown",
-        }
-    }
-
-    /// Whether the failure may pass by itself, so a later attempt could succeed (what the
-    /// report calls `retryable`). The policy retries only these, and among them timeouts and
-    /// connection failures only when they are not in `eager_on`.
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            FailureReason::RateLimit
-                | FailureReason::Overloaded
-                | FailureReason::ServerError
-                | FailureReason::InvalidResponse
-                | FailureReason::Timeout
-                | FailureReason::Connection
-        )
-    }
-
-    /// Whether the failure belongs to the key rather than the backend: another key of the
-    /// same backend may succeed, and health marks the credential's scope.
-    pub fn is_credential_problem(self) -> bool {
-        matches!(
-            self,
-            FailureReason::RateLimit | FailureReason::Quota | FailureReason::Auth
-        )
-    }
-
-    pub fn blame(self) -> Blame {
-        match self {
-            FailureReason::ContextOverflow
-            | FailureReason::PayloadTooLarge
-            | FailureReason::ContentPolicy
-            | FailureReason::InvalidRequest => Blame::Client,
-            _ => Blame::Upstream,
-        }
-    }
-}
-
-impl std::fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which of our own clocks ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeoutKind {
-    Connect,
-    FirstToken,
-    Stall,
-    Deadline,
-}
-
-impl TimeoutKind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            TimeoutKind::Connect => "connect timeout",
-            TimeoutKind::FirstToken => "no content before ttft_timeout",
-            TimeoutKind::Stall => "stream stalled longer than stall_timeout",
-            TimeoutKind::Deadline => "request deadline reached",
-        }
-    }
-}
-
-/// A classified failure: the reason, a short human detail, and any Retry-After the upstream set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Classified {
-    pub reason: FailureReason,
-    pub detail: String,
-    pub retry_after: Option<Duration>,
-}
+pub use crate::failure::{Blame, Classified, FailureReason, TimeoutKind};
+use crate::scrub::truncate_chars;
 
 const DETAIL_MAX_CHARS: usize = 300;
 
@@ -169,7 +38,7 @@ pub fn classify_stream_error(data: &[u8]) -> Classified {
 }
 
 /// Classifies a transport-level failure of the upstream request or its body.
-pub fn classify_transport(err: &UpstreamError) -> Classified {
+pub fn classify_transport(err: &(dyn std::error::Error + 'static)) -> Classified {
     // Refused, reset, DNS, TLS and a body cut mid-way are all the connection's fault; the
     // gateway's own clocks (connect, TTFT, stall, deadline) are classified where they fire.
     Classified {
@@ -197,7 +66,7 @@ pub fn invalid_response(detail: impl Into<String>) -> Classified {
 
 /// The error and its chain of causes ("connect error: tcp connect error: Connection refused").
 /// No URL is in it: the client reports neither the URL nor the request.
-fn transport_detail(err: &UpstreamError) -> String {
+fn transport_detail(err: &(dyn std::error::Error + 'static)) -> String {
     use std::error::Error;
     let mut detail = err.to_string();
     let mut cur: Option<&dyn Error> = err.source();
@@ -457,11 +326,16 @@ fn capped_seconds(value: &http::HeaderValue, per_second: f64) -> Option<Duration
     Some(Duration::from_secs_f64(secs))
 }
 
-/// Cuts `s` to at most `max` characters, on a character boundary.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_string(),
-        Some((i, _)) => format!("{}…", &s[..i]),
+/// A 2xx JSON body is an answer, or a failure: empty, not a JSON object, or an `error` object
+/// with no answer (some providers report errors with status 200).
+pub fn answer_or_error(body: &[u8]) -> Result<(), Classified> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid_response("empty response body"));
+    }
+    match crate::body::top_level_keys(body, &["error", "choices", "content"]) {
+        None => Err(invalid_response("response body is not a JSON object")),
+        Some(0b001) => Err(classify_stream_error(body)),
+        Some(_) => Ok(()),
     }
 }
 

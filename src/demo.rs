@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::app::Gateway;
 use crate::config::Config;
-use crate::failover::Gateway;
 use crate::mock;
 
 const DEMO_CONFIG: &str = r#"

@@ -7,12 +7,15 @@
 
 pub mod admin;
 pub mod alert;
+pub mod app;
+pub mod auth;
 pub mod body;
 pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod dialect;
 pub mod failover;
+pub mod failure;
 pub mod health;
 pub mod memory;
 pub mod metrics;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use switchyard::app::Gateway;
 use switchyard::config::Config;
-use switchyard::failover::Gateway;
 
 #[derive(Parser)]
 #[command(

@@ -15,8 +15,8 @@ use metrics_exporter_prometheus::{
 };
 use tokio::time::Instant;
 
-use crate::classify::FailureReason;
 use crate::config::Config;
+use crate::failure::FailureReason;
 use crate::health::{HealthRegistry, Scope};
 
 const SECONDS_BUCKETS: &[f64] = &[

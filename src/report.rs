@@ -5,10 +5,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::classify::FailureReason;
 use crate::config::{Config, Route};
 use crate::dialect::{Dialect, ErrorKind};
-use crate::failover::engine::{AttemptRecord, SkippedEntry};
+use crate::failover::outcome::{AttemptRecord, SkippedEntry};
+use crate::failure::FailureReason;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BackendFailure {
@@ -221,7 +221,7 @@ pub fn cut_stream_failure(
     backend: crate::config::BackendId,
     model: &str,
     attempts: u32,
-    failure: &crate::classify::Classified,
+    failure: &crate::failure::Classified,
 ) -> BackendFailure {
     let b = config.backend(backend);
     BackendFailure {

@@ -189,7 +189,7 @@ impl Scrubber {
     /// `scrub`, then cut to `max` characters on a character boundary. Cutting after scrubbing
     /// means a cut can only shorten the marker, never expose the start of a secret.
     pub fn detail(&self, text: &str, max: usize) -> String {
-        crate::classify::truncate_chars(&self.scrub(text), max)
+        truncate_chars(&self.scrub(text), max)
     }
 
     fn redact_shapes(&self, text: &str) -> Option<String> {
@@ -414,6 +414,14 @@ fn decode_unicode_escape(bytes: &[u8], at: usize) -> Option<(usize, CanonicalEsc
         _ => (6, first),
     };
     Some((len, CanonicalEscape::of(char::from_u32(code)?)))
+}
+
+/// Cuts `s` to at most `max` characters, on a character boundary.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
 }
 
 #[cfg(test)]

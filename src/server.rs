@@ -21,10 +21,12 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::alert::{Alert, Target};
+use crate::app::Gateway;
+use crate::auth::GatewayKey;
 use crate::body;
 use crate::config::{AlertEvent, Config, MetricsAccess};
 use crate::dialect::{self, Dialect, ErrorKind};
-use crate::failover::engine::{ClientRequest, Gateway, Outcome, Served};
+use crate::failover::outcome::{ClientRequest, Outcome, Served};
 use crate::health::sessions::SessionKey;
 use crate::report;
 use crate::stream::{self, RelayEnd};
@@ -64,7 +66,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 /// bounds how long a client may take to send its headers (slowloris).
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
     let header_timeout = gw.config.limits.header_read_timeout;
-    gw.start_background();
+    start_background(&gw);
     let app = router(gw);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -98,6 +100,23 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
 }
 
 /// `GET /metrics`, guarded as `auth.metrics` says (public by default).
+/// Starts the gateway's background work: freed-memory release, alert delivery, active
+/// health probes.
+fn start_background(gw: &Arc<Gateway>) {
+    let h = &gw.config.health;
+    tokio::spawn(crate::memory::release_freed_memory());
+    if gw.alerts.enabled() {
+        tokio::spawn(gw.alerts.clone().run(gw.health.clone()));
+    }
+    if let Some(interval) = h.probe_interval {
+        tokio::spawn(crate::failover::probe::run(
+            gw.clone(),
+            interval,
+            h.probe_request.clone(),
+        ));
+    }
+}
+
 async fn metrics(
     State(gw): State<Arc<Gateway>>,
     method: Method,
@@ -281,27 +300,20 @@ impl Reject {
 /// `Some(rejection)` unless the request carries one of the `auth.keys_env` keys (or none are
 /// configured): the check of the proxy endpoints, `/v1/models` and a protected `/metrics`.
 fn gateway_key_refusal(config: &Config, headers: &HeaderMap) -> Option<Reject> {
-    if config.gateway_keys.is_empty() {
-        return None;
-    }
-    let offered = client_key(headers);
-    let valid = offered.is_some_and(|k| {
-        config
-            .gateway_keys
-            .iter()
-            .any(|g| constant_time_eq(g.expose().as_bytes(), k.as_bytes()))
-    });
-    (!valid).then(|| {
-        Reject::new(
-            ErrorKind::Authentication,
-            "invalid_gateway_key",
-            if offered.is_some() {
-                "the gateway key is not valid; send one of the keys configured in auth.keys_env"
-            } else {
-                "missing gateway key; send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
-            },
-        )
-    })
+    let message = match crate::auth::check_gateway_key(config, headers) {
+        GatewayKey::NotRequired | GatewayKey::Valid => return None,
+        GatewayKey::Invalid => {
+            "the gateway key is not valid; send one of the keys configured in auth.keys_env"
+        }
+        GatewayKey::Missing => {
+            "missing gateway key; send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
+        }
+    };
+    Some(Reject::new(
+        ErrorKind::Authentication,
+        "invalid_gateway_key",
+        message,
+    ))
 }
 
 async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
@@ -401,7 +413,7 @@ async fn prepare(
                     "model_not_found",
                     format!(
                         "model {:?} is not a route of this gateway; available: {}",
-                        crate::classify::truncate_chars(&scanned.model, 100),
+                        crate::scrub::truncate_chars(&scanned.model, 100),
                         names.join(", ")
                     ),
                 ));
@@ -669,7 +681,7 @@ fn after_served(
     backend: crate::config::BackendId,
     entry: usize,
     attempts: u32,
-    failures: &[crate::failover::engine::AttemptRecord],
+    failures: &[crate::failover::outcome::AttemptRecord],
     started: Instant,
 ) {
     let name = &gw.config.backend(backend).name;
@@ -744,7 +756,7 @@ fn relay_finisher(
     gw: &Arc<Gateway>,
     req: &ClientRequest,
     entry: usize,
-    failures: &[crate::failover::engine::AttemptRecord],
+    failures: &[crate::failover::outcome::AttemptRecord],
     scopes: crate::health::AttemptScopes,
     in_flight: crate::metrics::InFlight,
 ) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
@@ -900,22 +912,6 @@ fn new_request_id(n: u128) -> Arc<str> {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
     Arc::from(std::str::from_utf8(&buf).expect("ASCII"))
-}
-
-pub(crate) fn client_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
-    }
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = auth.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

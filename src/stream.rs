@@ -8,18 +8,17 @@
 //! gap between content events, and ends any failure with the dialect's error event — never a
 //! silent cut, never duplicated content.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use tokio::time::{timeout_at, Instant};
 
-use crate::classify::{self, Classified, FailureReason, TimeoutKind};
+use crate::classify;
 use crate::dialect::{self, Dialect, ErrorKind};
-use crate::upstream::UpstreamError;
+use crate::failure::{Classified, FailureReason, TimeoutKind};
 
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+pub use crate::upstream::ByteStream;
 
 /// One parsed server-sent event. `data` is `None` when the block had no data field (a comment).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -831,7 +830,7 @@ mod tests {
         );
     }
 
-    fn stream_of(chunks: Vec<Result<Bytes, UpstreamError>>) -> ByteStream {
+    fn stream_of(chunks: Vec<Result<Bytes, crate::upstream::UpstreamError>>) -> ByteStream {
         Box::pin(futures_util::stream::iter(chunks))
     }
 

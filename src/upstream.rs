@@ -13,19 +13,26 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::BodyExt;
 use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::{timeout_at, Instant};
 
+use crate::classify;
 use crate::config::{Backend, Config};
 use crate::dialect::Dialect;
-use crate::stream::ByteStream;
+use crate::failure::{Classified, TimeoutKind};
+
+/// An upstream response body as a stream of chunks, as hyper reads them.
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
 /// Client headers that carry meaning for a same-dialect backend; all others are dropped.
 #[derive(Debug, Clone, Default)]
@@ -263,6 +270,65 @@ fn build_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsCl
         // `Host` comes pre-built from `Upstream::send`.
         .set_host(false)
         .build(https)
+}
+
+/// Reads a response body, bounded in size, in the time between chunks, and by the deadline.
+/// With `truncate`, a body over `limit` is cut (error bodies; the flag says so); otherwise it
+/// is a failure.
+pub async fn read_body(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    stall: Duration,
+    deadline: Instant,
+    truncate: bool,
+) -> Result<(Bytes, bool), Classified> {
+    let mut truncated = false;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    loop {
+        let wait_until = (Instant::now() + stall).min(deadline);
+        let chunk = match timeout_at(wait_until, body.frame()).await {
+            Err(_) => {
+                let kind = if wait_until >= deadline {
+                    TimeoutKind::Deadline
+                } else {
+                    TimeoutKind::Stall
+                };
+                return Err(classify::timeout(kind, stall));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(classify::classify_transport(&UpstreamError::Body(e))),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(c) => c,
+                Err(_trailers) => continue,
+            },
+        };
+        let len = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, BytesMut::len);
+        if len + chunk.len() > limit {
+            if truncate {
+                truncated = true;
+                break;
+            }
+            return Err(classify::invalid_response(format!(
+                "response body larger than {limit} bytes"
+            )));
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(f), None) => {
+                let mut buf = BytesMut::with_capacity(f.len() + chunk.len());
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&chunk);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    let body = match rest {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    Ok((body, truncated))
 }
 
 #[cfg(test)]

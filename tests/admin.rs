@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::{json, Value};
+use switchyard::app::Gateway;
 use switchyard::config::Config;
-use switchyard::failover::Gateway;
 
 /// The gateway's `host:port`, as a client sends it in `Host`.
 fn authority(h: &Harness) -> &str {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchyard::app::Gateway;
 use switchyard::config::Config;
-use switchyard::failover::Gateway;
 use switchyard::mock::{self, MockHandle};
 
 struct Redis {

@@ -5,119 +5,26 @@
 //! `classify`. A retry additionally needs the backend's retry budget (linkerd/Finagle style: at
 //! most ~20% extra load on top of a floor), so a failing backend cannot become a retry storm.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use tokio::time::{timeout_at, Instant};
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::Budget;
 use tracing::Instrument;
 
+use super::outcome::{AttemptRecord, ClientRequest, Outcome, Served, SkippedEntry};
 use super::policy::{decide, veto_retry, AttemptFacts, Decision};
-use crate::alert::Alerter;
-use crate::body::{self, Scanned};
-use crate::classify::{self, Classified, FailureReason, TimeoutKind};
-use crate::config::{BackendId, Config, HealthStore, Route};
+use crate::app::Gateway;
+use crate::body;
+use crate::classify;
+use crate::config::{BackendId, Route};
 use crate::dialect::{translate, Dialect};
-use crate::health::sessions::{SessionKey, Sessions};
-use crate::health::{redis_store, AttemptScopes, HealthRegistry, Permit, ScopeId};
-use crate::metrics::Metrics;
-use crate::scrub::Scrubber;
-use crate::stream::{self, Committed};
-use crate::upstream::{self, Call, ForwardHeaders, Upstream, UpstreamError};
-
-/// The gateway's shared state: the immutable config snapshot, the upstream pool, and the
-/// per-backend retry budgets.
-pub struct Gateway {
-    pub config: Arc<Config>,
-    pub activity: crate::status::Activity,
-    pub alerts: Arc<Alerter>,
-    pub metrics: Arc<Metrics>,
-    pub scrubber: Arc<Scrubber>,
-    pub health: Arc<HealthRegistry>,
-    pub sessions: Sessions,
-    upstream: Upstream,
-    budgets: Vec<TpsBudget>,
-}
-
-/// A client request, validated and routed.
-pub struct ClientRequest {
-    pub dialect: Dialect,
-    pub request_id: Arc<str>,
-    pub body: Bytes,
-    pub scanned: Scanned,
-    pub route: Arc<Route>,
-    pub fwd: ForwardHeaders,
-    /// Present when the client named its session (`x-switchyard-session`).
-    pub session: Option<SessionKey>,
-    /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
-    pub accept_problem: bool,
-}
-
-/// One failed attempt, for the report and the logs.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    /// Index in the route's chain.
-    pub entry: usize,
-    pub backend: BackendId,
-    pub reason: FailureReason,
-    pub status: Option<u16>,
-    pub detail: String,
-    pub elapsed: Duration,
-}
-
-/// A chain entry that was not attempted, and why.
-#[derive(Debug, Clone)]
-pub struct SkippedEntry {
-    pub entry: usize,
-    pub backend: BackendId,
-    pub why: String,
-    /// The last failure recorded for its scopes, when it was skipped for health.
-    pub last: Option<(FailureReason, String)>,
-}
-
-/// What a successful attempt produced.
-pub enum Served {
-    Full {
-        status: StatusCode,
-        content_type: Option<HeaderValue>,
-        body: Bytes,
-    },
-    Stream(Box<Committed>),
-}
-
-pub enum Outcome {
-    /// A backend answered; `failures` are the attempts that failed before it.
-    Served {
-        backend: BackendId,
-        /// Index of the chain entry that served.
-        entry: usize,
-        attempts: u32,
-        served: Served,
-        failures: Vec<AttemptRecord>,
-        /// The health scopes of the serving attempt: a stream that fails after its commit
-        /// point counts against them.
-        scopes: AttemptScopes,
-    },
-    /// The upstream said the client must fix the request; its answer goes back unchanged.
-    Returned {
-        backend: BackendId,
-        attempts: u32,
-        status: StatusCode,
-        content_type: Option<HeaderValue>,
-        body: Bytes,
-        reason: FailureReason,
-        failures: Vec<AttemptRecord>,
-    },
-    /// Every chain entry failed or was skipped.
-    Exhausted {
-        attempts: u32,
-        failures: Vec<AttemptRecord>,
-        skipped: Vec<SkippedEntry>,
-    },
-}
+use crate::failure::{Classified, FailureReason, TimeoutKind};
+use crate::health::sessions::SessionKey;
+use crate::health::{AttemptScopes, Permit, ScopeId};
+use crate::stream;
+use crate::upstream::{self, read_body, Call};
 
 /// A failed attempt as seen by the loop: the classification plus, for a status error, the
 /// upstream's own response (kept to hand back when the client is to blame).
@@ -147,73 +54,6 @@ impl From<Classified> for Failed {
 }
 
 impl Gateway {
-    /// Builds the gateway. Must run inside a tokio runtime (the Redis task is spawned here).
-    pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
-        let upstream =
-            Upstream::new(&config).map_err(|e| format!("cannot build the upstream client: {e}"))?;
-        let health = match config.health.store {
-            HealthStore::Memory => Arc::new(HealthRegistry::new(&config, None)),
-            HealthStore::Redis => {
-                let (tx, rx) = redis_store::channel();
-                let registry = Arc::new(HealthRegistry::new(&config, Some(tx)));
-                redis_store::spawn(&config.health, registry.clone(), rx)?;
-                registry
-            }
-        };
-        let h = &config.health;
-        let sessions = Sessions::new(h.max_tracked, h.turn_ttl, h.session_ttl);
-        let global = &config.failover;
-        let budgets = config
-            .backends
-            .iter()
-            .map(|_| {
-                TpsBudget::new(
-                    Duration::from_secs(10),
-                    global.retry_budget_min_per_sec,
-                    global.retry_budget_ratio,
-                )
-            })
-            .collect();
-        let secrets: Vec<String> = config
-            .secrets()
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
-        let metrics = Arc::new(Metrics::for_config(&config));
-        let scrubber = Arc::new(Scrubber::new(&secrets));
-        Ok(Gateway {
-            activity: crate::status::Activity::new(&config),
-            alerts: Arc::new(Alerter::new(&config, metrics.clone(), scrubber.clone())),
-            metrics,
-            scrubber,
-            config,
-            health,
-            sessions,
-            upstream,
-            budgets,
-        })
-    }
-
-    pub(crate) fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
-    /// Starts background work that needs the gateway itself (active health probes).
-    pub fn start_background(self: &Arc<Self>) {
-        let h = &self.config.health;
-        tokio::spawn(crate::memory::release_freed_memory());
-        if self.alerts.enabled() {
-            tokio::spawn(self.alerts.clone().run(self.health.clone()));
-        }
-        if let Some(interval) = h.probe_interval {
-            tokio::spawn(super::probe::run(
-                self.clone(),
-                interval,
-                h.probe_request.clone(),
-            ));
-        }
-    }
-
     /// Runs the attempt loop for one client request.
     pub async fn run(&self, req: &ClientRequest) -> Outcome {
         let now = Instant::now();
@@ -401,7 +241,7 @@ impl Gateway {
         } else {
             TimeoutKind::FirstToken
         };
-        let send = self.upstream.send(Call {
+        let send = self.upstream().send(Call {
             backend,
             auth,
             body,
@@ -500,7 +340,7 @@ impl Gateway {
             status: Some(status.as_u16()),
             response: None,
         };
-        answer_or_error(&body).map_err(with_status)?;
+        classify::answer_or_error(&body).map_err(with_status)?;
         if stream_requested {
             // A JSON answer to a streaming request would break the client's SSE parser.
             return Err(with_status(classify::invalid_response(
@@ -880,21 +720,6 @@ impl<'g> Run<'g, '_> {
     }
 }
 
-/// A 2xx JSON body is an answer, or a failure: empty, not a JSON object, or an `error` object
-/// with no answer (some providers report errors with status 200).
-pub(crate) fn answer_or_error(body: &[u8]) -> Result<(), Classified> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(classify::invalid_response("empty response body"));
-    }
-    match body::top_level_keys(body, &["error", "choices", "content"]) {
-        None => Err(classify::invalid_response(
-            "response body is not a JSON object",
-        )),
-        Some(0b001) => Err(classify::classify_stream_error(body)),
-        Some(_) => Ok(()),
-    }
-}
-
 /// What the client gets when the upstream says the request must change: the upstream's own
 /// answer, minus any secret it echoed (decoded lossily, so no byte escapes the scrubber);
 /// re-shaped into the client's dialect when the backend speaks another, when the error came
@@ -940,63 +765,4 @@ fn client_error_answer(
         Some(HeaderValue::from_static("application/json")),
         body,
     )
-}
-
-/// Reads a response body, bounded in size, in the time between chunks, and by the deadline.
-/// With `truncate`, a body over `limit` is cut (error bodies; the flag says so); otherwise it
-/// is a failure.
-pub(crate) async fn read_body(
-    mut body: hyper::body::Incoming,
-    limit: usize,
-    stall: Duration,
-    deadline: Instant,
-    truncate: bool,
-) -> Result<(Bytes, bool), Classified> {
-    let mut truncated = false;
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
-    loop {
-        let wait_until = (Instant::now() + stall).min(deadline);
-        let chunk = match timeout_at(wait_until, body.frame()).await {
-            Err(_) => {
-                let kind = if wait_until >= deadline {
-                    TimeoutKind::Deadline
-                } else {
-                    TimeoutKind::Stall
-                };
-                return Err(classify::timeout(kind, stall));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(classify::classify_transport(&UpstreamError::Body(e))),
-            Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(c) => c,
-                Err(_trailers) => continue,
-            },
-        };
-        let len = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, BytesMut::len);
-        if len + chunk.len() > limit {
-            if truncate {
-                truncated = true;
-                break;
-            }
-            return Err(classify::invalid_response(format!(
-                "response body larger than {limit} bytes"
-            )));
-        }
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(chunk),
-            (Some(f), None) => {
-                let mut buf = BytesMut::with_capacity(f.len() + chunk.len());
-                buf.extend_from_slice(f);
-                buf.extend_from_slice(&chunk);
-                rest = Some(buf);
-            }
-            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
-        }
-    }
-    let body = match rest {
-        Some(buf) => buf.freeze(),
-        None => first.unwrap_or_default(),
-    };
-    Ok((body, truncated))
 }

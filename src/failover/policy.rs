@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::classify::{Blame, FailureReason};
 use crate::config::FailoverPolicy;
+use crate::failure::{Blame, FailureReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::engine::Gateway;
+use crate::app::Gateway;
 use crate::config::BackendId;
 use crate::dialect::Dialect;
 use crate::health::ScopeId;
@@ -88,7 +88,7 @@ async fn probe(
     // Healthy means a real answer: a `200 {"error": …}` is as down as a 500.
     let ok = match tokio::time::timeout_at(deadline, request).await {
         Ok(Ok(resp)) if resp.status().is_success() => {
-            match super::engine::read_body(
+            match crate::upstream::read_body(
                 resp.into_body(),
                 gw.config.limits.max_response_body_bytes,
                 policy.stall_timeout,
@@ -97,7 +97,7 @@ async fn probe(
             )
             .await
             {
-                Ok((body, _)) => super::engine::answer_or_error(&body).is_ok(),
+                Ok((body, _)) => crate::classify::answer_or_error(&body).is_ok(),
                 Err(_) => false,
             }
         }

@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 pub use state::{Admission, BackendState, CooldownPolicy, ScopeState, Transition};
 
-use crate::classify::{Blame, FailureReason};
 use crate::config::{BackendId, Config, HealthConfig};
 use crate::dialect::Dialect;
+use crate::failure::{Blame, FailureReason};
 
 /// Where a backend lives: its dialect and its normalized base URL. Two backend names with the
 /// same identity share health.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::classify::FailureReason;
+use crate::failure::FailureReason;
 
 /// What a scope looks like from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

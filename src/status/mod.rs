@@ -6,10 +6,10 @@
 //! assets). The page and its feed are admin surfaces, behind [`crate::admin::refusal`] (the
 //! key may be given as `?key=`, since EventSource cannot set headers: open `/?key=KEY`).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
@@ -17,126 +17,19 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::admin::{refusal, Peer};
-use crate::config::{BackendId, Config};
-use crate::failover::Gateway;
+use crate::app::Gateway;
 use crate::health::{HealthRegistry, Scope};
 
+pub mod activity;
+
+use activity::unix_now;
+pub use activity::{Activity, FailoverRecord};
+
 const PAGE: &str = include_str!("page.html");
-const WINDOW: usize = 60;
-const FAILOVERS_KEPT: usize = 100;
-
-/// Per-second request and error counts over the last minute.
-struct Buckets {
-    second: [u64; WINDOW],
-    requests: [u32; WINDOW],
-    errors: [u32; WINDOW],
-}
-
-impl Default for Buckets {
-    fn default() -> Self {
-        Buckets {
-            second: [0; WINDOW],
-            requests: [0; WINDOW],
-            errors: [0; WINDOW],
-        }
-    }
-}
-
-impl Buckets {
-    fn record(&mut self, now: u64, ok: bool) {
-        let i = (now % WINDOW as u64) as usize;
-        if self.second[i] != now {
-            self.second[i] = now;
-            self.requests[i] = 0;
-            self.errors[i] = 0;
-        }
-        self.requests[i] += 1;
-        if !ok {
-            self.errors[i] += 1;
-        }
-    }
-
-    fn per_minute(&self, now: u64) -> (u32, u32) {
-        (0..WINDOW)
-            .filter(|&i| now.saturating_sub(self.second[i]) < WINDOW as u64 && self.second[i] != 0)
-            .fold((0, 0), |(r, e), i| {
-                (r + self.requests[i], e + self.errors[i])
-            })
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FailoverRecord {
-    pub at_ms: u64,
-    pub route: String,
-    pub from: String,
-    /// None when the whole chain failed.
-    pub to: Option<String>,
-    pub reason: String,
-}
-
-/// Recent activity, for the status page. Cheap to record: one small lock per backend.
-pub struct Activity {
-    backends: Vec<Mutex<Buckets>>,
-    /// Per route, the backend that served last: its index + 1, 0 for none yet. An atomic, so
-    /// recording it on every request takes no lock.
-    serving: HashMap<Arc<str>, AtomicUsize>,
-    failovers: Mutex<VecDeque<FailoverRecord>>,
-}
-
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-impl Activity {
-    pub fn new(config: &Config) -> Activity {
-        Activity {
-            backends: config.backends.iter().map(|_| Mutex::default()).collect(),
-            serving: config
-                .route_names
-                .iter()
-                .map(|r| (r.clone(), AtomicUsize::new(0)))
-                .collect(),
-            failovers: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    pub fn attempt(&self, backend: BackendId, ok: bool) {
-        let now = unix_now().as_secs();
-        self.backends[backend.0]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(now, ok);
-    }
-
-    pub fn served(&self, route: &str, backend: BackendId) {
-        if let Some(s) = self.serving.get(route) {
-            s.store(backend.0 + 1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn failover(&self, route: &str, from: &str, to: Option<&str>, reason: &str) {
-        let mut f = self.failovers.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() >= FAILOVERS_KEPT {
-            f.pop_front();
-        }
-        f.push_back(FailoverRecord {
-            at_ms: unix_now().as_millis() as u64,
-            route: route.to_string(),
-            from: from.to_string(),
-            to: to.map(str::to_string),
-            reason: reason.to_string(),
-        });
-    }
-}
-
 fn rank(state: &str) -> u8 {
     match state {
         "cooling_down" => 2,

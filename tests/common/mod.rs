@@ -9,8 +9,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchyard::app::Gateway;
 use switchyard::config::Config;
-use switchyard::failover::Gateway;
 use switchyard::mock::{self, MockHandle};
 
 pub struct Harness {

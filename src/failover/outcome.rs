@@ -1,0 +1,95 @@
+//! What the attempt loop takes in and gives back: the routed client request, each failed or
+//! skipped chain entry, and the outcome the server turns into a response (and the report
+//! reads when every entry failed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+use crate::body::Scanned;
+use crate::config::{BackendId, Route};
+use crate::dialect::Dialect;
+use crate::failure::FailureReason;
+use crate::health::sessions::SessionKey;
+use crate::health::AttemptScopes;
+use crate::stream::Committed;
+use crate::upstream::ForwardHeaders;
+
+/// A client request, validated and routed.
+pub struct ClientRequest {
+    pub dialect: Dialect,
+    pub request_id: Arc<str>,
+    pub body: Bytes,
+    pub scanned: Scanned,
+    pub route: Arc<Route>,
+    pub fwd: ForwardHeaders,
+    /// Present when the client named its session (`x-switchyard-session`).
+    pub session: Option<SessionKey>,
+    /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
+    pub accept_problem: bool,
+}
+
+/// One failed attempt, for the report and the logs.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Index in the route's chain.
+    pub entry: usize,
+    pub backend: BackendId,
+    pub reason: FailureReason,
+    pub status: Option<u16>,
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+/// A chain entry that was not attempted, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedEntry {
+    pub entry: usize,
+    pub backend: BackendId,
+    pub why: String,
+    /// The last failure recorded for its scopes, when it was skipped for health.
+    pub last: Option<(FailureReason, String)>,
+}
+
+/// What a successful attempt produced.
+pub enum Served {
+    Full {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    Stream(Box<Committed>),
+}
+
+pub enum Outcome {
+    /// A backend answered; `failures` are the attempts that failed before it.
+    Served {
+        backend: BackendId,
+        /// Index of the chain entry that served.
+        entry: usize,
+        attempts: u32,
+        served: Served,
+        failures: Vec<AttemptRecord>,
+        /// The health scopes of the serving attempt: a stream that fails after its commit
+        /// point counts against them.
+        scopes: AttemptScopes,
+    },
+    /// The upstream said the client must fix the request; its answer goes back unchanged.
+    Returned {
+        backend: BackendId,
+        attempts: u32,
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+        reason: FailureReason,
+        failures: Vec<AttemptRecord>,
+    },
+    /// Every chain entry failed or was skipped.
+    Exhausted {
+        attempts: u32,
+        failures: Vec<AttemptRecord>,
+        skipped: Vec<SkippedEntry>,
+    },
+}
