@@ -27,6 +27,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::classify;
 use crate::config::{Backend, Config};
+use crate::dialect::leg::Leg;
 use crate::dialect::Dialect;
 use crate::failure::{Classified, TimeoutKind};
 
@@ -57,7 +58,8 @@ pub struct Call<'a> {
     pub auth: Option<HeaderValue>,
     pub body: Bytes,
     pub stream: bool,
-    pub client_dialect: Dialect,
+    /// How the request crosses to this backend (decides which client headers follow it).
+    pub leg: Leg,
     pub fwd: &'a ForwardHeaders,
     pub connect_timeout: Duration,
 }
@@ -167,7 +169,7 @@ impl Upstream {
             auth,
             body,
             stream,
-            client_dialect,
+            leg,
             fwd,
             connect_timeout,
         } = call;
@@ -198,7 +200,7 @@ impl Upstream {
                 if let Some(auth) = auth {
                     h.insert(X_API_KEY.clone(), auth);
                 }
-                let same = client_dialect == Dialect::Anthropic;
+                let same = leg.forwards_anthropic_headers();
                 let version = fwd
                     .anthropic_version
                     .as_ref()
@@ -351,7 +353,7 @@ mod tests {
             auth: Some(backend.credentials[0].auth_header()),
             body: Bytes::from_static(b"{}"),
             stream: true,
-            client_dialect: Dialect::Anthropic,
+            leg: Leg::new(Dialect::Anthropic, Dialect::Anthropic),
             fwd,
             connect_timeout: timeout,
         }

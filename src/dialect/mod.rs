@@ -4,6 +4,7 @@
 //! the client's dialect instead of formatting provider JSON itself.
 
 pub mod anthropic;
+pub mod leg;
 pub mod openai;
 pub mod translate;
 

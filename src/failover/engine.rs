@@ -19,7 +19,8 @@ use crate::app::Gateway;
 use crate::body;
 use crate::classify;
 use crate::config::{BackendId, Route};
-use crate::dialect::{translate, Dialect};
+use crate::dialect::leg::Leg;
+use crate::dialect::translate;
 use crate::failure::{Classified, FailureReason, TimeoutKind};
 use crate::health::sessions::SessionKey;
 use crate::health::{AttemptScopes, Permit, ScopeId};
@@ -227,6 +228,7 @@ impl Gateway {
         &self,
         req: &ClientRequest,
         backend_id: BackendId,
+        leg: Leg,
         auth: Option<HeaderValue>,
         body: Bytes,
         deadline: Instant,
@@ -246,7 +248,7 @@ impl Gateway {
             auth,
             body,
             stream: stream_requested,
-            client_dialect: req.dialect,
+            leg,
             fwd: &req.fwd,
             connect_timeout: policy.connect_timeout,
         });
@@ -292,7 +294,7 @@ impl Gateway {
         if stream_requested && is_sse {
             let upstream = upstream::body_stream(resp.into_body());
             return stream::await_first_content(
-                backend.api,
+                leg.backend(),
                 upstream,
                 first_token_at,
                 policy.ttft_timeout,
@@ -305,14 +307,7 @@ impl Gateway {
             )
             .await
             .map(|mut c| {
-                if backend.api != req.dialect {
-                    c.translator = Some(translate::StreamTranslator::new(
-                        backend.api,
-                        req.dialect,
-                        &req.scanned.model,
-                        req.dialect == Dialect::OpenAi && translate::wants_usage(&req.body),
-                    ));
-                }
+                c.translator = leg.stream_translator(&req.scanned.model, || req.wants_usage());
                 Served::Stream(Box::new(c))
             })
             .map_err(|c| Failed {
@@ -347,12 +342,9 @@ impl Gateway {
                 "expected an event stream, got a JSON body",
             )));
         }
-        let body = if backend.api == req.dialect {
-            body
-        } else {
-            translate::response(backend.api, req.dialect, &body, &req.scanned.model)
-                .map_err(|e| with_status(classify::invalid_response(e.to_string())))?
-        };
+        let body = leg
+            .response(body, &req.scanned.model)
+            .map_err(|e| with_status(classify::invalid_response(e.to_string())))?;
         Ok(Served::Full {
             status,
             content_type,
@@ -460,14 +452,19 @@ impl<'g> Run<'g, '_> {
                 &backend.name,
             );
         }
-        let upstream_body = if backend.api == req.dialect {
-            body::with_model(&req.body, &req.scanned.model_span, &entry.model_json)
-        } else {
-            let opts = translate::Options {
-                default_max_tokens: backend.default_max_tokens,
-                strict: gw.config.translate_strict,
-            };
-            match translate::request(req.dialect, backend.api, &req.body, &entry.model, &opts) {
+        let leg = Leg::new(req.dialect, backend.api);
+        let opts = translate::Options {
+            default_max_tokens: backend.default_max_tokens,
+            strict: gw.config.translate_strict,
+        };
+        let upstream_body = {
+            match leg.request(
+                &req.body,
+                &req.scanned.model_span,
+                &entry.model_json,
+                &entry.model,
+                &opts,
+            ) {
                 Ok(b) => b,
                 Err(e) => {
                     // The client's request cannot be expressed for this backend: say so in
@@ -536,6 +533,7 @@ impl<'g> Run<'g, '_> {
                 .attempt(
                     req,
                     entry.backend,
+                    leg,
                     auth,
                     upstream_body.clone(),
                     self.deadline,
@@ -703,8 +701,7 @@ impl<'g> Run<'g, '_> {
                 }
                 Decision::ReturnToClient => {
                     let reason = failed.classified.reason;
-                    let (status, content_type, body) =
-                        client_error_answer(gw, req, backend.api, &failed);
+                    let (status, content_type, body) = client_error_answer(gw, req, leg, &failed);
                     return Some(Outcome::Returned {
                         backend: entry.backend,
                         attempts: self.attempts,
@@ -728,13 +725,13 @@ impl<'g> Run<'g, '_> {
 fn client_error_answer(
     gw: &Gateway,
     req: &ClientRequest,
-    backend_api: Dialect,
+    leg: Leg,
     failed: &Failed,
 ) -> (StatusCode, Option<HeaderValue>, Bytes) {
     let c = &failed.classified;
     if let Some(answer) = failed.response.as_ref().filter(|a| {
         // Not a JSON object (cut short, HTML from a proxy): SDKs could not parse it.
-        backend_api == req.dialect && !a.truncated && body::top_level_keys(&a.body, &[]).is_some()
+        leg.errors_pass_through() && !a.truncated && body::top_level_keys(&a.body, &[]).is_some()
     }) {
         let body = match gw.scrubber.scrub_lossy(&answer.body) {
             std::borrow::Cow::Borrowed(_) => answer.body.clone(),

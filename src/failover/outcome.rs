@@ -31,6 +31,14 @@ pub struct ClientRequest {
     pub accept_problem: bool,
 }
 
+impl ClientRequest {
+    /// Whether an OpenAI client asked for a usage chunk at the end of its stream
+    /// (`stream_options.include_usage`), for a translated stream.
+    pub fn wants_usage(&self) -> bool {
+        self.dialect == Dialect::OpenAi && crate::dialect::translate::wants_usage(&self.body)
+    }
+}
+
 /// One failed attempt, for the report and the logs.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {

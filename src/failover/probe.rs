@@ -80,7 +80,7 @@ async fn probe(
         auth,
         body: Bytes::from(body.to_string()),
         stream: false,
-        client_dialect: backend.api,
+        leg: crate::dialect::leg::Leg::new(backend.api, backend.api),
         fwd: &fwd,
         connect_timeout: policy.connect_timeout,
     });
