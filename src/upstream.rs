@@ -35,6 +35,39 @@ use crate::failure::{Classified, TimeoutKind};
 pub type ByteStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
+/// A response body from upstream: hyper's, or (in the engine's unit tests) a scripted one.
+pub enum UpstreamBody {
+    Hyper(Incoming),
+    Scripted(ByteStream),
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamBody::Hyper(_) => "UpstreamBody::Hyper",
+            UpstreamBody::Scripted(_) => "UpstreamBody::Scripted",
+        })
+    }
+}
+
+impl UpstreamBody {
+    /// The next data chunk (trailers skipped); `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        match self {
+            UpstreamBody::Hyper(body) => loop {
+                match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => return Some(Ok(data)),
+                        Err(_trailers) => continue,
+                    },
+                    Err(e) => return Some(Err(UpstreamError::Body(e))),
+                }
+            },
+            UpstreamBody::Scripted(s) => futures_util::StreamExt::next(s).await,
+        }
+    }
+}
+
 /// Client headers that carry meaning for a same-dialect backend; all others are dropped.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardHeaders {
@@ -73,6 +106,9 @@ pub enum UpstreamError {
     /// The response body broke off (reset, truncated chunking, …).
     #[error("error reading response body")]
     Body(#[source] hyper::Error),
+    /// A scripted transport failure (the engine's unit tests).
+    #[error("scripted transport error")]
+    Scripted(#[source] std::io::Error),
 }
 
 impl UpstreamError {
@@ -111,7 +147,10 @@ static UA: HeaderValue =
     HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
 
 /// One pooled client per distinct connect timeout (the connector holds it); built once.
+/// In the engine's unit tests a scripted transport can stand in for the network.
 pub struct Upstream {
+    #[cfg(test)]
+    pub(crate) scripted: Option<std::sync::Arc<dyn Fn(&Call<'_>) -> ScriptedAnswer + Send + Sync>>,
     clients: HashMap<Duration, HttpsClient>,
     /// Anthropic version headers per backend, pre-built (the configured default).
     anthropic_versions: Vec<Option<HeaderValue>>,
@@ -144,6 +183,8 @@ impl Upstream {
             .map(|b| host_header(&b.endpoint_uri))
             .collect();
         Ok(Upstream {
+            #[cfg(test)]
+            scripted: None,
             clients,
             anthropic_versions,
             hosts,
@@ -163,7 +204,21 @@ impl Upstream {
     pub fn send(
         &self,
         call: Call<'_>,
-    ) -> impl Future<Output = Result<Response<Incoming>, UpstreamError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'static {
+        #[cfg(test)]
+        if let Some(script) = &self.scripted {
+            return futures_util::future::Either::Left(script(&call));
+        }
+        let fut = self.send_hyper(call);
+        #[cfg(test)]
+        let fut = futures_util::future::Either::Right(fut);
+        fut
+    }
+
+    fn send_hyper(
+        &self,
+        call: Call<'_>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'static {
         let Call {
             backend,
             auth,
@@ -215,13 +270,28 @@ impl Upstream {
             }
         }
         let fut = self.client(connect_timeout).request(req);
-        async move { fut.await.map_err(UpstreamError::Send) }
+        async move {
+            fut.await
+                .map(|r| r.map(UpstreamBody::Hyper))
+                .map_err(UpstreamError::Send)
+        }
     }
 }
 
+/// A scripted answer: the future of a response head (the engine's unit tests).
+#[cfg(test)]
+pub(crate) type ScriptedAnswer = std::pin::Pin<
+    Box<dyn Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'static>,
+>;
+
 /// The body as a stream of data chunks (trailers skipped).
-pub fn body_stream(body: Incoming) -> ByteStream {
-    Box::pin(BodyDataStream::new(body).map_err(UpstreamError::Body))
+pub fn body_stream(body: UpstreamBody) -> ByteStream {
+    match body {
+        UpstreamBody::Hyper(body) => {
+            Box::pin(BodyDataStream::new(body).map_err(UpstreamError::Body))
+        }
+        UpstreamBody::Scripted(s) => s,
+    }
 }
 
 /// `host[:port]`, the port only when it is not the scheme's default (as HTTP clients send it).
@@ -278,7 +348,7 @@ fn build_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsCl
 /// With `truncate`, a body over `limit` is cut (error bodies; the flag says so); otherwise it
 /// is a failure.
 pub async fn read_body(
-    mut body: hyper::body::Incoming,
+    mut body: UpstreamBody,
     limit: usize,
     stall: Duration,
     deadline: Instant,
@@ -289,7 +359,7 @@ pub async fn read_body(
     let mut rest: Option<BytesMut> = None;
     loop {
         let wait_until = (Instant::now() + stall).min(deadline);
-        let chunk = match timeout_at(wait_until, body.frame()).await {
+        let chunk = match timeout_at(wait_until, body.next_chunk()).await {
             Err(_) => {
                 let kind = if wait_until >= deadline {
                     TimeoutKind::Deadline
@@ -299,11 +369,8 @@ pub async fn read_body(
                 return Err(classify::timeout(kind, stall));
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(classify::classify_transport(&UpstreamError::Body(e))),
-            Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(c) => c,
-                Err(_trailers) => continue,
-            },
+            Ok(Some(Err(e))) => return Err(classify::classify_transport(&e)),
+            Ok(Some(Ok(chunk))) => chunk,
         };
         let len = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, BytesMut::len);
         if len + chunk.len() > limit {
