@@ -44,6 +44,7 @@ pub fn serve_on(
     tokio::spawn(switchyard::server::serve(listener, gateway))
 }
 
+/// Two mock upstreams and a gateway in front of them; the gateway stops when this drops.
 pub struct Harness {
     pub gateway: String,
     pub primary: MockHandle,
@@ -320,11 +321,9 @@ pub fn behavior(plan: Value) -> Behavior {
 }
 
 impl Behavior {
+    /// A response header (`retry-after`, …); a null `headers` becomes an object on indexing.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        let headers = self.0["headers"].as_object().cloned().unwrap_or_default();
-        let mut headers = serde_json::Map::from_iter(headers);
-        headers.insert(name.into(), value.into());
-        self.0["headers"] = Value::Object(headers);
+        self.0["headers"][name] = value.into();
         self
     }
 
