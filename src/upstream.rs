@@ -150,7 +150,7 @@ static UA: HeaderValue =
 /// In the engine's unit tests a scripted transport can stand in for the network.
 pub struct Upstream {
     #[cfg(test)]
-    pub(crate) scripted: Option<std::sync::Arc<dyn Fn(&Call<'_>) -> ScriptedAnswer + Send + Sync>>,
+    pub(crate) scripted: Option<ScriptedTransport>,
     clients: HashMap<Duration, HttpsClient>,
     /// Anthropic version headers per backend, pre-built (the configured default).
     anthropic_versions: Vec<Option<HeaderValue>>,
@@ -277,6 +277,11 @@ impl Upstream {
         }
     }
 }
+
+/// Answers every call instead of the network (the engine's unit tests).
+#[cfg(test)]
+pub(crate) type ScriptedTransport =
+    std::sync::Arc<dyn Fn(&Call<'_>) -> ScriptedAnswer + Send + Sync>;
 
 /// A scripted answer: the future of a response head (the engine's unit tests).
 #[cfg(test)]

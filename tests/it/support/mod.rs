@@ -1,18 +1,50 @@
-//! Test harness: mock upstreams and a gateway on ephemeral ports, plus small client helpers.
-#![allow(dead_code)]
+//! The shared harness: mock upstreams and gateways on ephemeral ports, intent-level
+//! arrangements (`h.primary_always(status(529))`), client helpers, the panic guard, one log
+//! capture and `eventually` for conditions that come true a moment later.
+//!
+//! Every path into the `switchyard` crate that the suite uses is named here and only here, so a
+//! module moving in the crate is a one-line fix.
 
 pub mod hostile;
+mod logs;
 
+pub use logs::captured_logs;
+
+use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+// The crate's public surface, as the suite sees it.
+pub use switchyard::alert::sinks::signature as webhook_signature;
 use switchyard::app::Gateway;
 use switchyard::config::Config;
-use switchyard::mock::{self, MockHandle};
+pub use switchyard::mock::MockHandle;
 
+/// A mock provider (the faithful oracle) named `name`, on an ephemeral port.
+pub async fn spawn_mock(name: &str) -> MockHandle {
+    switchyard::mock::spawn(name).await.unwrap()
+}
+
+/// Validates `yaml` as the gateway would (`env` resolves `*_env` keys).
+pub fn load_config(yaml: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
+    Config::from_yaml(yaml, file, env).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// Serves `config` on `listener` until the returned task is aborted.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    install_panic_guard();
+    let gateway = Arc::new(Gateway::new(Arc::new(config)).unwrap());
+    tokio::spawn(switchyard::server::serve(listener, gateway))
+}
+
+/// Two mock upstreams and a gateway in front of them; the gateway stops when this drops.
 pub struct Harness {
     pub gateway: String,
     pub primary: MockHandle,
@@ -80,7 +112,7 @@ fn indent(block: &str) -> String {
 /// Fast defaults for tests: tiny backoff, short timeouts.
 pub const FAST: &str = "retries: 2\nbackoff: { base: 5ms, max: 20ms }\nttft_timeout: 1s\nstall_timeout: 1s\nconnect_timeout: 1s\ndeadline: 20s";
 
-pub async fn plan(h: &Harness, m: &MockHandle, steps: Value, then: Value) {
+async fn plan(h: &Harness, m: &MockHandle, steps: Value, then: Value) {
     let r = h
         .http
         .post(format!("{}/_mock/plan", m.url()))
@@ -106,7 +138,7 @@ pub async fn stats(h: &Harness, m: &MockHandle) -> Value {
         .unwrap()
 }
 
-pub async fn requests_seen(h: &Harness, m: &MockHandle) -> u64 {
+async fn requests_seen(h: &Harness, m: &MockHandle) -> u64 {
     stats(h, m).await["requests"].as_u64().unwrap()
 }
 
@@ -139,6 +171,14 @@ pub struct Reply {
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The backend that served (or failed) the request.
+    pub fn backend(&self) -> Option<&str> {
+        self.header("x-switchyard-backend")
+    }
+    pub fn attempts(&self) -> Option<u32> {
+        self.header("x-switchyard-attempts")
+            .and_then(|v| v.parse().ok())
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
@@ -201,21 +241,239 @@ pub async fn post_raw(h: &Harness, path: &str, body: String, headers: &[(&str, &
     }
 }
 
-pub fn path_of(dialect: &str) -> &'static str {
-    if dialect == "anthropic" {
-        "/v1/messages"
-    } else {
-        "/v1/chat/completions"
+/// The two client dialects of the harness's routes: `claude` (Anthropic chain) and `gpt`
+/// (OpenAI chain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Anthropic,
+    OpenAi,
+}
+
+impl Dialect {
+    pub const BOTH: [Dialect; 2] = [Dialect::Anthropic, Dialect::OpenAi];
+
+    /// The endpoint a client of this dialect posts to.
+    pub fn path(self) -> &'static str {
+        match self {
+            Dialect::Anthropic => "/v1/messages",
+            Dialect::OpenAi => "/v1/chat/completions",
+        }
+    }
+
+    /// A "Say hello" request for the harness route of this dialect.
+    pub fn body(self, stream: bool) -> Value {
+        match self {
+            Dialect::Anthropic => anthropic_body(stream),
+            Dialect::OpenAi => openai_body(stream),
+        }
+    }
+
+    /// The harness backend `name` ("primary", "fallback") as this dialect's chain calls it.
+    pub fn backend(self, name: &str) -> String {
+        match self {
+            Dialect::Anthropic => name.to_string(),
+            Dialect::OpenAi => format!("oa-{name}"),
+        }
     }
 }
 
-pub fn body_of(dialect: &str, stream: bool) -> Value {
-    if dialect == "anthropic" {
-        anthropic_body(stream)
-    } else {
-        openai_body(stream)
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Anthropic => "anthropic",
+            Dialect::OpenAi => "openai",
+        })
     }
 }
+
+/// What a mock does for one request: the JSON its `/_mock/plan` takes, built by intent.
+#[derive(Clone, Debug)]
+pub struct Behavior(Value);
+
+/// A normal answer.
+pub fn ok() -> Behavior {
+    Behavior(json!({"kind": "ok"}))
+}
+
+/// An error status with the dialect's error body (see [`Behavior::body`] to replace it).
+pub fn status(code: u16) -> Behavior {
+    Behavior(json!({"kind": "status", "status": code}))
+}
+
+/// Headers, then a connection reset after `chunks` stream chunks (0: before any body).
+pub fn reset_after(chunks: u32) -> Behavior {
+    Behavior(json!({"kind": "reset", "after_chunks": chunks}))
+}
+
+/// Accepts the request and never sends a byte.
+pub fn silence() -> Behavior {
+    Behavior(json!({"kind": "stall", "headers": false}))
+}
+
+/// Sends `chunks` stream chunks, then only SSE heartbeats every `heartbeat_ms`.
+pub fn stall_after(chunks: u32, heartbeat_ms: u64) -> Behavior {
+    Behavior(json!({"kind": "stall", "after_chunks": chunks, "heartbeat_ms": heartbeat_ms}))
+}
+
+/// Any other plan entry, e.g. `{"kind": "malformed"}`.
+pub fn behavior(plan: Value) -> Behavior {
+    Behavior(plan)
+}
+
+impl Behavior {
+    /// A response header (`retry-after`, …); a null `headers` becomes an object on indexing.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.0["headers"][name] = value.into();
+        self
+    }
+
+    pub fn body(mut self, body: Value) -> Self {
+        self.0["body"] = body;
+        self
+    }
+
+    /// Any other field of the plan entry (`delay_ms`, `chunks`, …).
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.0[field] = value.into();
+        self
+    }
+}
+
+impl fmt::Display for Behavior {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Harness {
+    /// Every request to the primary gets `behavior`.
+    pub async fn primary_always(&self, behavior: Behavior) {
+        self.primary_then([], behavior).await;
+    }
+
+    /// The primary answers `steps` in order, then `then` for ever.
+    pub async fn primary_then(&self, steps: impl IntoIterator<Item = Behavior>, then: Behavior) {
+        plan_mock(self, &self.primary, steps, then).await;
+    }
+
+    pub async fn fallback_always(&self, behavior: Behavior) {
+        self.fallback_then([], behavior).await;
+    }
+
+    pub async fn fallback_then(&self, steps: impl IntoIterator<Item = Behavior>, then: Behavior) {
+        plan_mock(self, &self.fallback, steps, then).await;
+    }
+
+    /// Clears both mocks' plans and counters.
+    pub fn reset_mocks(&self) {
+        self.primary.reset();
+        self.fallback.reset();
+    }
+
+    pub async fn primary_requests(&self) -> u64 {
+        requests_seen(self, &self.primary).await
+    }
+
+    pub async fn fallback_requests(&self) -> u64 {
+        requests_seen(self, &self.fallback).await
+    }
+
+    /// A "Say hello" request in `dialect` to the harness route of that dialect.
+    pub async fn ask(&self, dialect: Dialect, stream: bool) -> Reply {
+        post(self, dialect.path(), &dialect.body(stream)).await
+    }
+
+    /// `GET /admin/backends`.
+    pub async fn admin_backends(&self) -> Value {
+        get_json(&self.http, &format!("{}/admin/backends", self.gateway)).await
+    }
+
+    /// The `state` of `backend`'s backend-wide scope in `/admin/backends`.
+    pub async fn backend_state(&self, backend: &str) -> String {
+        let v = self.admin_backends().await;
+        backend_scope(&v, backend)["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits (bounded) until no scope covering `backend` is cooling down any more: the next
+    /// request may probe it.
+    pub async fn until_cooldown_ends(&self, backend: &str) {
+        eventually(
+            &format!("{backend}'s cooldown ends"),
+            Duration::from_secs(10),
+            || async {
+                let admin = self.admin_backends().await;
+                admin["scopes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| {
+                        s["backends"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|b| b == backend)
+                    })
+                    .all(|s| s["state"] != "cooling_down")
+            },
+        )
+        .await;
+    }
+}
+
+async fn plan_mock(
+    h: &Harness,
+    mock: &MockHandle,
+    steps: impl IntoIterator<Item = Behavior>,
+    then: Behavior,
+) {
+    let steps: Vec<Value> = steps.into_iter().map(|b| b.0).collect();
+    plan(h, mock, Value::Array(steps), then.0).await;
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The backend-wide scope of `backend` in an `/admin/backends` snapshot.
+pub fn backend_scope<'a>(admin: &'a Value, backend: &str) -> &'a Value {
+    admin["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "backend" && s["backends"][0] == backend)
+        .unwrap_or_else(|| panic!("no backend scope for {backend}: {admin}"))
+}
+
+/// Asserts a 200 served by `backend` after `attempts` attempts in all.
+#[track_caller]
+pub fn assert_served_by(reply: &Reply, backend: &str, attempts: u32) {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.backend(), Some(backend), "{}", reply.text);
+    assert_eq!(reply.attempts(), Some(attempts), "served by {backend}");
+}
+
+/// Polls `condition` until it holds; fails after `limit`. For effects that land a moment after
+/// the event that causes them (a cancelled upstream, a delivered alert, a healed scope).
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How often [`eventually`] looks again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// The one-sided bound for "at once": far above any real run, far below the waits it rules out.
+pub const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// Requests received by [`receiver`]: (path, headers, body).
 pub type Received =
@@ -260,22 +518,17 @@ pub fn test_env(name: &str) -> Option<String> {
 /// the server task.
 pub async fn serve_yaml(yaml: &str) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     install_panic_guard();
-    let config =
-        Config::from_yaml(yaml, "test.yaml", &test_env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let config = load_config(yaml, "test.yaml", &test_env);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
-    (
-        format!("http://{addr}"),
-        tokio::spawn(switchyard::server::serve(listener, gw)),
-    )
+    (format!("http://{addr}"), serve_on(listener, config))
 }
 
 /// Two mocks and a gateway from a whole YAML config in which `PRIMARY_URL` and `FALLBACK_URL`
 /// stand for the mocks' base URLs.
 pub async fn start_yaml(template: &str) -> Harness {
-    let primary = mock::spawn("primary").await.unwrap();
-    let fallback = mock::spawn("fallback").await.unwrap();
+    let primary = spawn_mock("primary").await;
+    let fallback = spawn_mock("fallback").await;
     let yaml = template
         .replace("PRIMARY_URL", &primary.url())
         .replace("FALLBACK_URL", &fallback.url());

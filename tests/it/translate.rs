@@ -3,10 +3,9 @@
 //! validate every upstream request the way the real APIs do, so a 200 proves the translated
 //! request was valid in the backend's dialect.
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
+
+use crate::support::*;
 
 const MIXED: &str = r#"
 backends:
@@ -71,10 +70,12 @@ async fn an_openai_client_is_served_by_an_anthropic_backend() {
 #[tokio::test]
 async fn tool_calls_cross_dialects_with_arguments_intact_streaming_and_not() {
     let h = start_yaml(MIXED).await;
-    let tool =
-        json!({"kind": "ok", "tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}});
-    plan(&h, &h.primary, json!([]), tool.clone()).await;
-    plan(&h, &h.fallback, json!([]), tool).await;
+    let tool = ok().with(
+        "tool_call",
+        json!({"name": "get_weather", "arguments": {"city": "Paris"}}),
+    );
+    h.primary_always(tool.clone()).await;
+    h.fallback_always(tool).await;
 
     // OpenAI client ← Anthropic backend.
     let v = post(&h, "/v1/chat/completions", &oa("to-claude", false))
@@ -163,31 +164,19 @@ async fn streams_translate_text_both_ways() {
 async fn failover_crosses_dialects_in_both_directions() {
     let h = start_yaml(MIXED).await;
     // OpenAI client: Anthropic primary fails, OpenAI fallback answers natively.
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 529}),
-    )
-    .await;
+    h.primary_always(status(529)).await;
     let r = post(&h, "/v1/chat/completions", &oa("claude-then-gpt", true)).await;
-    assert_eq!(r.header("x-switchyard-backend"), Some("gpt"));
+    assert_eq!(r.backend(), Some("gpt"));
     assert_eq!(r.streamed_text(), "Hello from fallback");
     // Anthropic client: OpenAI primary fails, Anthropic fallback answers natively.
     let r = post(&h, "/v1/messages", &an("gpt-then-claude", false)).await;
-    assert_eq!(r.header("x-switchyard-backend"), Some("claude-b"));
+    assert_eq!(r.backend(), Some("claude-b"));
     assert_eq!(r.answer_text(), "Hello from fallback");
     // And the other way: the native primary fails, the translated fallback answers.
-    plan(
-        &h,
-        &h.fallback,
-        json!([]),
-        json!({"kind": "status", "status": 500}),
-    )
-    .await;
-    plan(&h, &h.primary, json!([]), json!({"kind": "ok"})).await;
+    h.fallback_always(status(500)).await;
+    h.primary_always(ok()).await;
     let r = post(&h, "/v1/messages", &an("gpt-then-claude", true)).await;
-    assert_eq!(r.header("x-switchyard-backend"), Some("gpt-a"));
+    assert_eq!(r.backend(), Some("gpt-a"));
     assert_eq!(r.streamed_text(), "Hello from primary");
 }
 
@@ -195,13 +184,7 @@ async fn failover_crosses_dialects_in_both_directions() {
 async fn a_translated_backends_client_error_comes_back_in_the_clients_dialect() {
     let h = start_yaml(MIXED).await;
     let overflow = json!({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}});
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 400, "body": overflow}),
-    )
-    .await;
+    h.primary_always(status(400).body(overflow)).await;
     let r = post(&h, "/v1/chat/completions", &oa("claude-then-gpt", false)).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.header("x-switchyard-reason"), Some("context_overflow"));
@@ -214,5 +197,5 @@ async fn a_translated_backends_client_error_comes_back_in_the_clients_dialect() 
         "{v}"
     );
     assert_eq!(v["error"]["code"], "context_overflow");
-    assert_eq!(requests_seen(&h, &h.fallback).await, 0);
+    assert_eq!(h.fallback_requests().await, 0);
 }

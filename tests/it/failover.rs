@@ -1,42 +1,23 @@
 //! The failover engine end to end: the gateway and two mock upstreams on ephemeral ports.
 //! One test per failure class and per decision, streaming and not, in both dialects.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
 
-const DIALECTS: [&str; 2] = ["anthropic", "openai"];
+use crate::support::*;
 
 #[tokio::test]
 async fn overloaded_primary_fails_over_to_the_fallback_in_every_mode() {
     let h = start(FAST, "").await;
-    for dialect in DIALECTS {
+    for dialect in Dialect::BOTH {
         for stream in [false, true] {
-            h.primary.reset();
-            h.fallback.reset();
-            plan(
-                &h,
-                &h.primary,
-                json!([]),
-                json!({"kind": "status", "status": 529}),
-            )
-            .await;
-            let r = post(&h, path_of(dialect), &body_of(dialect, stream)).await;
-            assert_eq!(r.status, 200, "{dialect} stream={stream}: {}", r.text);
-            assert_eq!(
-                r.header("x-switchyard-backend"),
-                Some(if dialect == "anthropic" {
-                    "fallback"
-                } else {
-                    "oa-fallback"
-                })
-            );
+            h.reset_mocks();
+            h.primary_always(status(529)).await;
+            let r = h.ask(dialect, stream).await;
             // retries: 2 → three attempts on the primary, then one on the fallback.
-            assert_eq!(r.header("x-switchyard-attempts"), Some("4"));
-            assert_eq!(requests_seen(&h, &h.primary).await, 3);
+            assert_served_by(&r, &dialect.backend("fallback"), 4);
+            assert_eq!(h.primary_requests().await, 3);
             let text = if stream {
                 r.streamed_text()
             } else {
@@ -50,59 +31,42 @@ async fn overloaded_primary_fails_over_to_the_fallback_in_every_mode() {
 #[tokio::test]
 async fn server_errors_and_malformed_replies_are_retried_then_failed_over() {
     let h = start(FAST, "").await;
-    for behavior in [
-        json!({"kind": "status", "status": 500}),
-        json!({"kind": "malformed"}),
-        json!({"kind": "empty"}),
+    for failure in [
+        status(500),
+        behavior(json!({"kind": "malformed"})),
+        behavior(json!({"kind": "empty"})),
     ] {
         h.primary.reset();
-        plan(&h, &h.primary, json!([]), behavior.clone()).await;
-        let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
-        assert_eq!(r.status, 200, "{behavior}: {}", r.text);
-        assert_eq!(
-            r.header("x-switchyard-backend"),
-            Some("fallback"),
-            "{behavior}"
-        );
-        assert_eq!(requests_seen(&h, &h.primary).await, 3, "{behavior}");
+        h.primary_always(failure.clone()).await;
+        let r = h.ask(Dialect::Anthropic, false).await;
+        assert_eq!(r.status, 200, "{failure}: {}", r.text);
+        assert_eq!(r.backend(), Some("fallback"), "{failure}");
+        assert_eq!(h.primary_requests().await, 3, "{failure}");
     }
 }
 
 #[tokio::test]
 async fn a_transient_500_is_retried_on_the_same_backend() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([{"kind": "status", "status": 500}]),
-        json!({"kind": "ok"}),
-    )
-    .await;
-    let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-switchyard-backend"), Some("oa-primary"));
-    assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
-    assert_eq!(requests_seen(&h, &h.fallback).await, 0);
+    h.primary_then([status(500)], ok()).await;
+    let r = h.ask(Dialect::OpenAi, false).await;
+    assert_served_by(&r, "oa-primary", 2);
+    assert_eq!(h.fallback_requests().await, 0);
 }
 
 #[tokio::test]
 async fn rate_limit_with_short_retry_after_is_retried_on_the_same_backend() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([{"kind": "status", "status": 429, "headers": {"retry-after": "1"}}]),
-        json!({"kind": "ok"}),
-    )
-    .await;
+    h.primary_then([status(429).header("retry-after", "1")], ok())
+        .await;
     let started = Instant::now();
-    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-switchyard-backend"), Some("primary"));
-    assert_eq!(requests_seen(&h, &h.primary).await, 2);
-    assert_eq!(requests_seen(&h, &h.fallback).await, 0);
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert_served_by(&r, "primary", 2);
+    assert_eq!(h.fallback_requests().await, 0);
+    // One-sided: a timer never fires early, so this cannot flake (the upper side is the
+    // engine's paused-time tests').
     assert!(
-        started.elapsed() >= Duration::from_millis(950),
+        started.elapsed() >= Duration::from_secs(1),
         "Retry-After was not honoured"
     );
 }
@@ -110,45 +74,24 @@ async fn rate_limit_with_short_retry_after_is_retried_on_the_same_backend() {
 #[tokio::test]
 async fn rate_limit_with_long_retry_after_fails_over_at_once() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 429, "headers": {"retry-after": "120"}}),
-    )
-    .await;
+    h.primary_always(status(429).header("retry-after", "120"))
+        .await;
     let started = Instant::now();
-    let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-switchyard-backend"), Some("oa-fallback"));
-    assert_eq!(requests_seen(&h, &h.primary).await, 1);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let r = h.ask(Dialect::OpenAi, false).await;
+    assert_served_by(&r, "oa-fallback", 2);
+    assert!(started.elapsed() < PROMPTLY, "waited for the Retry-After");
 }
 
 #[tokio::test]
 async fn auth_quota_and_model_not_found_fail_over_without_retrying() {
     let h = start(FAST, "").await;
-    for status in [401, 403, 402, 404] {
+    for code in [401, 403, 402, 404] {
         h.primary.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "status", "status": status}),
-        )
-        .await;
-        let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
-        assert_eq!(r.status, 200, "{status}");
-        assert_eq!(
-            r.header("x-switchyard-backend"),
-            Some("fallback"),
-            "{status}"
-        );
-        assert_eq!(
-            requests_seen(&h, &h.primary).await,
-            1,
-            "status {status} was retried"
-        );
+        h.primary_always(status(code)).await;
+        let r = h.ask(Dialect::Anthropic, false).await;
+        assert_eq!(r.status, 200, "{code}");
+        assert_eq!(r.backend(), Some("fallback"), "{code}");
+        assert_eq!(h.primary_requests().await, 1, "status {code} was retried");
     }
 }
 
@@ -157,57 +100,50 @@ async fn client_errors_come_back_unchanged_and_no_other_backend_is_hit() {
     let h = start(FAST, "").await;
     let cases = [
         (
-            "anthropic",
+            Dialect::Anthropic,
             400,
             json!({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}),
             "context_overflow",
         ),
         (
-            "openai",
+            Dialect::OpenAi,
             400,
             json!({"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}),
             "context_overflow",
         ),
         (
-            "anthropic",
+            Dialect::Anthropic,
             413,
             json!({"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}),
             "payload_too_large",
         ),
         (
-            "openai",
+            Dialect::OpenAi,
             400,
             json!({"error":{"message":"Invalid value for 'temperature'.","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}),
             "invalid_request",
         ),
         (
-            "openai",
+            Dialect::OpenAi,
             400,
             json!({"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}),
             "content_policy",
         ),
     ];
-    for (dialect, status, body, reason) in cases {
-        h.primary.reset();
-        h.fallback.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "status", "status": status, "body": body}),
-        )
-        .await;
-        let r = post(&h, path_of(dialect), &body_of(dialect, false)).await;
-        assert_eq!(r.status, status, "{reason}");
+    for (dialect, code, body, reason) in cases {
+        h.reset_mocks();
+        h.primary_always(status(code).body(body.clone())).await;
+        let r = h.ask(dialect, false).await;
+        assert_eq!(r.status, code, "{reason}");
         assert_eq!(
             r.json(),
             body,
             "{reason}: body must be the upstream's, unchanged"
         );
         assert_eq!(r.header("x-switchyard-reason"), Some(reason));
-        assert_eq!(requests_seen(&h, &h.primary).await, 1, "{reason}");
+        assert_eq!(h.primary_requests().await, 1, "{reason}");
         assert_eq!(
-            requests_seen(&h, &h.fallback).await,
+            h.fallback_requests().await,
             0,
             "{reason}: fallback must not be hit"
         );
@@ -217,27 +153,23 @@ async fn client_errors_come_back_unchanged_and_no_other_backend_is_hit() {
 #[tokio::test]
 async fn stall_before_first_token_with_heartbeats_fails_over_within_ttft() {
     let h = start(FAST, "").await;
-    for dialect in DIALECTS {
+    for dialect in Dialect::BOTH {
         h.primary.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100}),
-        )
-        .await;
+        h.primary_always(stall_after(0, 100)).await;
         let started = Instant::now();
-        let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
+        let r = h.ask(dialect, true).await;
         let took = started.elapsed();
         assert_eq!(r.status, 200);
         assert_eq!(r.streamed_text(), "Hello from fallback");
-        // ttft_timeout is 1 s; eager failover means one stall costs one ttft, not retries × ttft.
-        assert!(
-            took < Duration::from_secs(2),
-            "{dialect}: failover took {took:?}"
+        // Heartbeats are not tokens: the stall is caught by ttft_timeout (1 s), no earlier.
+        assert!(took >= Duration::from_secs(1), "{dialect}: {took:?}");
+        assert!(took < PROMPTLY, "{dialect}: failover took {took:?}");
+        // Eager failover: one stall costs one ttft, not retries × ttft.
+        assert_eq!(
+            h.primary_requests().await,
+            1,
+            "{dialect}: the stall was retried"
         );
-        assert!(took >= Duration::from_millis(950), "{dialect}: {took:?}");
-        assert_eq!(requests_seen(&h, &h.primary).await, 1);
     }
 }
 
@@ -246,21 +178,14 @@ async fn silent_upstream_without_headers_is_caught_by_ttft() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
         h.primary.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "stall", "headers": false}),
-        )
-        .await;
+        h.primary_always(silence()).await;
         let started = Instant::now();
-        let r = post(&h, "/v1/chat/completions", &openai_body(stream)).await;
+        let r = h.ask(Dialect::OpenAi, stream).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("x-switchyard-backend"), Some("oa-fallback"));
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "stream={stream}"
-        );
+        assert_eq!(r.backend(), Some("oa-fallback"));
+        assert!(started.elapsed() < PROMPTLY, "stream={stream}");
+        // Eager failover: one silent attempt costs one ttft, not retries × ttft.
+        assert_eq!(h.primary_requests().await, 1, "stream={stream}: retried");
     }
 }
 
@@ -269,18 +194,12 @@ async fn connection_reset_before_the_response_fails_over_at_once() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
         h.primary.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "reset", "after_chunks": 0}),
-        )
-        .await;
-        let r = post(&h, "/v1/messages", &anthropic_body(stream)).await;
+        h.primary_always(reset_after(0)).await;
+        let r = h.ask(Dialect::Anthropic, stream).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
+        assert_eq!(r.backend(), Some("fallback"));
         assert_eq!(
-            requests_seen(&h, &h.primary).await,
+            h.primary_requests().await,
             1,
             "connection failures fail over eagerly"
         );
@@ -310,23 +229,20 @@ async fn refused_connection_fails_over_at_once() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-switchyard-backend"], "ok");
     assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < PROMPTLY);
     server.abort();
 }
 
 #[tokio::test]
 async fn error_event_inside_a_200_stream_before_content_fails_over() {
     let h = start(FAST, "").await;
-    for dialect in DIALECTS {
+    for dialect in Dialect::BOTH {
         h.primary.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
+        h.primary_always(behavior(
             json!({"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"}),
-        )
+        ))
         .await;
-        let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
+        let r = h.ask(dialect, true).await;
         assert_eq!(r.status, 200);
         assert_eq!(
             r.streamed_text(),
@@ -344,40 +260,26 @@ async fn error_event_inside_a_200_stream_before_content_fails_over() {
 #[tokio::test]
 async fn reset_mid_stream_ends_the_clients_stream_with_an_error_event() {
     let h = start(FAST, "").await;
-    for dialect in DIALECTS {
-        h.primary.reset();
-        h.fallback.reset();
-        plan(
-            &h,
-            &h.primary,
-            json!([]),
-            json!({"kind": "reset", "after_chunks": 2}),
-        )
-        .await;
-        let r = post(&h, path_of(dialect), &body_of(dialect, true)).await;
+    for dialect in Dialect::BOTH {
+        h.reset_mocks();
+        h.primary_always(reset_after(2)).await;
+        let r = h.ask(dialect, true).await;
         assert_eq!(r.status, 200);
-        assert_eq!(
-            r.header("x-switchyard-backend"),
-            Some(if dialect == "anthropic" {
-                "primary"
-            } else {
-                "oa-primary"
-            })
-        );
+        assert_eq!(r.backend(), Some(dialect.backend("primary").as_str()));
         let text = r.streamed_text();
         assert!(
             !text.is_empty() && "Hello from primary".starts_with(&text),
             "{dialect}: partial content {text:?}"
         );
         let last = r.text.trim_end().rsplit("\n\n").next().unwrap();
-        if dialect == "anthropic" {
+        if dialect == Dialect::Anthropic {
             assert!(last.starts_with("event: error\ndata: "), "{last}");
         } else {
             assert!(last.starts_with("data: {\"error\""), "{last}");
         }
         assert!(last.contains("connection"), "{last}");
         assert_eq!(
-            requests_seen(&h, &h.fallback).await,
+            h.fallback_requests().await,
             0,
             "no failover after content: it would duplicate"
         );
@@ -387,20 +289,14 @@ async fn reset_mid_stream_ends_the_clients_stream_with_an_error_event() {
 #[tokio::test]
 async fn stall_mid_stream_ends_with_an_error_event_after_stall_timeout() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "stall", "after_chunks": 1, "heartbeat_ms": 100}),
-    )
-    .await;
+    h.primary_always(stall_after(1, 100)).await;
     let started = Instant::now();
-    let r = post(&h, "/v1/messages", &anthropic_body(true)).await;
+    let r = h.ask(Dialect::Anthropic, true).await;
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    // Heartbeats do not reset the stall clock (stall_timeout: 1 s); the exact moment is the
+    // engine's paused-time tests'.
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    assert!(took < PROMPTLY, "{took:?}");
     let last = r.text.trim_end().rsplit("\n\n").next().unwrap();
     assert!(last.starts_with("event: error"), "{last}");
     assert!(last.contains("timeout_error"), "{last}");
@@ -409,21 +305,9 @@ async fn stall_mid_stream_ends_with_an_error_event_after_stall_timeout() {
 #[tokio::test]
 async fn exhausted_chain_answers_502_listing_every_attempt() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 529}),
-    )
-    .await;
-    plan(
-        &h,
-        &h.fallback,
-        json!([]),
-        json!({"kind": "status", "status": 401}),
-    )
-    .await;
-    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
+    h.primary_always(status(529)).await;
+    h.fallback_always(status(401)).await;
+    let r = h.ask(Dialect::Anthropic, false).await;
     assert_eq!(r.status, 502);
     let v = r.json();
     assert_eq!(v["type"], "error");
@@ -438,7 +322,7 @@ async fn exhausted_chain_answers_502_listing_every_attempt() {
     assert_eq!(failures[1]["reason"], "auth");
     assert_eq!(failures[1]["status"], 401);
 
-    let r = post(&h, "/v1/chat/completions", &openai_body(true)).await;
+    let r = h.ask(Dialect::OpenAi, true).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"]["code"], "fallback_exhausted");
 }
@@ -446,10 +330,9 @@ async fn exhausted_chain_answers_502_listing_every_attempt() {
 #[tokio::test]
 async fn all_timeouts_answer_504() {
     let h = start(FAST, "").await;
-    for m in [&h.primary, &h.fallback] {
-        plan(&h, m, json!([]), json!({"kind": "stall", "headers": false})).await;
-    }
-    let r = post(&h, "/v1/chat/completions", &openai_body(false)).await;
+    h.primary_always(silence()).await;
+    h.fallback_always(silence()).await;
+    let r = h.ask(Dialect::OpenAi, false).await;
     assert_eq!(r.status, 504, "{}", r.text);
 }
 
@@ -460,21 +343,10 @@ async fn spent_retry_budget_fails_over_instead_of_retrying() {
         "",
     )
     .await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 529}),
-    )
-    .await;
-    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-switchyard-backend"), Some("fallback"));
-    assert_eq!(
-        requests_seen(&h, &h.primary).await,
-        1,
-        "no budget, no retry"
-    );
+    h.primary_always(status(529)).await;
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert_served_by(&r, "fallback", 2);
+    assert_eq!(h.primary_requests().await, 1, "no budget, no retry");
 }
 
 #[tokio::test]
@@ -563,13 +435,7 @@ async fn same_dialect_body_is_forwarded_byte_for_byte_except_model() {
 #[tokio::test]
 async fn early_headers_keep_a_slow_stream_alive_and_failover_still_works() {
     let h = start(&format!("{FAST}\nearly_headers_after: 200ms"), "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 100}),
-    )
-    .await;
+    h.primary_always(stall_after(0, 100)).await;
     let resp = h
         .http
         .post(format!("{}/v1/messages", h.gateway))
@@ -592,13 +458,8 @@ async fn early_headers_keep_a_slow_stream_alive_and_failover_still_works() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_aborts_the_upstream_request() {
     let h = start(FAST, "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "ok", "chunks": 50, "chunk_interval_ms": 100}),
-    )
-    .await;
+    h.primary_always(ok().with("chunks", 50).with("chunk_interval_ms", 100))
+        .await;
     let mut resp = h
         .http
         .post(format!("{}/v1/messages", h.gateway))
@@ -609,30 +470,18 @@ async fn client_disconnect_mid_stream_aborts_the_upstream_request() {
     let first = resp.chunk().await.unwrap();
     assert!(first.is_some());
     drop(resp);
-    let mut cancelled = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        cancelled = stats(&h, &h.primary).await["cancelled"].as_u64().unwrap();
-        if cancelled == 1 {
-            break;
-        }
-    }
-    assert_eq!(
-        cancelled, 1,
-        "the upstream stream kept running after the client left"
-    );
+    eventually(
+        "the upstream stream is cancelled after the client left",
+        Duration::from_secs(5),
+        || async { stats(&h, &h.primary).await["cancelled"] == 1 },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn client_disconnect_before_the_first_token_aborts_the_upstream_request() {
     let h = start("ttft_timeout: 30s\nstall_timeout: 30s", "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "stall", "after_chunks": 0, "heartbeat_ms": 50}),
-    )
-    .await;
+    h.primary_always(stall_after(0, 50)).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()
@@ -646,31 +495,23 @@ async fn client_disconnect_before_the_first_token_aborts_the_upstream_request() 
         err.is_err(),
         "the gateway answered while the primary stalled"
     );
-    let mut cancelled = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        cancelled = stats(&h, &h.primary).await["cancelled"].as_u64().unwrap();
-        if cancelled == 1 {
-            break;
-        }
-    }
-    assert_eq!(cancelled, 1);
-    assert_eq!(requests_seen(&h, &h.fallback).await, 0);
+    eventually(
+        "the stalled upstream request is cancelled",
+        Duration::from_secs(5),
+        || async { stats(&h, &h.primary).await["cancelled"] == 1 },
+    )
+    .await;
+    assert_eq!(h.fallback_requests().await, 0);
 }
 
 #[tokio::test]
 async fn overall_deadline_bounds_the_whole_request() {
-    let h = start("retries: 0\nttft_timeout: 5s\ndeadline: 1s", "").await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "stall", "headers": false}),
-    )
-    .await;
+    // A ttft far beyond PROMPTLY: only the 1 s deadline can end the request in time.
+    let h = start("retries: 0\nttft_timeout: 25s\ndeadline: 1s", "").await;
+    h.primary_always(silence()).await;
     let started = Instant::now();
-    let r = post(&h, "/v1/messages", &anthropic_body(false)).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
     assert_eq!(r.status, 504, "{}", r.text);
     let v: Value = r.json();
     assert_eq!(v["failures"][1]["skipped"], true, "{v}");

@@ -3,14 +3,7 @@
 //! IPv4 caller of a `[::]` listener is still local, and `/v1/models` and a protected `/metrics`
 //! need their keys.
 
-mod common;
-
-use std::sync::Arc;
-
-use common::*;
-use serde_json::{json, Value};
-use switchyard::app::Gateway;
-use switchyard::config::Config;
+use crate::support::*;
 
 /// The gateway's `host:port`, as a client sends it in `Host`.
 fn authority(h: &Harness) -> &str {
@@ -30,17 +23,6 @@ async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
     }
 }
 
-async fn primary_state(h: &Harness) -> Value {
-    let v = get(h, "/admin/backends", &[]).await.json();
-    v["scopes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "backend" && s["backends"][0] == "primary")
-        .unwrap()["state"]
-        .clone()
-}
-
 #[tokio::test]
 async fn cross_origin_post_cannot_reset_a_backend() {
     let h = start(
@@ -48,15 +30,9 @@ async fn cross_origin_post_cannot_reset_a_backend() {
         "health: { failure_threshold: { default: 1 }, cooldown: { base: 30s } }",
     )
     .await;
-    plan(
-        &h,
-        &h.primary,
-        json!([]),
-        json!({"kind": "status", "status": 529}),
-    )
-    .await;
-    post(&h, "/v1/messages", &anthropic_body(false)).await;
-    assert_eq!(primary_state(&h).await, "cooling_down");
+    h.primary_always(status(529)).await;
+    h.ask(Dialect::Anthropic, false).await;
+    assert_eq!(h.backend_state("primary").await, "cooling_down");
 
     let reset = "/admin/backends/primary/reset";
     // What a page on evil.example makes the operator's browser send: a form, a no-cors fetch,
@@ -79,7 +55,11 @@ async fn cross_origin_post_cannot_reset_a_backend() {
         let r = post_raw(&h, reset, String::new(), &headers).await;
         assert_eq!(r.status, 403, "{headers:?}: {}", r.text);
         assert_eq!(r.json()["error"]["type"], "admin_auth");
-        assert_eq!(primary_state(&h).await, "cooling_down", "{headers:?}");
+        assert_eq!(
+            h.backend_state("primary").await,
+            "cooling_down",
+            "{headers:?}"
+        );
     }
 
     // The gateway's own origin (its status page) still may.
@@ -92,7 +72,7 @@ async fn cross_origin_post_cannot_reset_a_backend() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(primary_state(&h).await, "healthy");
+    assert_eq!(h.backend_state("primary").await, "healthy");
 }
 
 #[tokio::test]
@@ -209,13 +189,12 @@ backends:
 routes:
   claude: { chain: [ { backend: primary, model: m } ] }
 "#;
-    let config = Config::from_yaml(yaml, "test.yaml", &test_env).unwrap();
-    let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
+    let config = load_config(yaml, "test.yaml", &test_env);
     let listener = tokio::net::TcpListener::bind("[::]:0")
         .await
         .expect("this test needs IPv6 (a `[::]` listener)");
     let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(switchyard::server::serve(listener, gw));
+    let server = serve_on(listener, config);
     let url = format!("http://127.0.0.1:{port}");
     // The peer arrives as ::ffff:127.0.0.1 (a v6-only socket would refuse the connection and
     // fail the test, not pass it).

@@ -25,10 +25,26 @@ pub enum Step {
     /// One `write_all` + flush: a write boundary the test controls.
     Write(Vec<u8>),
     Pause(Duration),
+    /// Waits until the test opens the gate: ordering by event, not by a guessed pause.
+    Wait(Gate),
     /// Half-close the write side (FIN) and stop the script.
     Close,
     /// `SO_LINGER 0` then drop: the peer sees a connection reset (RST).
     Reset,
+}
+
+/// Holds a script at a [`Step::Wait`] until [`Gate::open`] (which may come first).
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<tokio::sync::Notify>);
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn open(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// What one connection does after reading the request. Ends with a close when the steps run out.
@@ -72,6 +88,11 @@ impl Script {
 
     pub fn pause(mut self, duration: Duration) -> Self {
         self.steps.push(Step::Pause(duration));
+        self
+    }
+
+    pub fn wait(mut self, gate: &Gate) -> Self {
+        self.steps.push(Step::Wait(gate.clone()));
         self
     }
 
@@ -457,6 +478,7 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Mutex<Shared>>) {
                 }
             }
             Step::Pause(d) => tokio::time::sleep(d).await,
+            Step::Wait(gate) => gate.0.notified().await,
             Step::Close => break,
             Step::Reset => {
                 let _ = socket.set_zero_linger();

@@ -2,13 +2,11 @@
 //! `scripts/test` installs it when missing).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard::app::Gateway;
-use switchyard::config::Config;
-use switchyard::mock::{self, MockHandle};
+
+use crate::support::*;
 
 struct Redis {
     child: Child,
@@ -32,14 +30,15 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test installs it)");
-        for _ in 0..100 {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
                 return Redis { child, port };
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(POLL).await;
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -75,8 +74,8 @@ struct Cluster {
 }
 
 async fn cluster(redis_port: u16, prefix: &str) -> Cluster {
-    let primary = mock::spawn("primary").await.unwrap();
-    let fallback = mock::spawn("fallback").await.unwrap();
+    let primary = spawn_mock("primary").await;
+    let fallback = spawn_mock("fallback").await;
     let yaml = format!(
         r#"
 backends:
@@ -95,11 +94,10 @@ health:
     );
     let mut gateways = Vec::new();
     for _ in 0..2 {
-        let config = Config::from_yaml(&yaml, "redis.yaml", &|_| None).unwrap();
+        let config = load_config(&yaml, "redis.yaml", &|_| None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gw = Arc::new(Gateway::new(Arc::new(config)).unwrap());
-        tokio::spawn(switchyard::server::serve(listener, gw));
+        serve_on(listener, config);
         gateways.push(format!("http://{addr}"));
     }
     Cluster {
@@ -143,6 +141,23 @@ impl Cluster {
         v["requests"].as_u64().unwrap()
     }
 
+    /// The state of `backend`'s backend-wide scope as replica `gateway` sees it.
+    async fn backend_state(&self, gateway: usize, backend: &str) -> String {
+        let v: Value = self
+            .http
+            .get(format!("{}/admin/backends", self.gateways[gateway]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        backend_scope(&v, backend)["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     async fn fail_primary_once(&self) {
         let plan = json!({"steps": [{"kind": "reset", "after_chunks": 0}], "then": {"kind": "ok"}});
         self.http
@@ -173,8 +188,13 @@ async fn a_cooldown_seen_by_one_replica_makes_the_other_skip_the_backend() {
     c.fail_primary_once().await;
     assert_eq!(c.ask(0).await, (200, "fallback".into()));
     assert_eq!(c.primary_requests().await, 1);
-    // Within one second, replica B knows.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Replica B learns it through redis (poll_interval: 200ms), without a request of its own.
+    eventually(
+        "replica B sees the primary cooling down",
+        Duration::from_secs(5),
+        || async { c.backend_state(1, "primary").await == "cooling_down" },
+    )
+    .await;
     for _ in 0..10 {
         assert_eq!(c.ask(1).await, (200, "fallback".into()));
     }
@@ -194,7 +214,8 @@ async fn redis_going_away_and_returning_never_fails_a_request() {
     assert_eq!(c.ask(0).await.0, 200);
     redis.kill();
     // Redis is gone: both replicas keep serving, every request succeeds, none slowed.
-    let started = std::time::Instant::now();
+    // A request that waited on the dead store (timeout: 200ms) would cost 40 × 200 ms: 8 s.
+    let started = Instant::now();
     for i in 0..40 {
         let (status, _) = c.ask(i % 2).await;
         assert_eq!(status, 200, "request {i} failed while redis was down");
@@ -209,20 +230,16 @@ async fn redis_going_away_and_returning_never_fails_a_request() {
     assert_eq!(c.ask(0).await, (200, "fallback".into()));
     // Redis returns; A re-publishes its cooldown and B learns it.
     let _redis = Redis::start_on(port).await;
-    let mut learned = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let before = c.primary_requests().await;
-        let (status, backend) = c.ask(1).await;
-        assert_eq!(status, 200);
-        if backend == "fallback" && c.primary_requests().await == before {
-            learned = true;
-            break;
-        }
-        // B probed the primary itself (it did not know yet): that is allowed, not a failure.
-    }
-    assert!(
-        learned,
-        "replica B never learned A's cooldown after redis came back"
-    );
+    eventually(
+        "replica B learns A's cooldown after redis came back",
+        Duration::from_secs(10),
+        || async {
+            let before = c.primary_requests().await;
+            let (status, backend) = c.ask(1).await;
+            assert_eq!(status, 200);
+            // B probing the primary itself (it did not know yet) is allowed, not a failure.
+            backend == "fallback" && c.primary_requests().await == before
+        },
+    )
+    .await;
 }

@@ -1,0 +1,15 @@
+//! The integration suite, one binary: the gateway, mock upstreams and a hostile upstream on
+//! ephemeral ports. One binary links the crate once instead of once per file; the modules share
+//! `support` (the harness, the panic guard and the one log capture a process can install).
+
+mod support;
+
+mod admin;
+mod alerts;
+mod failover;
+mod health;
+mod redis;
+mod reliability;
+mod reports;
+mod requests;
+mod translate;
