@@ -763,3 +763,6 @@ fn client_error_answer(
         body,
     )
 }
+
+#[cfg(test)]
+mod tests;
