@@ -153,7 +153,10 @@ pub(super) fn build_auth(
         })?;
         gateway_keys.push(key);
     }
-    let metrics = raw.metrics.as_ref().map_or(MetricsAccess::default(), |m| m.value);
+    let metrics = raw
+        .metrics
+        .as_ref()
+        .map_or(MetricsAccess::default(), |m| m.value);
     if let Some(m) = &raw.metrics {
         if m.value == MetricsAccess::GatewayKey && gateway_keys.is_empty() {
             return Err(src.invalid(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 use url::Url;
 
-use super::raw::{line, RawApi, RawBackend, KeyEnv};
+use super::raw::{line, KeyEnv, RawApi, RawBackend};
 use super::secret::{Credential, CredentialSource, Secret};
 use super::{ConfigError, Source};
 use crate::dialect::Dialect;
@@ -86,7 +86,11 @@ fn build_one(
     let url_line = line(&rb.base_url);
     let base_url = rb.base_url.value.trim().trim_end_matches('/').to_string();
     let parsed = Url::parse(&base_url).map_err(|e| {
-        src.invalid(url_line, &url_key, format!("{base_url:?} is not a URL: {e}"))
+        src.invalid(
+            url_line,
+            &url_key,
+            format!("{base_url:?} is not a URL: {e}"),
+        )
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(src.invalid(
@@ -172,7 +176,11 @@ fn credentials(
         let text = std::fs::read_to_string(path)
             .map_err(|e| src.invalid(at, &place, format!("cannot read {path:?}: {e}")))?;
         if text.trim().is_empty() {
-            return Err(src.invalid(at, &place, format!("{path:?} is empty; it must hold the key")));
+            return Err(src.invalid(
+                at,
+                &place,
+                format!("{path:?} is empty; it must hold the key"),
+            ));
         }
         let credential = Credential::new(
             format!("file:{path}"),

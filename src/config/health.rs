@@ -112,7 +112,10 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
                 return Err(src.invalid(
                     line(url),
                     "health.redis.url",
-                    format!("{:?} is not a redis URL; write redis://HOST:PORT", url.value),
+                    format!(
+                        "{:?} is not a redis URL; write redis://HOST:PORT",
+                        url.value
+                    ),
                 ));
             }
             h.redis_url = url.value.clone();

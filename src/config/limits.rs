@@ -71,7 +71,9 @@ pub(super) fn build(raw: &RawLimits, src: &Source) -> Result<Limits, ConfigError
             d.max_sse_event_bytes,
         )?,
         max_held_bytes: bytes("max_held_bytes", &raw.max_held_bytes, d.max_held_bytes)?,
-        header_read_timeout: raw.header_read_timeout.map_or(d.header_read_timeout, |t| t.0),
+        header_read_timeout: raw
+            .header_read_timeout
+            .map_or(d.header_read_timeout, |t| t.0),
         body_read_timeout: raw.body_read_timeout.map_or(d.body_read_timeout, |t| t.0),
     })
 }

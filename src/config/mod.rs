@@ -22,8 +22,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use access::{AdminConfig, IpNet, MetricsAccess};
 pub(crate) use access::{normalize_origin, split_host_port};
+pub use access::{AdminConfig, IpNet, MetricsAccess};
 pub use alerts::{AlertEvent, AlertsConfig, SinkConfig, SinkSpec};
 pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
 pub use health::{CooldownPolicy, HealthConfig, HealthStore};
@@ -323,6 +323,41 @@ failover:
     }
 
     #[test]
+    fn every_refusal_names_file_line_and_key() {
+        let replace = |from: &str, to: &str| {
+            assert!(GOOD.contains(from), "{from}");
+            GOOD.replace(from, to)
+        };
+        let append = |extra: &str| format!("{GOOD}{extra}");
+        // (config, the message's start: file:line: key: what)
+        let cases = [
+            (replace("127.0.0.1:9999", "nowhere"), "test.yaml:2: listen: \"nowhere\" is not an address"),
+            (replace("https://openrouter.ai/api/v1", "ftp://openrouter.ai"), "test.yaml:10: backends.openrouter.base_url: scheme must be http or https"),
+            (replace("api_key_env: OPENROUTER_API_KEY", "api_key_env:\n      - OPENROUTER_API_KEY\n      - NOPE"), "test.yaml:13: backends.openrouter.api_key_env[1]: environment variable NOPE is not set"),
+            (replace("model: claude-opus-4-7", "model: \"\""), "test.yaml:15: routes.main.chain[0].model: model is empty"),
+            (replace("ttft_timeout: 120s", "ttft_timeout: 0s"), "test.yaml:18: routes.main.failover.ttft_timeout: must be greater than 0"),
+            (replace("ttft_timeout: 120s", "retry_budget:\n        ratio: 0.5"), "test.yaml:19: routes.main.failover.retry_budget: the retry budget is per backend"),
+            (replace("ttft_timeout: 120s", "ttft_timeout: 120s\n      ttft_timeout: 60s"), "test.yaml:19: routes.main.failover.ttft_timeout: duplicate key \"ttft_timeout\""),
+            (replace("retries: 3", "retries: 11"), "test.yaml:20: failover.retries: 11 retries per backend is a retry storm"),
+            (replace("retries: 3", "retries: many"), "test.yaml:20: failover.retries: "),
+            (replace("base: 100ms, max: 2s", "base: 3s, max: 2s"), "test.yaml:21: failover.backoff.max: backoff.max (2s) is below backoff.base (3s)"),
+            (append("default_route: nope\n"), "test.yaml:23: default_route: \"nope\" is not a configured route"),
+            (append("limits:\n  max_body_bytes: 10\n"), "test.yaml:24: limits.max_body_bytes: 10 is out of range"),
+            (append("health:\n  failure_threshold:\n    timeout: 0\n"), "test.yaml:25: health.failure_threshold.timeout: must be at least 1"),
+            (append("health:\n  cooldown:\n    base: 10s\n    max: 1s\n"), "test.yaml:26: health.cooldown: cooldown.base must be > 0"),
+            (append("health:\n  probe:\n    request: ping\n"), "test.yaml:25: health.probe.request: must be a JSON/YAML object"),
+            (append("alerts:\n  sinks:\n    - kind: webhook\n      url: ftp://x\n"), "test.yaml:25: alerts.sinks[0].url: \"ftp://x\" is not an http(s) URL"),
+            (append("alerts:\n  sinks:\n    - kind: log\n      evnts: [backend_down]\n"), "test.yaml:25: alerts.sinks[0]: unknown field `evnts`"),
+            ("backends: {}\nroutes: {}\n".to_string(), "test.yaml:1: backends: no backends configured"),
+            ("- a list\n- not a mapping\n".to_string(), "test.yaml:1: "),
+        ];
+        for (text, want) in cases {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{text}\n→ {err}\nwanted {want}");
+        }
+    }
+
+    #[test]
     fn bad_duration_and_empty_chain_are_rejected() {
         let err = load(&GOOD.replace("120s", "two minutes"))
             .unwrap_err()
@@ -422,5 +457,4 @@ routes:
             .to_string();
         assert!(err.contains("unknown variant `everyone`"), "{err}");
     }
-
 }

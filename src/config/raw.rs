@@ -34,7 +34,10 @@ fn yaml_error(file: &str, key: String, error: &serde_saphyr::Error) -> ConfigErr
     let file = file.to_string();
     // An error without a known place is reported at the top of the file.
     let line = error.location().map_or(1, |l| l.line().max(1) as usize);
-    if let serde_saphyr::Error::DuplicateMappingKey { key: Some(name), .. } = error {
+    if let serde_saphyr::Error::DuplicateMappingKey {
+        key: Some(name), ..
+    } = error
+    {
         return ConfigError::Invalid {
             file,
             line,
@@ -383,7 +386,9 @@ impl<'de> Deserialize<'de> for YamlDuration {
             Secs(f64),
         }
         let d = match Written::deserialize(d)? {
-            Written::Secs(s) if s.is_finite() && (0.0..=MAX_DURATION.as_secs_f64()).contains(&s) => {
+            Written::Secs(s)
+                if s.is_finite() && (0.0..=MAX_DURATION.as_secs_f64()).contains(&s) =>
+            {
                 Duration::from_secs_f64(s)
             }
             Written::Secs(s) => {

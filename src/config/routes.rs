@@ -185,7 +185,10 @@ pub(super) fn apply_failover(
             return Err(src.invalid(
                 line(r),
                 format!("{key}.retries"),
-                format!("{} retries per backend is a retry storm; use at most 10", r.value),
+                format!(
+                    "{} retries per backend is a retry storm; use at most 10",
+                    r.value
+                ),
             ));
         }
         p.retries = r.value;
@@ -207,7 +210,11 @@ pub(super) fn apply_failover(
         p.eager_on_connection = eager.contains(&EagerOn::Connection);
     }
     if let Some(b) = &raw.retry_budget {
-        let written = b.ratio.as_ref().map(line).or(b.min_per_sec.as_ref().map(line));
+        let written = b
+            .ratio
+            .as_ref()
+            .map(line)
+            .or(b.min_per_sec.as_ref().map(line));
         if key != "failover" {
             return Err(src.invalid(
                 written.unwrap_or(fallback_line),
@@ -238,11 +245,7 @@ pub(super) fn apply_failover(
     ] {
         // Only a written value can be zero: the defaults and the top level are checked.
         if let Some(d) = written.as_ref().filter(|d| d.value.0.is_zero()) {
-            return Err(src.invalid(
-                line(d),
-                format!("{key}.{name}"),
-                "must be greater than 0",
-            ));
+            return Err(src.invalid(line(d), format!("{key}.{name}"), "must be greater than 0"));
         }
     }
     if p.backoff_max < p.backoff_base {
