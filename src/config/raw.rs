@@ -418,6 +418,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_are_humantime_text_or_seconds_up_to_a_year() {
+        #[derive(Debug, Deserialize)]
+        struct Doc {
+            d: Option<Spanned<YamlDuration>>,
+        }
+        let ms = Duration::from_millis;
+        // (written, parsed or the start of the refusal)
+        let cases: [(&str, Result<Option<Duration>, &str>); 8] = [
+            ("250ms", Ok(Some(ms(250)))),
+            ("5m", Ok(Some(ms(300_000)))),
+            ("8", Ok(Some(ms(8_000)))),
+            ("1.5", Ok(Some(ms(1_500)))),
+            ("~", Ok(None)),
+            (
+                "-1",
+                Err("invalid duration -1: must be a number of seconds"),
+            ),
+            ("two minutes", Err("invalid duration \"two minutes\"")),
+            (
+                "400days",
+                Err("duration 1year 1month 4days 7h 26m 24s is too long"),
+            ),
+        ];
+        for (written, want) in cases {
+            let got = serde_saphyr::from_str::<Doc>(&format!("d: {written}"))
+                .map(|doc| doc.d.map(|d| d.value.0))
+                .map_err(|e| {
+                    serde_saphyr::DefaultMessageFormatter
+                        .format_message(&e)
+                        .into_owned()
+                });
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{written}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{written}: {got}"),
+                (got, want) => panic!("{written}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn error_paths_lose_only_the_steps_spanned_adds() {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
