@@ -75,6 +75,10 @@ const SPANNED_MAPS: [&str; 2] = ["backends", "routes"];
 fn key_path(path: &Path) -> String {
     let segments: Vec<&Segment> = path.iter().collect();
     let is_index = |i: usize| matches!(segments.get(i), Some(Segment::Seq { .. }));
+    let is_spanned_map = |i: usize| match segments.get(i) {
+        Some(Segment::Map { key }) => SPANNED_MAPS.contains(&key.as_str()),
+        _ => false,
+    };
     let mut out = String::new();
     for (i, segment) in segments.iter().enumerate() {
         match segment {
@@ -82,8 +86,7 @@ fn key_path(path: &Path) -> String {
                 let synthetic = i + 1 == segments.len()
                     || is_index(i + 1)
                     || (i > 0 && is_index(i - 1))
-                    || (i == 1
-                        && matches!(segments[0], Segment::Map { key } if SPANNED_MAPS.contains(&key.as_str())));
+                    || (i == 1 && is_spanned_map(0));
                 if !synthetic {
                     out = join(&out, key);
                 }
@@ -97,7 +100,7 @@ fn key_path(path: &Path) -> String {
     out
 }
 
-pub(super) fn join(path: &str, key: &str) -> String {
+fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
