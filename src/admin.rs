@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::app::Gateway;
-use crate::config::AdminConfig;
+use crate::config::{normalize_origin, split_host_port, AdminConfig};
 
 /// The peer address of the connection, inserted by the server's accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -300,37 +300,6 @@ fn clip(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
-/// `host[:port]` of a Host header or an `allowed_hosts` entry: the host lowercased without a
-/// trailing dot (IPv6 kept in brackets), the port if any. `None` when malformed.
-pub(crate) fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']')?;
-        inside.parse::<Ipv6Addr>().ok()?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        (&authority[..inside.len() + 2], port)
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
-        Some(_) => return None,
-    };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let valid = host.starts_with('[')
-        || (!host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)));
-    valid.then_some((host, port))
-}
-
 /// `localhost` or a loopback address, whatever the port; or one of `allowed`.
 fn host_allowed(host_header: &str, allowed: &[String]) -> bool {
     let Some((host, port)) = split_host_port(host_header) else {
@@ -349,19 +318,6 @@ fn host_allowed(host_header: &str, allowed: &[String]) -> bool {
             Some((h, p)) => h == host && p == port,
             None => false,
         })
-}
-
-/// An origin as browsers serialize it (`https://ops.example.com`, default port dropped), or
-/// `None` for anything else (`null`, paths, other schemes).
-pub(crate) fn normalize_origin(text: &str) -> Option<String> {
-    let url = reqwest::Url::parse(text).ok()?;
-    let bare = matches!(url.scheme(), "http" | "https")
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.path() == "/"
-        && url.query().is_none()
-        && url.fragment().is_none();
-    bare.then(|| url.origin().ascii_serialization())
 }
 
 /// Whether `origin` names the host and port the request was sent to. A Host without a port

@@ -33,31 +33,7 @@ impl BackendState {
     }
 }
 
-/// The cooldown settings of the registry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CooldownPolicy {
-    pub base: Duration,
-    pub max: Duration,
-    pub decay_after: Duration,
-}
-
-impl Default for CooldownPolicy {
-    fn default() -> Self {
-        CooldownPolicy {
-            base: Duration::from_secs(5),
-            max: Duration::from_secs(300),
-            decay_after: Duration::from_secs(600),
-        }
-    }
-}
-
-impl CooldownPolicy {
-    /// base × 2^(n−1), capped at max.
-    pub fn cooldown_for(&self, ejection: u32) -> Duration {
-        let factor = 1u32 << ejection.saturating_sub(1).min(20);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-}
+pub use crate::config::CooldownPolicy;
 
 /// Whether a request may use the scope now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

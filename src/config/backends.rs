@@ -1,0 +1,201 @@
+//! `backends:` → [`Backend`]s: where requests go, in which dialect, with which keys.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+use url::Url;
+
+use super::raw::{line, KeyEnv, RawApi, RawBackend};
+use super::secret::{Credential, CredentialSource, Secret};
+use super::{ConfigError, Source};
+use crate::dialect::Dialect;
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Index of a backend in [`super::Config::backends`]; cheap to copy, valid for the config's
+/// lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(pub usize);
+
+#[derive(Debug)]
+pub struct Backend {
+    pub id: BackendId,
+    pub name: Arc<str>,
+    /// The name as an `x-switchyard-backend` value, built once (`None` if a header cannot
+    /// carry it).
+    pub name_header: Option<http::HeaderValue>,
+    pub api: Dialect,
+    /// As configured, trailing slash removed.
+    pub base_url: String,
+    /// The full endpoint URL requests go to: the only place upstream traffic is ever sent.
+    pub endpoint: Url,
+    /// The same, parsed once for the HTTP client.
+    pub endpoint_uri: http::Uri,
+    /// The credential pool, in order of preference; empty for keyless local servers.
+    pub credentials: Vec<Credential>,
+    pub anthropic_version: Arc<str>,
+    /// `max_tokens` for translated requests that carry none.
+    pub default_max_tokens: u32,
+}
+
+impl Backend {
+    /// The configured base URL, parsed (validated at load, so this cannot fail).
+    pub fn endpoint_base(&self) -> Url {
+        Url::parse(&self.base_url).expect("validated at load")
+    }
+}
+
+/// Backends in name order: a backend's [`BackendId`] is its place in that order.
+pub(super) fn build(
+    raw: Option<&Spanned<BTreeMap<String, RawBackend>>>,
+    src: &Source,
+) -> Result<Vec<Backend>, ConfigError> {
+    let raw = match raw {
+        Some(map) if !map.value.is_empty() => map,
+        _ => {
+            return Err(src.invalid(
+                raw.map_or(1, line),
+                "backends",
+                "no backends configured; add at least one under `backends:`",
+            ))
+        }
+    };
+    raw.value
+        .iter()
+        .enumerate()
+        .map(|(i, (name, rb))| build_one(BackendId(i), name, rb, src))
+        .collect()
+}
+
+fn build_one(
+    id: BackendId,
+    name: &str,
+    rb: &RawBackend,
+    src: &Source,
+) -> Result<Backend, ConfigError> {
+    let key = format!("backends.{name}");
+    if name.trim().is_empty() {
+        return Err(src.invalid(line(&rb.base_url), key, "backend name is empty"));
+    }
+    let api = match rb.api {
+        RawApi::OpenaiChat => Dialect::OpenAi,
+        RawApi::AnthropicMessages => Dialect::Anthropic,
+    };
+    let url_key = format!("{key}.base_url");
+    let url_line = line(&rb.base_url);
+    let base_url = rb.base_url.value.trim().trim_end_matches('/').to_string();
+    let parsed = Url::parse(&base_url).map_err(|e| {
+        src.invalid(
+            url_line,
+            &url_key,
+            format!("{base_url:?} is not a URL: {e}"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(src.invalid(
+            url_line,
+            &url_key,
+            format!("scheme must be http or https, not {:?}", parsed.scheme()),
+        ));
+    }
+    if parsed.query().is_some() || !parsed.username().is_empty() {
+        return Err(src.invalid(
+            url_line,
+            &url_key,
+            "must not carry a query string or user info; keys go in api_key_env",
+        ));
+    }
+    let endpoint = Url::parse(&format!("{base_url}{}", api.upstream_path()))
+        .map_err(|e| src.invalid(url_line, &url_key, e.to_string()))?;
+    let endpoint_uri: http::Uri = endpoint
+        .as_str()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| src.invalid(url_line, &url_key, e.to_string()))?;
+    Ok(Backend {
+        id,
+        name: name.into(),
+        name_header: http::HeaderValue::from_str(name).ok(),
+        api,
+        base_url,
+        endpoint,
+        endpoint_uri,
+        credentials: credentials(&key, rb, api, src)?,
+        default_max_tokens: rb.default_max_tokens.unwrap_or(4096).max(1),
+        anthropic_version: rb
+            .anthropic_version
+            .as_deref()
+            .unwrap_or(DEFAULT_ANTHROPIC_VERSION)
+            .into(),
+    })
+}
+
+/// The env keys in the order written, then the key file.
+fn credentials(
+    key: &str,
+    rb: &RawBackend,
+    api: Dialect,
+    src: &Source,
+) -> Result<Vec<Credential>, ConfigError> {
+    let vars: Vec<(String, &Spanned<String>)> = match &rb.api_key_env {
+        None => vec![],
+        Some(KeyEnv::One(var)) => vec![(format!("{key}.api_key_env"), var)],
+        Some(KeyEnv::Many(vars)) => vars
+            .iter()
+            .enumerate()
+            .map(|(i, var)| (format!("{key}.api_key_env[{i}]"), var))
+            .collect(),
+    };
+    let mut credentials = Vec::with_capacity(vars.len() + 1);
+    for (place, var) in vars {
+        let name = &var.value;
+        let value = src.var(name).ok_or_else(|| {
+            src.invalid(
+                line(var),
+                &place,
+                format!("environment variable {name} is not set (or empty); export it with the backend's API key"),
+            )
+        })?;
+        let credential = Credential::new(
+            format!("env:{name}"),
+            CredentialSource::Env(name.clone()),
+            api,
+            value,
+        )
+        .ok_or_else(|| {
+            src.invalid(
+                line(var),
+                &place,
+                format!("environment variable {name} holds characters an HTTP header cannot carry"),
+            )
+        })?;
+        credentials.push(credential);
+    }
+    if let Some(file) = &rb.api_key_file {
+        let (place, at, path) = (format!("{key}.api_key_file"), line(file), &file.value);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| src.invalid(at, &place, format!("cannot read {path:?}: {e}")))?;
+        if text.trim().is_empty() {
+            return Err(src.invalid(
+                at,
+                &place,
+                format!("{path:?} is empty; it must hold the key"),
+            ));
+        }
+        let credential = Credential::new(
+            format!("file:{path}"),
+            CredentialSource::File(path.into()),
+            api,
+            Secret::new(text.trim()),
+        )
+        .ok_or_else(|| {
+            src.invalid(
+                at,
+                &place,
+                format!("{path:?} holds characters an HTTP header cannot carry"),
+            )
+        })?;
+        credentials.push(credential);
+    }
+    Ok(credentials)
+}

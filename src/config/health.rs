@@ -1,0 +1,180 @@
+//! `health:` → [`HealthConfig`]: when a backend is ejected, for how long, where the state is
+//! shared, and how sessions stick.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::raw::{line, RawHealth};
+use super::{ConfigError, Source};
+use crate::failure::FailureReason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStore {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// The cooldown settings of the health registry. Defined here, with the settings it is read
+/// from, so that config needs nothing from `health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CooldownPolicy {
+    pub base: Duration,
+    pub max: Duration,
+    pub decay_after: Duration,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        CooldownPolicy {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            decay_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl CooldownPolicy {
+    /// base × 2^(n−1), capped at max.
+    pub fn cooldown_for(&self, ejection: u32) -> Duration {
+        let factor = 1u32 << ejection.saturating_sub(1).min(20);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub store: HealthStore,
+    pub redis_url: String,
+    pub redis_key_prefix: String,
+    pub redis_timeout: Duration,
+    pub redis_poll_interval: Duration,
+    pub threshold_default: u32,
+    /// Per-reason overrides of the consecutive-failure threshold.
+    pub thresholds: HashMap<FailureReason, u32>,
+    pub cooldown: CooldownPolicy,
+    pub sticky_sessions: bool,
+    pub session_from_body: bool,
+    pub turn_ttl: Duration,
+    pub session_ttl: Duration,
+    pub max_tracked: usize,
+    /// Active probes every interval; None: live traffic probes only.
+    pub probe_interval: Option<Duration>,
+    pub probe_request: Option<serde_json::Value>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            store: HealthStore::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "switchyard".into(),
+            redis_timeout: Duration::from_millis(250),
+            redis_poll_interval: Duration::from_millis(500),
+            threshold_default: 3,
+            thresholds: HashMap::from([
+                (FailureReason::Connection, 1),
+                (FailureReason::Timeout, 1),
+            ]),
+            cooldown: CooldownPolicy::default(),
+            sticky_sessions: false,
+            session_from_body: false,
+            turn_ttl: Duration::from_secs(1800),
+            session_ttl: Duration::from_secs(3600),
+            max_tracked: 10_000,
+            probe_interval: None,
+            probe_request: None,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn threshold(&self, reason: FailureReason) -> u32 {
+        self.thresholds
+            .get(&reason)
+            .copied()
+            .unwrap_or(self.threshold_default)
+    }
+}
+
+pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, ConfigError> {
+    let mut h = HealthConfig::default();
+    h.store = raw.store.unwrap_or(h.store);
+    if let Some(r) = &raw.redis {
+        if let Some(url) = &r.url {
+            if !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|scheme| url.value.starts_with(scheme))
+            {
+                return Err(src.invalid(
+                    line(url),
+                    "health.redis.url",
+                    format!(
+                        "{:?} is not a redis URL; write redis://HOST:PORT",
+                        url.value
+                    ),
+                ));
+            }
+            h.redis_url = url.value.clone();
+        }
+        h.redis_key_prefix = r.key_prefix.clone().unwrap_or(h.redis_key_prefix);
+        h.redis_timeout = r.timeout.map_or(h.redis_timeout, |d| d.0);
+        h.redis_poll_interval = r.poll_interval.map_or(h.redis_poll_interval, |d| d.0);
+    }
+    for (name, n) in raw.failure_threshold.iter().flatten() {
+        let key = format!("health.failure_threshold.{name}");
+        if n.value == 0 {
+            return Err(src.invalid(line(n), key, "must be at least 1"));
+        }
+        if name == "default" {
+            h.threshold_default = n.value;
+            continue;
+        }
+        let reason = FailureReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| {
+                src.invalid(
+                    line(n),
+                    &key,
+                    format!(
+                        "{name:?} is not a failure reason; use default or one of: {}",
+                        FailureReason::ALL.map(|r| r.as_str()).join(", ")
+                    ),
+                )
+            })?;
+        h.thresholds.insert(reason, n.value);
+    }
+    if let Some(c) = &raw.cooldown {
+        let cooldown = &mut h.cooldown;
+        cooldown.base = c.base.as_ref().map_or(cooldown.base, |d| d.value.0);
+        cooldown.max = c.max.as_ref().map_or(cooldown.max, |d| d.value.0);
+        cooldown.decay_after = c.decay_after.map_or(cooldown.decay_after, |d| d.0);
+        // Only written values can clash (the defaults do not): point at the one to fix.
+        let culprit = if cooldown.base.is_zero() {
+            c.base.as_ref()
+        } else {
+            c.max.as_ref().or(c.base.as_ref())
+        };
+        if cooldown.base.is_zero() || cooldown.max < cooldown.base {
+            return Err(src.invalid(
+                culprit.map_or(1, line),
+                "health.cooldown",
+                "cooldown.base must be > 0 and cooldown.max at least cooldown.base",
+            ));
+        }
+    }
+    h.sticky_sessions = raw.sticky_sessions.unwrap_or(h.sticky_sessions);
+    h.session_from_body = raw.session_from_body.unwrap_or(h.session_from_body);
+    h.turn_ttl = raw.turn_ttl.map_or(h.turn_ttl, |d| d.0);
+    h.session_ttl = raw.session_ttl.map_or(h.session_ttl, |d| d.0);
+    h.max_tracked = raw.max_tracked.unwrap_or(h.max_tracked).max(1);
+    if let Some(p) = &raw.probe {
+        h.probe_interval = p.interval.map(|d| d.0).filter(|d| !d.is_zero());
+        h.probe_request = p.request.clone();
+    }
+    Ok(h)
+}
