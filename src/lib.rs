@@ -1,28 +1,37 @@
 //! Switchyard: an LLM failover gateway.
 //!
-//! Modules follow the request's life: `config` → `server` (request in, `body` located) →
-//! `failover` (the attempt loop and its policy) → `upstream` → `classify` → `stream` (the commit
-//! point, response out) → `report` (when every backend failed). `mock` is the fault-injecting
-//! upstream used by tests, the demo and the benchmarks.
+//! The modules are listed in the order a request meets them; read them top to bottom.
+//! `scripts/module_cycles.py` (run by `scripts/test`) keeps them free of import circles.
 
-pub mod admin;
-pub mod alert;
+// What every layer shares: the failure vocabulary (a leaf), the validated config, and the
+// composition root that holds the gateway's state.
+pub mod failure;
+pub mod config;
 pub mod app;
+
+// A request's life: accepted and prepared (key checked, body located, route found), walked
+// down its chain by the attempt loop (which asks health who may be tried and the policy what
+// to do), sent on each entry's leg (passthrough or translated), classified, streamed through
+// the commit point, or reported when every backend failed.
+pub mod server;
 pub mod auth;
 pub mod body;
-pub mod classify;
-pub mod config;
-pub mod demo;
-pub mod dialect;
 pub mod failover;
-pub mod failure;
 pub mod health;
-pub mod memory;
-pub mod metrics;
-pub mod mock;
-pub mod report;
-pub mod scrub;
-pub mod server;
-pub mod status;
-pub mod stream;
+pub mod dialect;
 pub mod upstream;
+pub mod classify;
+pub mod stream;
+pub mod report;
+
+// Telling operators, keeping secrets out of what leaves, handing memory back.
+pub mod scrub;
+pub mod alert;
+pub mod metrics;
+pub mod status;
+pub mod admin;
+pub mod memory;
+
+// The simulated provider (the independent oracle the tests use) and the demo built on it.
+pub mod mock;
+pub mod demo;
