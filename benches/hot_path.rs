@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
+use switchyard::classify::events::{classify_event_fast, EventKind};
 use switchyard::dialect::Dialect;
-use switchyard::stream::{classify_event_fast, EventKind, SseEvent, SseParser};
+use switchyard::sse::{SseEvent, SseParser};
 
 const SMALL: &[u8] = br#"{"model":"main","max_tokens":64,"messages":[{"role":"user","content":"Say hello in one short sentence, please."}],"stream":true}"#;
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use switchyard::stream::{SseEvent, SseParser};
+use switchyard::sse::{SseEvent, SseParser};
 
 #[derive(Parser)]
 #[command(name = "benchclient", about = "Switchyard benchmark client")]

@@ -21,6 +21,7 @@ pub mod health;
 pub mod dialect;
 pub mod upstream;
 pub mod classify;
+pub mod sse;
 pub mod stream;
 pub mod report;
 

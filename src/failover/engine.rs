@@ -287,11 +287,7 @@ impl Gateway {
             });
         }
 
-        let is_sse = content_type
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if stream_requested && is_sse {
+        if stream_requested && classify::is_event_stream(content_type.as_ref()) {
             let upstream = upstream::body_stream(resp.into_body());
             return stream::await_first_content(
                 leg.backend(),
@@ -337,10 +333,7 @@ impl Gateway {
         };
         classify::answer_or_error(&body).map_err(with_status)?;
         if stream_requested {
-            // A JSON answer to a streaming request would break the client's SSE parser.
-            return Err(with_status(classify::invalid_response(
-                "expected an event stream, got a JSON body",
-            )));
+            return Err(with_status(classify::json_answer_to_a_stream_request()));
         }
         let body = leg
             .response(body, &req.scanned.model)

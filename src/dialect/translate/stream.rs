@@ -16,7 +16,7 @@ use super::common::{
     Tokens,
 };
 use crate::dialect::Dialect;
-use crate::stream::SseEvent;
+use crate::sse::SseEvent;
 
 /// Translates a backend's event stream into the client's dialect, event by event.
 pub struct StreamTranslator {

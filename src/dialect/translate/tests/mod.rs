@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{Options, StreamTranslator};
 use crate::dialect::Dialect;
-use crate::stream::{SseEvent, SseParser};
+use crate::sse::{SseEvent, SseParser};
 
 pub(super) const CREATED: u64 = 1_700_000_000;
 

@@ -1,8 +1,12 @@
 //! Classification of every failed attempt into a [`FailureReason`], in one place.
 //!
 //! Inputs are whatever the upstream gave us: a status with headers and body, a transport error,
-//! a timeout of ours, or an error event inside a 200 stream. Output is the reason, a short
-//! human detail and any Retry-After. What to *do* about a reason is `failover::policy`'s job.
+//! a timeout of ours, a 2xx body that is an error or not an answer, an answer of the wrong kind
+//! (JSON to a stream request), or an event inside a 2xx stream ([`events`]). Output is the
+//! reason, a short human detail and any Retry-After. What to *do* about a reason is
+//! `failover::policy`'s job.
+
+pub mod events;
 
 use std::time::{Duration, SystemTime};
 
@@ -324,6 +328,18 @@ fn capped_seconds(value: &http::HeaderValue, per_second: f64) -> Option<Duration
         return Some(RETRY_AFTER_CEILING);
     }
     Some(Duration::from_secs_f64(secs))
+}
+
+/// Whether a response is an event stream (`text/event-stream`, any parameters).
+pub fn is_event_stream(content_type: Option<&http::HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// A JSON answer to a streaming request: it would break the client's SSE parser.
+pub fn json_answer_to_a_stream_request() -> Classified {
+    invalid_response("expected an event stream, got a JSON body")
 }
 
 /// A 2xx JSON body is an answer, or a failure: empty, not a JSON object, or an `error` object

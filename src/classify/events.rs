@@ -1,0 +1,306 @@
+//! What an event inside a 2xx stream means for the commit point and the stall clock: a
+//! heartbeat, framing, real content, the model finishing, the stream's end marker, an error
+//! the upstream reported in-stream, or data the dialect does not allow.
+
+use crate::classify;
+use crate::dialect::Dialect;
+use crate::failure::Classified;
+use crate::sse::SseEvent;
+
+/// What an event means for the commit point and the stall clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// Keep-alive: SSE comments, Anthropic `ping`. Never counts as content.
+    Heartbeat,
+    /// Framing before content: `message_start`, `content_block_start`, an OpenAI role-only chunk.
+    Envelope,
+    /// Real content: text, tool-call or thinking delta.
+    Content,
+    /// The model finished (`finish_reason`, `message_delta` with `stop_reason`).
+    Finish,
+    /// The stream's own end marker (`data: [DONE]`, `message_stop`).
+    Terminal,
+    /// The upstream reported an error inside the stream.
+    Error(Classified),
+    /// Not what the dialect allows.
+    Malformed(String),
+}
+
+/// Full classification, used before the commit point (few events, so parsing JSON is fine).
+pub fn classify_event(dialect: Dialect, ev: &SseEvent) -> EventKind {
+    let Some(data) = &ev.data else {
+        return EventKind::Heartbeat;
+    };
+    match dialect {
+        Dialect::OpenAi => classify_openai(data),
+        Dialect::Anthropic => classify_anthropic(ev.event.as_deref(), data),
+    }
+}
+
+fn classify_openai(data: &[u8]) -> EventKind {
+    if data.trim_ascii() == b"[DONE]" {
+        return EventKind::Terminal;
+    }
+    let v: serde_json::Value = match serde_json::from_slice(data) {
+        Ok(v) => v,
+        Err(e) => return EventKind::Malformed(format!("stream chunk is not JSON: {e}")),
+    };
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return EventKind::Error(classify::classify_stream_error(data));
+    }
+    let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
+        return EventKind::Malformed("stream chunk has no `choices`".into());
+    };
+    // A usage-only chunk (`choices: []`) follows the finish reason; alone it finishes nothing.
+    let mut finished = false;
+    for choice in choices {
+        if let Some(delta) = choice.get("delta") {
+            let non_empty = |k: &str| match delta.get(k) {
+                None | Some(serde_json::Value::Null) => false,
+                Some(serde_json::Value::String(s)) => !s.is_empty(),
+                Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            };
+            if [
+                "content",
+                "tool_calls",
+                "function_call",
+                "reasoning_content",
+                "reasoning",
+                "refusal",
+                "audio",
+            ]
+            .into_iter()
+            .any(non_empty)
+            {
+                return EventKind::Content;
+            }
+        }
+        if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            finished = true;
+        }
+    }
+    if finished {
+        EventKind::Finish
+    } else {
+        EventKind::Envelope
+    }
+}
+
+fn classify_anthropic(event: Option<&str>, data: &[u8]) -> EventKind {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+    let Some(v) = parsed else {
+        return EventKind::Malformed("stream event data is not JSON".into());
+    };
+    let kind = event
+        .map(str::to_string)
+        .or_else(|| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    match kind.as_str() {
+        "ping" => EventKind::Heartbeat,
+        "content_block_delta" => EventKind::Content,
+        // Only a stop reason finishes the message; a usage-only delta is framing.
+        "message_delta"
+            if v.pointer("/delta/stop_reason")
+                .is_some_and(|r| !r.is_null()) =>
+        {
+            EventKind::Finish
+        }
+        "message_delta" => EventKind::Envelope,
+        "message_stop" => EventKind::Terminal,
+        "error" => EventKind::Error(classify::classify_stream_error(data)),
+        _ => EventKind::Envelope,
+    }
+}
+
+/// Cheap classification after the commit point: no JSON parse, only what the stall clock and
+/// the end-of-stream check need.
+pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
+    let Some(data) = &ev.data else {
+        return EventKind::Heartbeat;
+    };
+    match dialect {
+        Dialect::OpenAi => {
+            let d = data.trim_ascii();
+            if d == b"[DONE]" {
+                EventKind::Terminal
+            } else if d.starts_with(b"{\"error\"") {
+                EventKind::Error(classify::classify_stream_error(d))
+            } else if has_non_null(d, b"\"finish_reason\"") {
+                EventKind::Finish
+            } else {
+                EventKind::Content
+            }
+        }
+        Dialect::Anthropic => match ev.event.as_deref() {
+            Some("ping") => EventKind::Heartbeat,
+            Some("message_delta") if has_non_null(data, b"\"stop_reason\"") => EventKind::Finish,
+            Some("message_delta") => EventKind::Envelope,
+            Some("message_stop") => EventKind::Terminal,
+            Some("error") => EventKind::Error(classify::classify_stream_error(data)),
+            Some(_) => EventKind::Content,
+            None => classify_anthropic(None, data),
+        },
+    }
+}
+
+/// Whether `key` (quoted) appears followed by a value other than `null`.
+fn has_non_null(data: &[u8], key: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(i) = memchr::memmem::find(rest, key) {
+        rest = &rest[i + key.len()..];
+        let after = rest.trim_ascii_start();
+        if let Some(value) = after.strip_prefix(b":") {
+            if !value.trim_ascii_start().starts_with(b"null") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::FailureReason;
+    use crate::sse::SseParser;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, &mut out).unwrap();
+        }
+        out
+    }
+
+    const ANTHROPIC: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Héllo\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn comments_are_heartbeats_and_multiline_data_joins() {
+        let evs = parse_all(&[b": keep-alive\n\ndata: a\ndata: b\n\n"]);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(
+            classify_event(Dialect::OpenAi, &evs[0]),
+            EventKind::Heartbeat
+        );
+        assert_eq!(evs[1].data.as_deref(), Some(&b"a\nb"[..]));
+    }
+
+    fn openai(data: &str) -> EventKind {
+        let ev = SseEvent {
+            event: None,
+            data: Some(data.as_bytes().to_vec()),
+        };
+        classify_event(Dialect::OpenAi, &ev)
+    }
+
+    #[test]
+    fn openai_role_chunk_is_envelope_and_deltas_are_content() {
+        assert_eq!(
+            openai(
+                r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+            ),
+            EventKind::Envelope
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#),
+            EventKind::Content
+        );
+        assert_eq!(
+            openai(
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#
+            ),
+            EventKind::Content
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#),
+            EventKind::Content
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+            EventKind::Finish
+        );
+        assert_eq!(openai("[DONE]"), EventKind::Terminal);
+        assert!(matches!(
+            openai(r#"{"error":{"message":"x","type":"server_error"}}"#),
+            EventKind::Error(_)
+        ));
+        assert!(matches!(openai("not json"), EventKind::Malformed(_)));
+    }
+
+    #[test]
+    fn anthropic_events_by_name() {
+        let evs = parse_all(&[ANTHROPIC.as_bytes()]);
+        let kinds: Vec<EventKind> = evs
+            .iter()
+            .map(|e| classify_event(Dialect::Anthropic, e))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Envelope,
+                EventKind::Envelope,
+                EventKind::Heartbeat,
+                EventKind::Content,
+                EventKind::Terminal
+            ]
+        );
+        let fast: Vec<EventKind> = evs
+            .iter()
+            .map(|e| classify_event_fast(Dialect::Anthropic, e))
+            .collect();
+        assert_eq!(fast[2], EventKind::Heartbeat);
+        assert_eq!(fast[4], EventKind::Terminal);
+        let err = SseEvent {
+            event: Some("error".into()),
+            data: Some(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                    .to_vec(),
+            ),
+        };
+        match classify_event(Dialect::Anthropic, &err) {
+            EventKind::Error(c) => assert_eq!(c.reason, FailureReason::Overloaded),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fast_finish_reason_check() {
+        let f = |d: &[u8]| has_non_null(d, b"\"finish_reason\"");
+        assert!(f(br#"{"choices":[{"finish_reason": "stop"}]}"#));
+        assert!(!f(br#"{"choices":[{"finish_reason":null}]}"#));
+        assert!(!f(
+            br#"{"choices":[{"delta":{"content":"finish_reason"}}]}"#
+        ));
+    }
+
+    /// Found by the property test: a usage-only `message_delta` (stop_reason null) was taken
+    /// for the end of the message, so a stream cut right after it counted as complete.
+    #[test]
+    fn a_message_delta_finishes_only_with_a_stop_reason() {
+        let ev = |data: &str| SseEvent {
+            event: Some("message_delta".into()),
+            data: Some(data.as_bytes().to_vec()),
+        };
+        let done = ev(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"#,
+        );
+        let usage = ev(
+            r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":3}}"#,
+        );
+        assert_eq!(classify_event(Dialect::Anthropic, &done), EventKind::Finish);
+        assert_eq!(
+            classify_event_fast(Dialect::Anthropic, &done),
+            EventKind::Finish
+        );
+        assert_eq!(
+            classify_event(Dialect::Anthropic, &usage),
+            EventKind::Envelope
+        );
+        assert_eq!(
+            classify_event_fast(Dialect::Anthropic, &usage),
+            EventKind::Envelope
+        );
+    }
+}
