@@ -23,6 +23,9 @@ pub enum FailureReason {
     ContentPolicy,
     InvalidRequest,
     Unknown,
+    /// The gateway could not handle an answer the upstream gave correctly (e.g. a content
+    /// block our translator does not know): our limitation, not the backend's fault.
+    Internal,
 }
 
 /// Who caused a failure; only upstream-blamed failures may count against a backend's health.
@@ -30,10 +33,12 @@ pub enum FailureReason {
 pub enum Blame {
     Upstream,
     Client,
+    /// The gateway itself: never ejects a backend, never goes back to the client as theirs.
+    Gateway,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 14] = [
+    pub const ALL: [FailureReason; 15] = [
         FailureReason::RateLimit,
         FailureReason::Quota,
         FailureReason::Auth,
@@ -48,6 +53,7 @@ impl FailureReason {
         FailureReason::ContentPolicy,
         FailureReason::InvalidRequest,
         FailureReason::Unknown,
+        FailureReason::Internal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +72,7 @@ impl FailureReason {
             FailureReason::ContentPolicy => "content_policy",
             FailureReason::InvalidRequest => "invalid_request",
             FailureReason::Unknown => "unknown",
+            FailureReason::Internal => "internal",
         }
     }
 
@@ -99,6 +106,7 @@ impl FailureReason {
             | FailureReason::PayloadTooLarge
             | FailureReason::ContentPolicy
             | FailureReason::InvalidRequest => Blame::Client,
+            FailureReason::Internal => Blame::Gateway,
             _ => Blame::Upstream,
         }
     }

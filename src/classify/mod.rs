@@ -330,6 +330,22 @@ fn capped_seconds(value: &http::HeaderValue, per_second: f64) -> Option<Duration
     Some(Duration::from_secs_f64(secs))
 }
 
+/// A 2xx answer that could not be translated for the client: the upstream's fault when the
+/// body is not a valid answer in its dialect, the gateway's when translating it failed inside
+/// the gateway (then the backend is not ejected for it).
+pub fn untranslatable_answer(e: &crate::dialect::translate::TranslateError) -> Classified {
+    use crate::dialect::translate::TranslateError;
+    let reason = match e {
+        TranslateError::Bug(_) => FailureReason::Internal,
+        _ => FailureReason::InvalidResponse,
+    };
+    Classified {
+        reason,
+        detail: e.to_string(),
+        retry_after: None,
+    }
+}
+
 /// Whether a response is an event stream (`text/event-stream`, any parameters).
 pub fn is_event_stream(content_type: Option<&http::HeaderValue>) -> bool {
     content_type
@@ -667,5 +683,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_untranslatable_answer_is_the_upstreams_fault_unless_the_gateway_broke() {
+        use crate::dialect::translate::TranslateError;
+        let bad = untranslatable_answer(&TranslateError::InvalidResponse("no content".into()));
+        assert_eq!(bad.reason, InvalidResponse);
+        assert_eq!(bad.reason.blame(), Blame::Upstream);
+        let ours = untranslatable_answer(&TranslateError::Bug("index out of bounds".into()));
+        assert_eq!(ours.reason, Internal);
+        assert_eq!(ours.reason.blame(), Blame::Gateway);
     }
 }

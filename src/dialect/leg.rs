@@ -69,13 +69,23 @@ impl Leg {
         self == Leg::Passthrough(Dialect::Anthropic)
     }
 
-    /// A successful non-streaming answer in the client's dialect.
+    /// A successful non-streaming answer in the client's dialect. A panic while translating
+    /// is caught and reported as [`TranslateError::Bug`]: the engine then blames the gateway,
+    /// not the backend that answered correctly.
     pub fn response(self, body: Bytes, client_model: &str) -> Result<Bytes, TranslateError> {
         match self {
             Leg::Passthrough(_) => Ok(body),
-            Leg::Translate { client, backend } => {
+            Leg::Translate { client, backend } => std::panic::catch_unwind(|| {
                 translate::response(backend, client, &body, client_model)
-            }
+            })
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(TranslateError::Bug(what))
+            }),
         }
     }
 

@@ -337,7 +337,7 @@ impl Gateway {
         }
         let body = leg
             .response(body, &req.scanned.model)
-            .map_err(|e| with_status(classify::invalid_response(e.to_string())))?;
+            .map_err(|e| with_status(classify::untranslatable_answer(&e)))?;
         Ok(Served::Full {
             status,
             content_type,

@@ -148,6 +148,7 @@ mod tests {
             (Quota, secs(1), 0, Decision::Failover),
             (ModelNotFound, None, 0, Decision::Failover),
             (Unknown, None, 0, Decision::Failover),
+            (Internal, None, 0, Decision::Failover),
             (ContextOverflow, None, 0, Decision::ReturnToClient),
             (PayloadTooLarge, None, 0, Decision::ReturnToClient),
             (ContentPolicy, None, 0, Decision::ReturnToClient),

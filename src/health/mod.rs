@@ -425,7 +425,7 @@ impl HealthRegistry {
         retry_after: Option<Duration>,
         now: Instant,
     ) -> Option<ScopeId> {
-        if reason.blame() == Blame::Client {
+        if reason.blame() != Blame::Upstream {
             return None;
         }
         let mut permit = permit;
@@ -690,7 +690,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn client_errors_never_count_against_health() {
+    async fn client_and_gateway_errors_never_count_against_health() {
         let (_c, reg) = registry("health: { failure_threshold: { default: 1 } }");
         let s = reg.scopes_for(BackendId(2), &"m1".into(), None);
         let now = Instant::now();
@@ -699,6 +699,8 @@ mod tests {
             FailureReason::PayloadTooLarge,
             FailureReason::InvalidRequest,
             FailureReason::ContentPolicy,
+            // Our own failure (a translation bug) must not eject a backend that answered well.
+            FailureReason::Internal,
         ] {
             let p = reg.admit(s, now).unwrap();
             assert_eq!(reg.record_failure(p, reason, "x", None, now), None);

@@ -99,6 +99,9 @@ pub enum TranslateError {
     /// The backend's success body is not a valid response in its dialect.
     #[error("invalid upstream response: {0}")]
     InvalidResponse(String),
+    /// Translating failed inside the gateway (a panic, caught): our bug, not the backend's.
+    #[error("the gateway failed to translate the answer: {0}")]
+    Bug(String),
 }
 
 impl TranslateError {
@@ -110,6 +113,7 @@ impl TranslateError {
                 ErrorKind::InvalidRequest
             }
             TranslateError::InvalidResponse(_) => ErrorKind::Upstream,
+            TranslateError::Bug(_) => ErrorKind::Internal,
         }
     }
 }
