@@ -19,6 +19,7 @@ pub mod failure;
 pub mod health;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod report;
 pub mod scrub;
