@@ -1,6 +1,7 @@
 //! `switchyard demo`: two simulated upstreams and the gateway in one process. The primary fails
 //! in the ways real providers do; the demo sends requests through the gateway and prints a
 //! timeline of who answered, after how many attempts, and how long the failover took.
+#![cfg(feature = "mock")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

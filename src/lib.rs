@@ -33,6 +33,8 @@ pub mod status;
 pub mod admin;
 pub mod memory;
 
-// The simulated provider (the independent oracle the tests use) and the demo built on it.
+// The simulated provider (the independent oracle the tests use) and the demo built on it,
+// behind the default-on `mock` feature.
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod demo;

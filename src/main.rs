@@ -51,6 +51,7 @@ enum Command {
         listen: Option<SocketAddr>,
     },
     /// Run a fault-injecting fake upstream that speaks both dialects.
+    #[cfg(feature = "mock")]
     Mock {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
@@ -71,6 +72,7 @@ enum Command {
         json: bool,
     },
     /// Start two mock upstreams and the gateway, show failovers, then keep serving.
+    #[cfg(feature = "mock")]
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -96,7 +98,9 @@ fn init_logging(format: LogFormat, level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Demo { .. } | Command::Status { .. } => "error",
+        #[cfg(feature = "mock")]
+        Command::Demo { .. } => "error",
+        Command::Status { .. } => "error",
         _ => "info",
     };
     init_logging(
@@ -116,7 +120,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { config, listen } => serve(config, listen).await,
+            #[cfg(feature = "mock")]
             Command::Mock { listen, name } => mock(listen, name).await,
+            #[cfg(feature = "mock")]
             Command::Demo { listen, no_serve } => switchyard::demo::run(listen, !no_serve).await,
             Command::Status {
                 url,
@@ -151,6 +157,7 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
         .map_err(|e| e.to_string())
 }
 
+#[cfg(feature = "mock")]
 async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,11 +1,18 @@
-//! `switchyard mock`: a fault-injecting fake of the OpenAI and Anthropic APIs.
+//! `switchyard mock`: the faithful simulated provider, speaking the OpenAI and Anthropic APIs.
 //!
-//! It is the upstream of the gateway's tests, demo and benchmarks, so it answers
-//! like the real providers (bodies, headers, SSE event sequences, validation 400s)
-//! and, on command, fails like them: error statuses, in-stream errors, stalls,
-//! connection resets, malformed or trickled bodies. A plan set through
-//! `POST /_mock/plan` (or [`MockHandle::set_plan`]) scripts one behaviour per API
-//! request.
+//! It answers like the real providers: response bodies and headers of the real shapes, the
+//! SSE event sequences of each dialect, their error bodies, and request validation (the 400s a
+//! real API returns for a request it refuses). On command it also fails like them: error
+//! statuses, in-stream errors, stalls, connection resets, malformed or trickled bodies. A plan
+//! set through `POST /_mock/plan` (or [`MockHandle::set_plan`]) scripts one behaviour per API
+//! request; `/_mock/stats`, `/_mock/requests` and `/_mock/reset` are the rest of its control API.
+//!
+//! It shares no code with the gateway, on purpose: it is the independent oracle the gateway is
+//! tested against (by the integration suite, the demo and the benchmarks), so a bug in a shared
+//! helper (an SSE writer, a validator, an error shape) cannot hide in both at once. Nothing here
+//! uses a path of this crate outside `crate::mock`; keep it that way, even when a gateway
+//! helper looks reusable. Its socket tests are in `tests/it/mock.rs`, its unit tests beside the
+//! code. The whole module is behind the default-on `mock` cargo feature.
 //!
 //! This module owns the public API and the server loop. The loop is hand-rolled
 //! over hyper's HTTP/1 connection (rather than axum's `serve`) because the `reset`
@@ -24,9 +31,6 @@ mod openai;
 pub mod plan;
 mod respond;
 pub(crate) mod validate;
-
-#[cfg(test)]
-mod tests;
 
 use std::convert::Infallible;
 use std::io;

@@ -8,6 +8,7 @@ mod admin;
 mod alerts;
 mod failover;
 mod health;
+mod mock;
 mod redis;
 mod reliability;
 mod reports;

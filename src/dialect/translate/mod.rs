@@ -60,7 +60,8 @@ mod request;
 mod response;
 mod stream;
 
-#[cfg(test)]
+// The tests check translated requests with the mock's validator (the independent oracle).
+#[cfg(all(test, feature = "mock"))]
 mod tests;
 
 use bytes::Bytes;

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 pub use switchyard::alert::sinks::signature as webhook_signature;
 use switchyard::app::Gateway;
 use switchyard::config::Config;
-pub use switchyard::mock::MockHandle;
+pub use switchyard::mock::{plan as mock_plan, MockHandle};
 
 /// A mock provider (the faithful oracle) named `name`, on an ephemeral port.
 pub async fn spawn_mock(name: &str) -> MockHandle {

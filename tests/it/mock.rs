@@ -1,5 +1,6 @@
-//! In-process tests of the mock over real sockets: each starts a server with
-//! [`spawn`] and talks to it with reqwest or hand-written HTTP/1.1.
+//! The mock over real sockets: each test starts one with [`spawn_mock`] and talks to it with
+//! reqwest or hand-written HTTP/1.1, checking the shapes a real provider sends. No gateway is
+//! involved: these tests pin down the oracle the rest of the suite trusts.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::*;
+use crate::support::mock_plan::{
+    Behavior, EmptyFault, Plan, Reply, StallFault, StatusFault, ToolCall,
+};
+use crate::support::{eventually, spawn_mock, MockHandle, PROMPTLY};
 
 fn anthropic_body(stream: bool) -> Value {
     json!({"model":"claude-test","max_tokens":64,"stream":stream,
@@ -53,19 +57,14 @@ fn json_of(data: &str) -> Value {
     serde_json::from_str(data).unwrap_or_else(|e| panic!("not JSON ({e}): {data}"))
 }
 
+/// Waits until the mock's stats show `key` at `want` (counters land as connections wind down).
 async fn wait_for(mock: &MockHandle, key: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let stats = mock.stats();
-        if stats[key] == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key} never reached {want}: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        &format!("the mock's {key} reaches {want}"),
+        PROMPTLY,
+        || async { mock.stats()[key] == want },
+    )
+    .await;
 }
 
 /// Writes one HTTP/1.1 POST on a raw socket.
@@ -81,11 +80,11 @@ async fn raw_post(mock: &MockHandle, path: &str, body: &Value) -> TcpStream {
     s
 }
 
-/// Reads until `needle` has been seen `times` times (or panics after a while).
+/// Reads until `needle` has been seen `times` times (or panics after [`PROMPTLY`]).
 async fn read_until(s: &mut TcpStream, needle: &str, times: usize) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + PROMPTLY;
     while String::from_utf8_lossy(&got).matches(needle).count() < times {
         let n = tokio::time::timeout_at(deadline.into(), s.read(&mut buf))
             .await
@@ -110,7 +109,7 @@ fn anthropic_events(text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn openai_ok_non_stream() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let resp = post(&mock, "/v1/chat/completions", &openai_body(false)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
@@ -140,7 +139,7 @@ async fn openai_ok_non_stream() {
 
 #[tokio::test]
 async fn anthropic_ok_non_stream_with_query() {
-    let mock = spawn("beta").await.expect("spawn");
+    let mock = spawn_mock("beta").await;
     let resp = post(&mock, "/v1/messages?beta=true", &anthropic_body(false)).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["request-id"]
@@ -163,7 +162,7 @@ async fn anthropic_ok_non_stream_with_query() {
 
 #[tokio::test]
 async fn openai_stream_sequence() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let mut body = openai_body(true);
     body["stream_options"] = json!({"include_usage": true});
     let resp = post(&mock, "/v1/chat/completions", &body).await;
@@ -203,7 +202,7 @@ async fn openai_stream_sequence() {
 
 #[tokio::test]
 async fn openai_stream_without_usage_and_custom_chunks() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     mock.set_plan(Plan::always(Behavior::Ok(Reply {
         chunks: 7,
         ..Reply::default()
@@ -221,7 +220,7 @@ async fn openai_stream_without_usage_and_custom_chunks() {
 
 #[tokio::test]
 async fn anthropic_stream_sequence() {
-    let mock = spawn("beta").await.expect("spawn");
+    let mock = spawn_mock("beta").await;
     let resp = post(&mock, "/v1/messages", &anthropic_body(true)).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.expect("body");
@@ -282,7 +281,7 @@ fn tool_plan() -> Plan {
 
 #[tokio::test]
 async fn tool_call_and_thinking_anthropic() {
-    let mock = spawn("beta").await.expect("spawn");
+    let mock = spawn_mock("beta").await;
     mock.set_plan(tool_plan());
     let v: Value = post(&mock, "/v1/messages", &anthropic_body(false))
         .await
@@ -351,7 +350,7 @@ async fn tool_call_and_thinking_anthropic() {
 
 #[tokio::test]
 async fn tool_call_and_thinking_openai() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     mock.set_plan(tool_plan());
     let v: Value = post(&mock, "/v1/chat/completions", &openai_body(false))
         .await
@@ -409,7 +408,7 @@ async fn tool_call_and_thinking_openai() {
 
 #[tokio::test]
 async fn status_bodies_fit_the_dialect() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let plan: Plan = serde_json::from_value(json!({"steps":[
         {"kind":"status","status":529,"headers":{"retry-after":"2"}},
         {"kind":"status","status":429},
@@ -474,7 +473,7 @@ async fn status_bodies_fit_the_dialect() {
 
 #[tokio::test]
 async fn anthropic_status_types() {
-    let mock = spawn("beta").await.expect("spawn");
+    let mock = spawn_mock("beta").await;
     for (status, kind) in [
         (400, "invalid_request_error"),
         (401, "authentication_error"),
@@ -504,7 +503,7 @@ async fn anthropic_status_types() {
 
 #[tokio::test]
 async fn validation_errors() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let resp = post(
         &mock,
         "/v1/messages",
@@ -572,7 +571,7 @@ async fn validation_errors() {
 
 #[tokio::test]
 async fn plan_steps_then_across_endpoints() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{}/_mock/plan", mock.url()))
@@ -608,7 +607,7 @@ async fn plan_steps_then_across_endpoints() {
 
 #[tokio::test]
 async fn bad_plan_is_a_clear_400() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let client = reqwest::Client::new();
     for (plan, needle) in [
         (json!({"steps":[{"kind":"ok","dleay_ms":5}]}), "dleay_ms"),
@@ -631,7 +630,7 @@ async fn bad_plan_is_a_clear_400() {
 
 #[tokio::test]
 async fn stats_requests_and_reset() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let client = reqwest::Client::new();
     client
         .post(format!("{}/v1/messages?beta=true", mock.url()))
@@ -702,7 +701,7 @@ async fn stats_requests_and_reset() {
 
 #[tokio::test]
 async fn request_log_keeps_last_hundred() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let client = reqwest::Client::new();
     for i in 0..105 {
         client
@@ -721,7 +720,7 @@ async fn request_log_keeps_last_hundred() {
 
 #[tokio::test]
 async fn stall_sends_heartbeats_then_counts_cancel() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let plan: Plan =
         serde_json::from_value(json!({"then":{"kind":"stall","after_chunks":1,"heartbeat_ms":20}}))
             .expect("plan");
@@ -748,7 +747,7 @@ async fn stall_sends_heartbeats_then_counts_cancel() {
 
 #[tokio::test]
 async fn stall_without_headers_holds_silently() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     mock.set_plan(Plan::always(Behavior::Stall(StallFault {
         after_chunks: 0,
         heartbeat_ms: 10,
@@ -770,7 +769,7 @@ async fn stall_without_headers_holds_silently() {
 
 #[tokio::test]
 async fn reset_mid_stream_and_before_response() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let plan: Plan = serde_json::from_value(json!({"steps":[
         {"kind":"reset","after_chunks":2},
         {"kind":"reset"}
@@ -782,9 +781,9 @@ async fn reset_mid_stream_and_before_response() {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        match tokio::time::timeout(PROMPTLY, s.read(&mut buf))
             .await
-            .expect("no reset within 3s")
+            .expect("no reset in time")
         {
             Ok(0) => panic!("clean EOF instead of RST"),
             Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -801,9 +800,9 @@ async fn reset_mid_stream_and_before_response() {
     assert!(!got.contains("message_stop"));
 
     let mut s = raw_post(&mock, "/v1/chat/completions", &openai_body(false)).await;
-    let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+    let r = tokio::time::timeout(PROMPTLY, s.read(&mut buf))
         .await
-        .expect("no reset within 3s");
+        .expect("no reset in time");
     assert!(
         matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "{r:?}"
@@ -823,7 +822,7 @@ async fn reset_mid_stream_and_before_response() {
 
 #[tokio::test]
 async fn client_disconnect_counts_cancelled() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     mock.set_plan(Plan::always(Behavior::Ok(Reply {
         chunk_interval_ms: 200,
         ..Reply::default()
@@ -848,7 +847,7 @@ async fn client_disconnect_counts_cancelled() {
 
 #[tokio::test]
 async fn stream_error_in_both_dialects() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let plan: Plan = serde_json::from_value(json!({"then":
         {"kind":"stream_error","after_chunks":1,"error_type":"overloaded_error"}}))
     .expect("plan");
@@ -891,7 +890,7 @@ async fn stream_error_in_both_dialects() {
 
 #[tokio::test]
 async fn malformed_empty_and_trickle() {
-    let mock = spawn("gamma").await.expect("spawn");
+    let mock = spawn_mock("gamma").await;
     let plan: Plan = serde_json::from_value(json!({"steps":[
         {"kind":"malformed"},
         {"kind":"malformed"},
@@ -951,7 +950,7 @@ async fn malformed_empty_and_trickle() {
 
 #[tokio::test]
 async fn keep_alive_serves_many_requests_on_one_connection() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let body = openai_body(false).to_string();
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: mock\r\ncontent-length: {}\r\n\r\n{body}",
@@ -968,7 +967,7 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
 
 #[tokio::test]
 async fn delay_and_chunk_interval() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     mock.set_plan(Plan::always(Behavior::Ok(Reply {
         delay_ms: 60,
         chunk_interval_ms: 20,
@@ -984,7 +983,7 @@ async fn delay_and_chunk_interval() {
 
 #[tokio::test]
 async fn unknown_control_path_and_dropped_handle() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     let resp = reqwest::get(format!("{}/_mock/nope", mock.url()))
         .await
         .expect("send");
@@ -992,16 +991,20 @@ async fn unknown_control_path_and_dropped_handle() {
     assert_eq!(mock.stats()["requests"], 0);
     let addr = mock.addr;
     drop(mock);
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(TcpStream::connect(addr).await.is_err());
+    eventually(
+        "the dropped mock's port refuses connections",
+        PROMPTLY,
+        || async { TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
 }
 
 /// Rough per-request cost of a plain `ok` over one keep-alive connection.
-/// Run: cargo test --release --lib mock::tests::throughput -- --ignored --nocapture
+/// Run: cargo test --release --test it mock::throughput -- --ignored --nocapture
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, not a check"]
 async fn throughput() {
-    let mock = spawn("alpha").await.expect("spawn");
+    let mock = spawn_mock("alpha").await;
     for (path, body) in [
         ("/v1/chat/completions", openai_body(false)),
         ("/v1/messages", anthropic_body(false)),
