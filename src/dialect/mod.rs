@@ -149,3 +149,57 @@ pub fn exhausted_problem(
 
 /// The media type of [`exhausted_problem`].
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact bytes each dialect's SDKs and the e2e suite read: a change here is a change on
+    /// the wire.
+    #[test]
+    fn gateway_written_shapes_keep_their_exact_bytes() {
+        let failures = [json!({"backend": "a"})];
+        let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+        #[rustfmt::skip]
+        let rows: [(&str, Bytes, &str); 13] = [
+            ("openai error", error_body(Dialect::OpenAi, ErrorKind::NotFound, "model_not_found", "m"),
+             r#"{"error":{"code":"model_not_found","message":"m","param":null,"type":"invalid_request_error"}}"#),
+            ("anthropic error", error_body(Dialect::Anthropic, ErrorKind::NotFound, "model_not_found", "m"),
+             r#"{"error":{"message":"m","type":"not_found_error"},"type":"error"}"#),
+            ("openai stream error", stream_error_event(Dialect::OpenAi, ErrorKind::Timeout, "timeout", "m"),
+             "data: {\"error\":{\"code\":\"timeout\",\"message\":\"m\",\"param\":null,\"type\":\"timeout\"}}\n\n"),
+            ("anthropic stream error", stream_error_event(Dialect::Anthropic, ErrorKind::Overloaded, "overloaded", "m"),
+             "event: error\ndata: {\"error\":{\"message\":\"m\",\"type\":\"overloaded_error\"},\"type\":\"error\"}\n\n"),
+            ("openai exhausted", exhausted_body(Dialect::OpenAi, "s", &failures),
+             r#"{"error":{"code":"fallback_exhausted","failures":[{"backend":"a"}],"message":"s","param":null,"type":"fallback_exhausted"}}"#),
+            ("anthropic exhausted", exhausted_body(Dialect::Anthropic, "s", &failures),
+             r#"{"error":{"message":"s","type":"api_error"},"failures":[{"backend":"a"}],"type":"error"}"#),
+            ("openai exhausted event", exhausted_event(Dialect::OpenAi, "s", &failures),
+             "data: {\"error\":{\"code\":\"fallback_exhausted\",\"error_type\":\"fallback_exhausted\",\"failures\":[{\"backend\":\"a\"}],\"message\":\"s\",\"type\":\"fallback_exhausted\"}}\n\n"),
+            ("anthropic exhausted event", exhausted_event(Dialect::Anthropic, "s", &failures),
+             "event: error\ndata: {\"error\":{\"error_type\":\"fallback_exhausted\",\"message\":\"s\",\"type\":\"api_error\"},\"failures\":[{\"backend\":\"a\"}],\"type\":\"error\"}\n\n"),
+            ("openai cut stream", cut_stream_event(Dialect::OpenAi, ErrorKind::Timeout, "timeout", "s", &failures),
+             "data: {\"error\":{\"code\":\"timeout\",\"error_type\":\"timeout\",\"failures\":[{\"backend\":\"a\"}],\"message\":\"s\",\"type\":\"timeout\"}}\n\n"),
+            ("anthropic cut stream", cut_stream_event(Dialect::Anthropic, ErrorKind::Timeout, "timeout", "s", &failures),
+             "event: error\ndata: {\"error\":{\"error_type\":\"timeout\",\"message\":\"s\",\"type\":\"timeout_error\"},\"failures\":[{\"backend\":\"a\"}],\"type\":\"error\"}\n\n"),
+            ("problem", exhausted_problem(StatusCode::GATEWAY_TIMEOUT, "s", "req_1", &failures),
+             r#"{"code":"FALLBACK_EXHAUSTED","detail":"s","failures":[{"backend":"a"}],"request_id":"req_1","status":504,"title":"Every backend of the route failed","type":"urn:switchyard:problem:fallback-exhausted"}"#),
+            ("openai models", models_list(Dialect::OpenAi, &["claude", "gpt"]),
+             r#"{"data":[{"created":0,"id":"claude","object":"model","owned_by":"switchyard"},{"created":0,"id":"gpt","object":"model","owned_by":"switchyard"}],"object":"list"}"#),
+            ("anthropic models", models_list(Dialect::Anthropic, &["claude", "gpt"]),
+             r#"{"data":[{"created_at":"1970-01-01T00:00:00Z","display_name":"claude","id":"claude","type":"model"},{"created_at":"1970-01-01T00:00:00Z","display_name":"gpt","id":"gpt","type":"model"}],"first_id":"claude","has_more":false,"last_id":"gpt"}"#),
+        ];
+        for (what, bytes, expected) in rows {
+            assert_eq!(text(bytes), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_empty_models_list_has_null_ends() {
+        let b = models_list(Dialect::Anthropic, &[]);
+        assert_eq!(
+            &b[..],
+            br#"{"data":[],"first_id":null,"has_more":false,"last_id":null}"#
+        );
+    }
+}

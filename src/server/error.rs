@@ -8,6 +8,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
+use super::headers::{json_response, set_attempts, set_header, H_REQUEST_ID};
 use crate::body::BodyError;
 use crate::dialect::{self, Dialect, ErrorKind};
 
@@ -114,13 +115,22 @@ impl GatewayError {
 
     /// The complete response: no backend was attempted, so `x-switchyard-attempts: 0`.
     pub fn response(&self, dialect: Dialect, request_id: Option<&str>) -> Response {
-        let mut r = super::json_response(self.status(), self.body(dialect));
-        super::set_attempts(r.headers_mut(), 0);
+        let mut r = json_response(self.status(), self.body(dialect));
+        set_attempts(r.headers_mut(), 0);
         if let Some(id) = request_id {
-            super::set_header(r.headers_mut(), &super::H_REQUEST_ID, id);
+            set_header(r.headers_mut(), &H_REQUEST_ID, id);
         }
         r
     }
+}
+
+/// What a caught panic said, for the log line.
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 #[cfg(test)]

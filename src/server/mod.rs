@@ -6,21 +6,22 @@
 //! `x-request-id`. Whatever the gateway refuses itself is a [`GatewayError`].
 
 mod error;
+mod headers;
 mod prepare;
 mod respond;
 
 pub use error::GatewayError;
+pub use headers::{HDR_ATTEMPTS, HDR_BACKEND, HDR_REASON, HDR_REQUEST_ID};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -29,17 +30,8 @@ use tokio::time::Instant;
 use crate::app::Gateway;
 use crate::config::MetricsAccess;
 use crate::dialect::{self, Dialect};
-
-pub const HDR_BACKEND: &str = "x-switchyard-backend";
-pub const HDR_ATTEMPTS: &str = "x-switchyard-attempts";
-pub const HDR_REASON: &str = "x-switchyard-reason";
-pub const HDR_REQUEST_ID: &str = "x-request-id";
-
-// Built once: inserting by `&'static str` would validate the name on every response.
-static H_BACKEND: HeaderName = HeaderName::from_static(HDR_BACKEND);
-static H_ATTEMPTS: HeaderName = HeaderName::from_static(HDR_ATTEMPTS);
-static H_REQUEST_ID: HeaderName = HeaderName::from_static(HDR_REQUEST_ID);
-static H_REASON: HeaderName = HeaderName::from_static(HDR_REASON);
+use error::panic_message;
+use headers::json_response;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -206,14 +198,6 @@ async fn guarded(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: B
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
 async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
@@ -226,26 +210,6 @@ async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Bo
         }
         Ok(req) => respond::respond(gw, req, started, in_flight).await,
     }
-}
-
-fn set_header(h: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(name.clone(), v);
-    }
-}
-
-fn set_attempts(h: &mut HeaderMap, attempts: u32) {
-    h.insert(H_ATTEMPTS.clone(), HeaderValue::from(attempts));
-}
-
-fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 /// The client's `x-request-id` when it is a sane token, or a new random one.

@@ -14,8 +14,8 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
-use super::error::GatewayError;
-use super::{json_response, set_attempts, set_header, H_BACKEND, H_REASON, H_REQUEST_ID};
+use super::error::{panic_message, GatewayError};
+use super::headers::{json_response, set_attempts, set_header, H_BACKEND, H_REASON, H_REQUEST_ID};
 use crate::alert::{Alert, Target};
 use crate::app::Gateway;
 use crate::config::{AlertEvent, BackendId};
@@ -486,10 +486,7 @@ fn guard_stream(
         .map(move |item| match item {
             Ok(chunk) => chunk,
             Err(panic) => {
-                tracing::error!(
-                    panic = super::panic_message(&panic),
-                    "stream relay panicked"
-                );
+                tracing::error!(panic = panic_message(&panic), "stream relay panicked");
                 Ok(GatewayError::RelayInternal.stream_event(dialect))
             }
         })
