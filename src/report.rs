@@ -1,12 +1,15 @@
 //! The exhausted-chain report: one entry per chain entry, in chain order, and a deterministic
 //! one-line summary that SDKs show as the error message.
+//!
+//! This module owns the report's data; the bytes on the wire (each dialect's error body and
+//! stream event, the problem document) are written by [`crate::dialect`].
 
 use bytes::Bytes;
+use http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::config::{Config, Route};
-use crate::dialect::{Dialect, ErrorKind};
+use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failover::outcome::{AttemptRecord, SkippedEntry};
 use crate::failure::FailureReason;
 
@@ -128,57 +131,17 @@ fn summary(failures: &[BackendFailure]) -> String {
 
 /// The 502/504 body in the client's dialect, so SDKs show the summary as the error message.
 pub fn error_body(dialect: Dialect, report: &Report) -> Bytes {
-    let v = match dialect {
-        Dialect::OpenAi => json!({"error": {
-            "message": report.summary,
-            "type": "fallback_exhausted",
-            "param": null,
-            "code": "fallback_exhausted",
-            "failures": report.failures,
-        }}),
-        Dialect::Anthropic => json!({
-            "type": "error",
-            "error": {"type": "api_error", "message": report.summary},
-            "failures": report.failures,
-        }),
-    };
-    Bytes::from(v.to_string())
+    dialect::exhausted_body(dialect, &report.summary, &report.failures)
 }
 
 /// The stream error event for a chain exhausted after the response headers went out.
 pub fn stream_error_event(dialect: Dialect, report: &Report) -> Bytes {
-    let v = match dialect {
-        Dialect::OpenAi => json!({"error": {
-            "message": report.summary,
-            "type": "fallback_exhausted",
-            "code": "fallback_exhausted",
-            "error_type": "fallback_exhausted",
-            "failures": report.failures,
-        }}),
-        Dialect::Anthropic => json!({
-            "type": "error",
-            "error": {"type": "api_error", "message": report.summary, "error_type": "fallback_exhausted"},
-            "failures": report.failures,
-        }),
-    };
-    match dialect {
-        Dialect::OpenAi => Bytes::from(format!("data: {v}\n\n")),
-        Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
-    }
+    dialect::exhausted_event(dialect, &report.summary, &report.failures)
 }
 
 /// RFC 9457 problem document for clients that `Accept: application/problem+json`.
-pub fn problem_body(report: &Report, status: u16, request_id: &str) -> Bytes {
-    let v = json!({
-        "type": "urn:switchyard:problem:fallback-exhausted",
-        "title": "Every backend of the route failed",
-        "status": status,
-        "detail": report.summary,
-        "code": "FALLBACK_EXHAUSTED",
-        "request_id": request_id,
-        "failures": report.failures,
-    });
-    Bytes::from(v.to_string())
+pub fn problem_body(report: &Report, status: StatusCode, request_id: &str) -> Bytes {
+    dialect::exhausted_problem(status, &report.summary, request_id, &report.failures)
 }
 
 /// The error event that ends a stream whose backend failed after content reached the client:
@@ -194,25 +157,7 @@ pub fn cut_stream_event(dialect: Dialect, failure: BackendFailure) -> Bytes {
         "overloaded" | "rate_limit" => ErrorKind::Overloaded,
         _ => ErrorKind::Upstream,
     };
-    let failures = [failure];
-    let v = match dialect {
-        Dialect::OpenAi => json!({"error": {
-            "message": summary,
-            "type": reason,
-            "code": reason,
-            "error_type": reason,
-            "failures": failures,
-        }}),
-        Dialect::Anthropic => json!({
-            "type": "error",
-            "error": {"type": crate::dialect::anthropic::error_type(kind), "message": summary, "error_type": reason},
-            "failures": failures,
-        }),
-    };
-    match dialect {
-        Dialect::OpenAi => Bytes::from(format!("data: {v}\n\n")),
-        Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
-    }
+    dialect::cut_stream_event(dialect, kind, reason, &summary, &[failure])
 }
 
 /// One backend's entry for a stream cut after commit.

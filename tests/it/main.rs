@@ -13,4 +13,5 @@ mod redis;
 mod reliability;
 mod reports;
 mod requests;
+mod responses;
 mod translate;
