@@ -27,10 +27,14 @@ def module_of(path):
     return tuple(parts)
 
 
+TEST_BLOCK = re.compile(r"#\[cfg\([^\]]*\btest\b[^\]]*\)\]\s*mod \w+\s*\{")
+
+
 def non_test_code(text):
-    """The file's text up to its first `#[cfg(test)]` (tests may import anything)."""
-    i = text.find("#[cfg(test)]")
-    return text if i < 0 else text[:i]
+    """The file's text up to its first inline test module (tests may import anything). A
+    `#[cfg(test)] mod tests;` declaration is not cut: its file is a module of its own."""
+    m = TEST_BLOCK.search(text)
+    return text if m is None else text[: m.start()]
 
 
 def strip_comments(text):

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::TranslateError;
+use crate::dialect::ErrorKind;
 
 pub(super) type Obj = Map<String, Value>;
 
@@ -256,6 +256,37 @@ pub(super) struct AnthropicUsage {
 /// `value` as JSON, for `json!` bodies built from the usage structs.
 pub(super) fn json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Why a translation could not be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TranslateError {
+    /// The client's body is not a valid request in its own dialect.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The request uses a feature the backend's dialect lacks (only with `strict`).
+    #[error("not supported when translating for this backend: {0}")]
+    Unsupported(String),
+    /// The backend's success body is not a valid response in its dialect.
+    #[error("invalid upstream response: {0}")]
+    InvalidResponse(String),
+    /// Translating failed inside the gateway (a panic, caught): our bug, not the backend's.
+    #[error("the gateway failed to translate the answer: {0}")]
+    Bug(String),
+}
+
+impl TranslateError {
+    /// How to report this error to the client: the first two are the client's fault (400),
+    /// a bad upstream body is the backend's.
+    pub fn error_kind(&self) -> ErrorKind {
+        match self {
+            TranslateError::Invalid(_) | TranslateError::Unsupported(_) => {
+                ErrorKind::InvalidRequest
+            }
+            TranslateError::InvalidResponse(_) => ErrorKind::Upstream,
+            TranslateError::Bug(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 #[cfg(test)]

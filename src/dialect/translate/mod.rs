@@ -66,8 +66,9 @@ mod tests;
 
 use bytes::Bytes;
 
-use super::{Dialect, ErrorKind};
+use super::Dialect;
 
+pub use common::TranslateError;
 pub use stream::StreamTranslator;
 
 /// Per-backend translation settings.
@@ -85,36 +86,6 @@ impl Default for Options {
         Options {
             default_max_tokens: 4096,
             strict: false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TranslateError {
-    /// The client's body is not a valid request in its own dialect.
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// The request uses a feature the backend's dialect lacks (only with `strict`).
-    #[error("not supported when translating for this backend: {0}")]
-    Unsupported(String),
-    /// The backend's success body is not a valid response in its dialect.
-    #[error("invalid upstream response: {0}")]
-    InvalidResponse(String),
-    /// Translating failed inside the gateway (a panic, caught): our bug, not the backend's.
-    #[error("the gateway failed to translate the answer: {0}")]
-    Bug(String),
-}
-
-impl TranslateError {
-    /// How to report this error to the client: the first two are the client's fault (400),
-    /// a bad upstream body is the backend's.
-    pub fn error_kind(&self) -> ErrorKind {
-        match self {
-            TranslateError::Invalid(_) | TranslateError::Unsupported(_) => {
-                ErrorKind::InvalidRequest
-            }
-            TranslateError::InvalidResponse(_) => ErrorKind::Upstream,
-            TranslateError::Bug(_) => ErrorKind::Internal,
         }
     }
 }
