@@ -27,6 +27,13 @@ use crate::health::{AttemptScopes, Permit, ScopeId};
 use crate::stream;
 use crate::upstream::{self, read_body, Call};
 
+/// How an attempt ended, for [`Gateway::observe_attempt`].
+#[derive(Debug, Clone, Copy)]
+enum AttemptEnd {
+    Served { stream: bool },
+    Failed(FailureReason),
+}
+
 /// A failed attempt as seen by the loop: the classification plus, for a status error, the
 /// upstream's own response (kept to hand back when the client is to blame).
 struct Failed {
@@ -161,6 +168,49 @@ impl Gateway {
             attempts: run.attempts,
             failures: run.failures,
             skipped: run.skipped,
+        }
+    }
+
+    /// Everyone who watches attempts sees this one: the metrics, the status page's activity,
+    /// the log, and for a served attempt the session's sticky entry. The engine calls it once
+    /// per attempt instead of calling each of them.
+    fn observe_attempt(
+        &self,
+        req: &ClientRequest,
+        entry_idx: usize,
+        elapsed: Duration,
+        end: AttemptEnd,
+    ) {
+        let entry = &req.route.chain[entry_idx];
+        let name = &self.config.backend(entry.backend).name;
+        match end {
+            AttemptEnd::Served { stream } => {
+                self.metrics.attempt(name, None);
+                self.activity.attempt(entry.backend, true);
+                if stream {
+                    // The stream's full duration is recorded when it ends.
+                    self.metrics.ttft(name, elapsed);
+                } else {
+                    self.metrics.upstream_duration(name, elapsed);
+                }
+                tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served");
+                if let (Some(s), true) = (&req.session, self.config.health.sticky_sessions) {
+                    let now = Instant::now();
+                    if entry_idx != 0
+                        || self
+                            .sessions
+                            .sticky_entry(s, &req.route.name, now)
+                            .is_some()
+                    {
+                        self.sessions.set_sticky(s, &req.route.name, entry_idx, now);
+                    }
+                }
+            }
+            AttemptEnd::Failed(reason) => {
+                self.metrics.attempt(name, Some(reason));
+                self.activity.attempt(entry.backend, false);
+                self.metrics.upstream_duration(name, elapsed);
+            }
         }
     }
 
@@ -538,27 +588,10 @@ impl<'g> Run<'g, '_> {
                 Ok(served) => {
                     let scopes = permit_now.scopes();
                     gw.health.record_success(permit_now, Instant::now());
-                    gw.metrics.attempt(&backend.name, None);
-                    gw.activity.attempt(entry.backend, true);
-                    match &served {
-                        // The stream's full duration is recorded when it ends.
-                        Served::Stream(_) => gw.metrics.ttft(&backend.name, elapsed),
-                        Served::Full { .. } => gw.metrics.upstream_duration(&backend.name, elapsed),
-                    }
+                    let stream = matches!(served, Served::Stream(_));
                     span.in_scope(|| {
-                        tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "attempt served")
+                        gw.observe_attempt(req, entry_idx, elapsed, AttemptEnd::Served { stream })
                     });
-                    if let (Some(s), true) = (&req.session, gw.config.health.sticky_sessions) {
-                        if entry_idx != 0
-                            || gw
-                                .sessions
-                                .sticky_entry(s, &req.route.name, Instant::now())
-                                .is_some()
-                        {
-                            gw.sessions
-                                .set_sticky(s, &req.route.name, entry_idx, Instant::now());
-                        }
-                    }
                     return Some(Outcome::Served {
                         backend: entry.backend,
                         entry: entry_idx,
@@ -572,10 +605,12 @@ impl<'g> Run<'g, '_> {
             };
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
-            gw.metrics
-                .attempt(&backend.name, Some(failed.classified.reason));
-            gw.activity.attempt(entry.backend, false);
-            gw.metrics.upstream_duration(&backend.name, elapsed);
+            gw.observe_attempt(
+                req,
+                entry_idx,
+                elapsed,
+                AttemptEnd::Failed(failed.classified.reason),
+            );
             let c = &failed.classified;
             let scopes = permit_now.scopes();
             let target = gw.health.record_failure(
