@@ -152,11 +152,10 @@ pub fn cut_stream_event(dialect: Dialect, failure: BackendFailure) -> Bytes {
         "The stream from {} ({}) failed after the response started: {reason}: {}",
         failure.backend, failure.model, failure.detail
     );
-    let kind = match reason {
-        "timeout" => ErrorKind::Timeout,
-        "overloaded" | "rate_limit" => ErrorKind::Overloaded,
-        _ => ErrorKind::Upstream,
-    };
+    let kind = FailureReason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason)
+        .map_or(ErrorKind::Upstream, ErrorKind::of_failure);
     dialect::cut_stream_event(dialect, kind, reason, &summary, &[failure])
 }
 

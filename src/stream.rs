@@ -18,7 +18,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::classify;
 use crate::classify::events::{classify_event, classify_event_fast, EventKind};
 use crate::dialect::{self, Dialect, ErrorKind};
-use crate::failure::{Classified, FailureReason, TimeoutKind};
+use crate::failure::{Classified, TimeoutKind};
 use crate::sse::{SseParser, DEFAULT_MAX_EVENT_BYTES};
 
 pub use crate::upstream::ByteStream;
@@ -364,11 +364,7 @@ fn end_marker(dialect: Dialect) -> &'static [u8] {
 /// A plain error event that ends a stream the client has already seen content from (the
 /// server sends a richer one built by `report`).
 pub fn post_commit_error_event(dialect: Dialect, failure: &Classified) -> Bytes {
-    let kind = match failure.reason {
-        FailureReason::Timeout => ErrorKind::Timeout,
-        FailureReason::Overloaded | FailureReason::RateLimit => ErrorKind::Overloaded,
-        _ => ErrorKind::Upstream,
-    };
+    let kind = ErrorKind::of_failure(failure.reason);
     let message = format!(
         "upstream failed after the response started ({}): {}",
         failure.reason, failure.detail
@@ -379,6 +375,7 @@ pub fn post_commit_error_event(dialect: Dialect, failure: &Classified) -> Bytes 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::FailureReason;
 
     const ANTHROPIC: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Héllo\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 

@@ -73,6 +73,18 @@ pub fn stream_error_event(dialect: Dialect, kind: ErrorKind, code: &str, message
     }
 }
 
+impl ErrorKind {
+    /// The error kind a client is shown for an upstream failure that ended its stream.
+    pub fn of_failure(reason: crate::failure::FailureReason) -> ErrorKind {
+        use crate::failure::FailureReason::*;
+        match reason {
+            Timeout => ErrorKind::Timeout,
+            Overloaded | RateLimit => ErrorKind::Overloaded,
+            _ => ErrorKind::Upstream,
+        }
+    }
+}
+
 /// The HTTP status that goes with a gateway-side error kind.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
