@@ -40,6 +40,13 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The credentials an attempt may use: each key's index, or `None` once for a keyless
+    /// backend.
+    pub fn credential_choices(&self) -> impl Iterator<Item = Option<usize>> {
+        let n = self.credentials.len();
+        (0..n.max(1)).map(move |i| (n > 0).then_some(i))
+    }
+
     /// The configured base URL, parsed (validated at load, so this cannot fail).
     pub fn endpoint_base(&self) -> Url {
         Url::parse(&self.base_url).expect("validated at load")

@@ -207,11 +207,17 @@ impl Gateway {
                 }
             }
             AttemptEnd::Failed(reason) => {
-                self.metrics.attempt(name, Some(reason));
-                self.activity.attempt(entry.backend, false);
+                self.count_failed_attempt(entry.backend, reason);
                 self.metrics.upstream_duration(name, elapsed);
             }
         }
+    }
+
+    /// A failed attempt in the metrics and on the status page.
+    fn count_failed_attempt(&self, backend: BackendId, reason: FailureReason) {
+        self.metrics
+            .attempt(&self.config.backend(backend).name, Some(reason));
+        self.activity.attempt(backend, false);
     }
 
     /// A served stream failed after its commit point: count it against the scopes that
@@ -225,9 +231,7 @@ impl Gateway {
         failure: &Classified,
     ) {
         let now = Instant::now();
-        self.metrics
-            .attempt(&self.config.backend(backend).name, Some(failure.reason));
-        self.activity.attempt(backend, false);
+        self.count_failed_attempt(backend, failure.reason);
         let target =
             self.health
                 .record_failure_after_commit(scopes, failure.reason, &failure.detail, now);
@@ -242,13 +246,7 @@ impl Gateway {
         let now = Instant::now();
         let mut soonest: Option<Instant> = None;
         for entry in route.chain.iter() {
-            let n = self.config.backend(entry.backend).credentials.len();
-            let creds: Vec<Option<usize>> = if n == 0 {
-                vec![None]
-            } else {
-                (0..n).map(Some).collect()
-            };
-            for cred in creds {
+            for cred in self.config.backend(entry.backend).credential_choices() {
                 let scopes = self.health.scopes_for(entry.backend, &entry.model, cred);
                 let until = self.health.cooling_until(scopes, now)?;
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
@@ -441,12 +439,7 @@ impl<'g> Run<'g, '_> {
     fn admit_entry(&self, entry_idx: usize, mode: AdmitMode) -> Admitted<'g> {
         let entry = &self.req.route.chain[entry_idx];
         let health = &self.gw.health;
-        let n_creds = self.gw.config.backend(entry.backend).credentials.len();
-        let candidates: Vec<Option<usize>> = if n_creds == 0 {
-            vec![None]
-        } else {
-            (0..n_creds).map(Some).collect()
-        };
+        let candidates = self.gw.config.backend(entry.backend).credential_choices();
         let now = Instant::now();
         let mut first_scopes = None;
         let mut soonest: Option<Instant> = None;

@@ -32,10 +32,10 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
-    /// Whether an OpenAI client asked for a usage chunk at the end of its stream
-    /// (`stream_options.include_usage`), for a translated stream.
+    /// Whether the client asked for a usage chunk at the end of its stream
+    /// (`stream_options.include_usage`), for a translated stream (parses the body).
     pub fn wants_usage(&self) -> bool {
-        self.dialect == Dialect::OpenAi && crate::dialect::translate::wants_usage(&self.body)
+        crate::dialect::translate::wants_usage(&self.body)
     }
 }
 

@@ -38,13 +38,7 @@ pub async fn run(gw: Arc<Gateway>, interval: Duration, template: Option<Value>) 
 fn target(gw: &Gateway, id: ScopeId) -> Option<(BackendId, Arc<str>, Option<usize>)> {
     for route in gw.config.routes.values() {
         for entry in &route.chain {
-            let n = gw.config.backend(entry.backend).credentials.len();
-            let creds: Vec<Option<usize>> = if n == 0 {
-                vec![None]
-            } else {
-                (0..n).map(Some).collect()
-            };
-            for cred in creds {
+            for cred in gw.config.backend(entry.backend).credential_choices() {
                 let scopes = gw.health.scopes_for(entry.backend, &entry.model, cred);
                 if scopes.all_ids().any(|s| s == id) {
                     return Some((entry.backend, entry.model.clone(), cred));
