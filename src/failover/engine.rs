@@ -235,6 +235,9 @@ impl Gateway {
         let target =
             self.health
                 .record_failure_after_commit(scopes, failure.reason, &failure.detail, now);
+        // Nothing can retry a stream after its commit point: the engine has given up on it.
+        self.health
+            .give_up(scopes, failure.reason, &failure.detail, now);
         if let (Some(scope), Some(s)) = (target, session) {
             self.sessions.exclude(s, scope, now);
         }
@@ -664,6 +667,12 @@ impl<'g> Run<'g, '_> {
                 facts.key_reloadable = false;
                 decision = decide(&facts, policy, jitter);
             }
+            if matches!(decision, Decision::NextCredential(_) | Decision::Failover) {
+                // Moving on from this scope: it is out now, not after `failure_threshold` more
+                // calls of the same agent (a title, a summary) have hit it too.
+                gw.health
+                    .give_up(scopes, c.reason, &c.detail, Instant::now());
+            }
             if let Decision::NextCredential(next) = decision {
                 span.in_scope(|| {
                     tracing::warn!(
@@ -695,6 +704,10 @@ impl<'g> Run<'g, '_> {
                         tracing::warn!("retry budget spent; failing over instead of retrying")
                     });
                     decision = Decision::Failover;
+                }
+                if decision == Decision::Failover {
+                    gw.health
+                        .give_up(scopes, c.reason, &c.detail, Instant::now());
                 }
             }
             span.in_scope(|| {

@@ -443,6 +443,43 @@ impl HealthRegistry {
         );
         self.set_clear(target, &s);
         drop(s);
+        self.announce(target, t, reason, detail, now);
+        Some(target)
+    }
+
+    /// The engine moved on from these scopes because of `reason` (its retries were spent, or
+    /// the reason does not retry): the reason's scope is ejected at once, whatever its streak,
+    /// so the agent's next calls (a title, a summary) do not hit it again. The failure itself
+    /// was recorded by [`record_failure`](Self::record_failure). Only upstream-blamed failures
+    /// eject. Returns the scope it ejected.
+    pub fn give_up(
+        &self,
+        scopes: AttemptScopes,
+        reason: FailureReason,
+        detail: &str,
+        now: Instant,
+    ) -> Option<ScopeId> {
+        if reason.blame() != Blame::Upstream {
+            return None;
+        }
+        let target = Self::target_scope(scopes, reason);
+        let mut s = self.lock(target);
+        let t = s.give_up(now, &self.config.cooldown);
+        self.set_clear(target, &s);
+        drop(s);
+        self.announce(target, t, reason, detail, now);
+        (t != Transition::None).then_some(target)
+    }
+
+    /// Tells the alerts, the log and the shared store about an ejection.
+    fn announce(
+        &self,
+        target: ScopeId,
+        t: Transition,
+        reason: FailureReason,
+        detail: &str,
+        now: Instant,
+    ) {
         if let Transition::Ejected { until, ejection } = t {
             let cooldown = until.saturating_duration_since(now);
             self.emit(
@@ -457,7 +494,6 @@ impl HealthRegistry {
                 ejections: ejection,
             });
         }
-        Some(target)
     }
 
     /// Applies a cooldown another replica started (from the shared store).

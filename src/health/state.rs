@@ -146,6 +146,26 @@ impl ScopeState {
             }
             return Transition::None;
         }
+        self.eject(now, retry_after, policy)
+    }
+
+    /// The engine gave up on this scope (retries spent, or a failure no retry cures): eject it
+    /// now whatever the streak, so the agent's next calls do not hit it again. A scope that is
+    /// already cooling down keeps its cooldown. The failure itself was recorded already.
+    pub fn give_up(&mut self, now: Instant, policy: &CooldownPolicy) -> Transition {
+        if let BackendState::CoolingDown { .. } = self.state(now) {
+            return Transition::None;
+        }
+        self.probe_in_flight = false;
+        self.eject(now, None, policy)
+    }
+
+    fn eject(
+        &mut self,
+        now: Instant,
+        retry_after: Option<Duration>,
+        policy: &CooldownPolicy,
+    ) -> Transition {
         if self
             .recovered_at
             .is_some_and(|r| now.saturating_duration_since(r) >= policy.decay_after)
@@ -343,5 +363,34 @@ mod tests {
             s.record_failure(t, RateLimit, "x", threshold, Some(Duration::MAX), &p);
             assert_eq!(s.cooldown_until, Some(t + p.max), "threshold {threshold}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn giving_up_ejects_whatever_the_streak_and_keeps_a_running_cooldown() {
+        let p = policy();
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        assert_eq!(fail(&mut s, t, 3), Transition::None);
+        assert_eq!(
+            s.give_up(t, &p),
+            Transition::Ejected {
+                until: t + Duration::from_secs(5),
+                ejection: 1
+            }
+        );
+        // Already out: nothing changes, and a second give-up does not escalate.
+        assert_eq!(s.give_up(t, &p), Transition::None);
+        assert_eq!(s.cooldown_until, Some(t + Duration::from_secs(5)));
+        // After the cooldown, the probe fails and the engine gives up again: escalated.
+        let later = t + Duration::from_secs(5);
+        assert_eq!(s.admit(later), Admission::Probe);
+        assert_eq!(
+            s.give_up(later, &p),
+            Transition::Ejected {
+                until: later + Duration::from_secs(10),
+                ejection: 2
+            }
+        );
+        assert!(!s.probe_in_flight);
     }
 }

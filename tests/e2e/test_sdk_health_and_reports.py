@@ -9,7 +9,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import set_plan, stats
+from conftest import http, set_plan, stats
 
 PROMPT = [{"role": "user", "content": "Say hello"}]
 OVERLOADED = {"kind": "status", "status": 529}
@@ -20,13 +20,16 @@ def test_a_turns_title_call_skips_the_primary_that_failed_its_main_call(gateway,
     primary, even though its next attempt would otherwise be allowed."""
     turn = {"x-switchyard-session": "chat-42", "x-switchyard-turn": "3"}
     client = anthropic.Anthropic(base_url=gateway, api_key="client-key", max_retries=0, timeout=20, default_headers=turn)
-    # retries: 1 in the e2e config: two failed attempts, below the ejection threshold (3),
-    # so only the turn remembers them.
+    # retries: 1 in the e2e config: two failed attempts, then the engine gives up on the
+    # primary (it is ejected at once).
     set_plan(primary, [{"kind": "status", "status": 500}, {"kind": "status", "status": 500}], then={"kind": "ok"})
     main = client.messages.with_raw_response.create(model="claude-main", max_tokens=64, messages=PROMPT)
     assert main.headers["x-switchyard-backend"] == "fallback"
     primary_seen = stats(primary)["requests"]
     assert primary_seen == 2
+    # The cooldown ends (an operator reset stands in for the clock): only the turn remembers.
+    status, _ = http("POST", f"{gateway}/admin/backends/primary/reset")
+    assert status == 200
 
     with client.messages.stream(model="claude-main", max_tokens=16, messages=[{"role": "user", "content": "Title for this chat"}]) as s:
         title = s.get_final_message()

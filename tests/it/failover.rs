@@ -12,7 +12,7 @@ async fn overloaded_primary_fails_over_to_the_fallback_in_every_mode() {
     let h = start(FAST, "").await;
     for dialect in Dialect::BOTH {
         for stream in [false, true] {
-            h.reset_mocks();
+            h.new_case().await;
             h.primary_always(status(529)).await;
             let r = h.ask(dialect, stream).await;
             // retries: 2 → three attempts on the primary, then one on the fallback.
@@ -36,7 +36,7 @@ async fn server_errors_and_malformed_replies_are_retried_then_failed_over() {
         behavior(json!({"kind": "malformed"})),
         behavior(json!({"kind": "empty"})),
     ] {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(failure.clone()).await;
         let r = h.ask(Dialect::Anthropic, false).await;
         assert_eq!(r.status, 200, "{failure}: {}", r.text);
@@ -86,7 +86,7 @@ async fn rate_limit_with_long_retry_after_fails_over_at_once() {
 async fn auth_quota_and_model_not_found_fail_over_without_retrying() {
     let h = start(FAST, "").await;
     for code in [401, 403, 402, 404] {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(status(code)).await;
         let r = h.ask(Dialect::Anthropic, false).await;
         assert_eq!(r.status, 200, "{code}");
@@ -131,7 +131,7 @@ async fn client_errors_come_back_unchanged_and_no_other_backend_is_hit() {
         ),
     ];
     for (dialect, code, body, reason) in cases {
-        h.reset_mocks();
+        h.new_case().await;
         h.primary_always(status(code).body(body.clone())).await;
         let r = h.ask(dialect, false).await;
         assert_eq!(r.status, code, "{reason}");
@@ -154,7 +154,7 @@ async fn client_errors_come_back_unchanged_and_no_other_backend_is_hit() {
 async fn stall_before_first_token_with_heartbeats_fails_over_within_ttft() {
     let h = start(FAST, "").await;
     for dialect in Dialect::BOTH {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(stall_after(0, 100)).await;
         let started = Instant::now();
         let r = h.ask(dialect, true).await;
@@ -177,7 +177,7 @@ async fn stall_before_first_token_with_heartbeats_fails_over_within_ttft() {
 async fn silent_upstream_without_headers_is_caught_by_ttft() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(silence()).await;
         let started = Instant::now();
         let r = h.ask(Dialect::OpenAi, stream).await;
@@ -193,7 +193,7 @@ async fn silent_upstream_without_headers_is_caught_by_ttft() {
 async fn connection_reset_before_the_response_fails_over_at_once() {
     let h = start(FAST, "").await;
     for stream in [false, true] {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(reset_after(0)).await;
         let r = h.ask(Dialect::Anthropic, stream).await;
         assert_eq!(r.status, 200, "{}", r.text);
@@ -237,7 +237,7 @@ async fn refused_connection_fails_over_at_once() {
 async fn error_event_inside_a_200_stream_before_content_fails_over() {
     let h = start(FAST, "").await;
     for dialect in Dialect::BOTH {
-        h.primary.reset();
+        h.new_case().await;
         h.primary_always(behavior(
             json!({"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"}),
         ))
@@ -261,7 +261,7 @@ async fn error_event_inside_a_200_stream_before_content_fails_over() {
 async fn reset_mid_stream_ends_the_clients_stream_with_an_error_event() {
     let h = start(FAST, "").await;
     for dialect in Dialect::BOTH {
-        h.reset_mocks();
+        h.new_case().await;
         h.primary_always(reset_after(2)).await;
         let r = h.ask(dialect, true).await;
         assert_eq!(r.status, 200);

@@ -196,8 +196,9 @@ async fn when_everything_is_cooling_the_soonest_ending_entry_is_tried() {
 async fn admin_reset_and_skipped_entries_in_the_report() {
     let h = start(FAST, "health: { cooldown: { base: 30s } }").await;
     h.primary_always(reset_after(0)).await;
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert_eq!(r.backend(), Some("fallback"));
     h.fallback_always(status(401)).await;
-    h.ask(Dialect::Anthropic, false).await;
     // The primary is cooling down: the next exhausted report lists it as skipped with its
     // last failure.
     let r = h.ask(Dialect::Anthropic, false).await;
@@ -389,4 +390,60 @@ async fn an_active_probe_ends_a_cooldown_early_without_a_user_request() {
     assert_eq!(probe["body"]["model"], "claude-opus-4-7");
     let r = h.ask(Dialect::Anthropic, false).await;
     assert_eq!(r.backend(), Some("primary"));
+}
+
+/// Issue 14 §1: when the engine moves on from a scope because of the upstream (its retries
+/// spent, or a reason no retry cures), that scope is out at once, whatever the streak, so an
+/// agent's next call (its title, its summary) does not hit it again. Harness thresholds are
+/// 1000 here: only the give-up rule can eject.
+#[tokio::test]
+async fn a_scope_the_engine_gave_up_on_is_ejected_at_once_per_reason() {
+    let h = start(FAST, "").await;
+    let insufficient_quota = status(429).body(json!({"type": "error", "error": {
+        "type": "rate_limit_error", "message": "insufficient_quota: your credit balance is too low"}}));
+    let cases = [
+        ("auth", status(401), "credential", 1),
+        ("permission", status(403), "credential", 1),
+        ("quota", status(402), "credential", 1),
+        ("insufficient quota", insufficient_quota, "credential", 1),
+        ("model not found", status(404), "model", 1),
+        ("overloaded, retries spent", status(529), "backend", 3),
+        ("server error, retries spent", status(500), "backend", 3),
+        ("connection", reset_after(0), "backend", 1),
+    ];
+    for (case, failure, kind, attempts) in cases {
+        h.new_case().await;
+        h.primary_always(failure).await;
+        let main_call = h.ask(Dialect::Anthropic, false).await;
+        assert_eq!(
+            main_call.backend(),
+            Some("fallback"),
+            "{case}: {}",
+            main_call.text
+        );
+        assert_eq!(h.primary_requests().await, attempts, "{case}");
+        let s = scope(&h.admin_backends().await, "primary", kind).clone();
+        assert_eq!(s["state"], "cooling_down", "{case}: {s}");
+        assert_eq!(s["streak"], attempts, "{case}: ejected below the threshold");
+        let title_call = h.ask(Dialect::Anthropic, false).await;
+        assert_eq!(title_call.backend(), Some("fallback"), "{case}");
+        assert_eq!(
+            h.primary_requests().await,
+            attempts,
+            "{case}: the follow-up call hit the scope the engine gave up on"
+        );
+    }
+}
+
+/// The threshold keeps its meaning for failures a retry cured: the scope stays in.
+#[tokio::test]
+async fn a_failure_a_retry_cured_does_not_eject() {
+    let h = start(FAST, "").await;
+    h.primary_then([status(500), status(529)], ok()).await;
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert_served_by(&r, "primary", 3);
+    let s = scope(&h.admin_backends().await, "primary", "backend").clone();
+    assert_eq!(s["state"], "healthy", "{s}");
+    let r = h.ask(Dialect::Anthropic, false).await;
+    assert_served_by(&r, "primary", 1);
 }

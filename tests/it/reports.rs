@@ -25,7 +25,9 @@ async fn exhausted_report_in_both_dialects_and_as_problem_json() {
     assert_eq!(v["error"]["failures"][0]["retryable"], true);
     assert_eq!(v["error"]["failures"][1]["retryable"], false);
 
-    // Streaming requests with nothing sent yet get the same 502, not a stream.
+    // Streaming requests with nothing sent yet get the same 502, not a stream (from the same
+    // failures: both backends are healthy again, as they were for the first request).
+    h.forget_health().await;
     let r = h.ask(Dialect::OpenAi, true).await;
     assert_eq!(r.status, 502);
     assert_eq!(
@@ -34,6 +36,7 @@ async fn exhausted_report_in_both_dialects_and_as_problem_json() {
         "same failures, same bytes"
     );
 
+    h.forget_health().await;
     let r = post_raw(
         &h,
         "/v1/chat/completions",
@@ -108,7 +111,7 @@ async fn no_secret_leaks_into_responses_logs_admin_api_metrics_or_alerts() {
         for fallback_fails in [false, true] {
             for stream in [false, true] {
                 for problem in [false, true] {
-                    h.primary.reset();
+                    h.new_case().await;
                     let _ = h
                         .http
                         .post(format!("{}/admin/backends/primary/reset", h.gateway))

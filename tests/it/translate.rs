@@ -172,7 +172,9 @@ async fn failover_crosses_dialects_in_both_directions() {
     let r = post(&h, "/v1/messages", &an("gpt-then-claude", false)).await;
     assert_eq!(r.backend(), Some("claude-b"));
     assert_eq!(r.answer_text(), "Hello from fallback");
-    // And the other way: the native primary fails, the translated fallback answers.
+    // And the other way: the native primary fails, the translated fallback answers (both
+    // healthy again first: the engine ejected the primaries it gave up on above).
+    h.forget_health().await;
     h.fallback_always(status(500)).await;
     h.primary_always(ok()).await;
     let r = post(&h, "/v1/messages", &an("gpt-then-claude", true)).await;

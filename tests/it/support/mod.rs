@@ -370,6 +370,37 @@ impl Harness {
         self.fallback.reset();
     }
 
+    /// Starts the next case of a table test from scratch: the mocks' plans and counters
+    /// cleared, and every backend healthy again (the engine ejects a backend it gave up on, so
+    /// without this a case would see the previous case's ejection).
+    pub async fn new_case(&self) {
+        self.reset_mocks();
+        self.forget_health().await;
+    }
+
+    /// Every backend healthy again, as an operator's reset would leave them.
+    pub async fn forget_health(&self) {
+        let admin = self.admin_backends().await;
+        let mut names: Vec<String> = admin["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["backends"].as_array().unwrap().clone())
+            .map(|b| b.as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        for backend in names {
+            let r = self
+                .http
+                .post(format!("{}/admin/backends/{backend}/reset", self.gateway))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{backend}: {}", r.status());
+        }
+    }
+
     pub async fn primary_requests(&self) -> u64 {
         requests_seen(self, &self.primary).await
     }
