@@ -72,9 +72,26 @@ pub struct Scanned {
     /// Byte range of the `model` value (including its quotes), for the rewrite.
     pub model_span: Range<usize>,
     pub stream: bool,
-    /// Where OpenAI's `user` and Anthropic's `metadata` sit, for sessions taken from the body.
-    pub user_span: Option<Range<usize>>,
-    pub metadata_span: Option<Range<usize>>,
+    /// Where the fields that say which conversation this is sit (sessions and turns).
+    pub spans: FieldSpans,
+}
+
+/// Byte ranges of top-level values the session and turn derivation reads; located by the
+/// scan the body gets anyway, so only what is needed is parsed later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSpans {
+    pub user: Option<Range<usize>>,
+    pub metadata: Option<Range<usize>>,
+    pub prompt_cache_key: Option<Range<usize>>,
+    pub safety_identifier: Option<Range<usize>>,
+    /// Chat completions' and Anthropic's `messages`.
+    pub messages: Option<Range<usize>>,
+    /// The Responses API's `input`.
+    pub input: Option<Range<usize>>,
+    pub tools: Option<Range<usize>>,
+    /// Anthropic's `system`, the Responses API's `instructions`.
+    pub system: Option<Range<usize>>,
+    pub instructions: Option<Range<usize>>,
 }
 
 const MAX_DEPTH: usize = 256;
@@ -108,8 +125,7 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
     s.i += 1;
     let mut model: Option<Range<usize>> = None;
     let mut stream: Option<Range<usize>> = None;
-    let mut user: Option<Range<usize>> = None;
-    let mut metadata: Option<Range<usize>> = None;
+    let mut spans = FieldSpans::default();
     let mut key_error: Option<BodyError> = None;
     s.ws();
     if s.peek() == Some(b'}') {
@@ -135,8 +151,7 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
                         key_error.get_or_insert(BodyError::DuplicateKey { key: "stream" });
                     }
                 }
-                TopLevelKey::User => user = Some(span),
-                TopLevelKey::Metadata => metadata = Some(span),
+                TopLevelKey::Field(field) => *field.slot(&mut spans) = Some(span),
                 TopLevelKey::Ambiguous { key, canonical } => {
                     key_error.get_or_insert(BodyError::AmbiguousKey { key, canonical });
                 }
@@ -180,17 +195,64 @@ pub fn scan(body: &[u8]) -> Result<Scanned, BodyError> {
         model,
         model_span,
         stream,
-        user_span: user,
-        metadata_span: metadata,
+        spans,
     })
+}
+
+/// A top-level field kept in [`FieldSpans`].
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    User,
+    Metadata,
+    PromptCacheKey,
+    SafetyIdentifier,
+    Messages,
+    Input,
+    Tools,
+    System,
+    Instructions,
+}
+
+impl Field {
+    const ALL: [(&'static str, Field); 9] = [
+        ("user", Field::User),
+        ("metadata", Field::Metadata),
+        ("prompt_cache_key", Field::PromptCacheKey),
+        ("safety_identifier", Field::SafetyIdentifier),
+        ("messages", Field::Messages),
+        ("input", Field::Input),
+        ("tools", Field::Tools),
+        ("system", Field::System),
+        ("instructions", Field::Instructions),
+    ];
+
+    fn named(name: &[u8]) -> Option<Field> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|(_, f)| *f)
+    }
+
+    fn slot(self, spans: &mut FieldSpans) -> &mut Option<Range<usize>> {
+        match self {
+            Field::User => &mut spans.user,
+            Field::Metadata => &mut spans.metadata,
+            Field::PromptCacheKey => &mut spans.prompt_cache_key,
+            Field::SafetyIdentifier => &mut spans.safety_identifier,
+            Field::Messages => &mut spans.messages,
+            Field::Input => &mut spans.input,
+            Field::Tools => &mut spans.tools,
+            Field::System => &mut spans.system,
+            Field::Instructions => &mut spans.instructions,
+        }
+    }
 }
 
 /// What a top-level key of a request body means to the gateway.
 enum TopLevelKey {
     Model,
     Stream,
-    User,
-    Metadata,
+    Field(Field),
     /// A case variant of `model` or `stream` (`"Model"`, `"STREAM"`, `"ſtream"`).
     Ambiguous {
         key: String,
@@ -200,8 +262,9 @@ enum TopLevelKey {
 }
 
 impl TopLevelKey {
-    /// The longest spelling of a name the gateway looks for: `metadata` as eight `\uXXXX`.
-    const MAX_ESCAPED_LEN: usize = 2 + 6 * "metadata".len();
+    /// The longest spelling of a name the gateway looks for: `safety_identifier` as
+    /// seventeen `\uXXXX`.
+    const MAX_ESCAPED_LEN: usize = 2 + 6 * "safety_identifier".len();
 
     /// Classifies a validated JSON string (with its quotes).
     fn of(quoted: &[u8]) -> TopLevelKey {
@@ -209,9 +272,11 @@ impl TopLevelKey {
         match raw {
             b"model" => return TopLevelKey::Model,
             b"stream" => return TopLevelKey::Stream,
-            b"user" => return TopLevelKey::User,
-            b"metadata" => return TopLevelKey::Metadata,
-            _ => {}
+            _ => {
+                if let Some(field) = Field::named(raw) {
+                    return TopLevelKey::Field(field);
+                }
+            }
         }
         // Anything longer cannot spell a name of interest, however escaped.
         if quoted.len() > Self::MAX_ESCAPED_LEN {
@@ -227,8 +292,9 @@ impl TopLevelKey {
         match &*key {
             "model" => TopLevelKey::Model,
             "stream" => TopLevelKey::Stream,
-            "user" => TopLevelKey::User,
-            "metadata" => TopLevelKey::Metadata,
+            name if Field::named(name.as_bytes()).is_some() => {
+                TopLevelKey::Field(Field::named(name.as_bytes()).expect("just matched"))
+            }
             _ if key.is_ascii() => Self::ambiguity(key.as_bytes(), || key.to_string()),
             // Go's encoding/json compares keys upper-cased with Unicode rules, where `ſ`
             // (U+017F) becomes `S`; no other non-ASCII character becomes a letter of `model`
@@ -1372,8 +1438,8 @@ mod tests {
             Ok(Outcome::Scanned {
                 model: s.model,
                 stream: s.stream,
-                user: span_value(s.user_span),
-                metadata: span_value(s.metadata_span),
+                user: span_value(s.spans.user),
+                metadata: span_value(s.spans.metadata),
             })
         }
 

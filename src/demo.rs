@@ -57,7 +57,19 @@ struct Scenario {
     plan: Value,
     route: &'static str,
     stream: bool,
+    /// Sent as an agent does, with no Switchyard header: Claude Code's session header, and
+    /// tools on the main call.
+    agent: Option<AgentCall>,
 }
+
+#[derive(Clone, Copy)]
+enum AgentCall {
+    Main,
+    Title,
+}
+
+/// The session id the demo's Claude-Code-shaped calls carry (`X-Claude-Code-Session-Id`).
+const DEMO_AGENT_SESSION: &str = "0c7a3e1e-demo-4a1b-9f00-5e55c0de0001";
 
 pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     let primary = mock::spawn("primary").await.map_err(|e| e.to_string())?;
@@ -100,6 +112,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "ok"}}),
             route: "claude",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -107,6 +120,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "status", "status": 529}}),
             route: "claude",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: false,
@@ -114,6 +128,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "status", "status": 529}}),
             route: "claude",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -121,6 +136,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [{"kind": "status", "status": 429, "headers": {"retry-after": "1"}}], "then": {"kind": "ok"}}),
             route: "claude",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -128,6 +144,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "status", "status": 429, "headers": {"retry-after": "120"}}}),
             route: "gpt",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -135,6 +152,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "stall", "after_chunks": 0, "heartbeat_ms": 300}}),
             route: "claude",
             stream: true,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -142,6 +160,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "reset", "after_chunks": 0}}),
             route: "gpt",
             stream: true,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -149,6 +168,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "stream_error", "after_chunks": 0, "error_type": "overloaded_error"}}),
             route: "claude",
             stream: true,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -156,6 +176,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "status", "status": 400, "body": {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 250000 tokens > 200000 maximum"}}}}),
             route: "claude",
             stream: false,
+            agent: None,
         },
         Scenario {
             fresh: true,
@@ -163,6 +184,23 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             plan: json!({"steps": [], "then": {"kind": "reset", "after_chunks": 2}}),
             route: "claude",
             stream: true,
+            agent: None,
+        },
+        Scenario {
+            fresh: true,
+            title: "an agent with no Switchyard header (Claude Code's session header only); the primary's key is revoked (401)",
+            plan: json!({"steps": [], "then": {"kind": "status", "status": 401}}),
+            route: "claude",
+            stream: true,
+            agent: Some(AgentCall::Main),
+        },
+        Scenario {
+            fresh: true,
+            title: "its title call after the primary's cooldown ended: the session's turn still avoids the primary",
+            plan: json!({"steps": [], "then": {"kind": "status", "status": 401}}),
+            route: "claude",
+            stream: false,
+            agent: Some(AgentCall::Title),
         },
     ];
     for (i, s) in scenarios.iter().enumerate() {
@@ -182,7 +220,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
             .await;
         println!("{}. {}", i + 1, s.title);
         let started = Instant::now();
-        match send(&http, &base, s.route, s.stream).await {
+        match send(&http, &base, s.route, s.stream, s.agent).await {
             Ok(r) => {
                 let p = request_count(&http, &primary.url()).await;
                 let f = request_count(&http, &fallback.url()).await;
@@ -243,8 +281,9 @@ async fn send(
     base: &str,
     route: &str,
     stream: bool,
+    agent: Option<AgentCall>,
 ) -> Result<DemoResponse, String> {
-    let (path, body) = if route == "gpt" {
+    let (path, mut body) = if route == "gpt" {
         (
             "/v1/chat/completions",
             json!({"model": route, "stream": stream, "messages": [{"role": "user", "content": "Say hello"}]}),
@@ -255,8 +294,23 @@ async fn send(
             json!({"model": route, "stream": stream, "max_tokens": 64, "messages": [{"role": "user", "content": "Say hello"}]}),
         )
     };
-    let resp = http
-        .post(format!("{base}{path}"))
+    let mut request = http.post(format!("{base}{path}"));
+    if let Some(call) = agent {
+        request = request
+            .header("x-claude-code-session-id", DEMO_AGENT_SESSION)
+            .header("user-agent", "claude-cli/2.1.332 (external, cli)");
+        match call {
+            AgentCall::Main => {
+                body["tools"] = json!([{"name": "Bash", "description": "Run a command",
+                    "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}]);
+            }
+            AgentCall::Title => {
+                body["tools"] = json!([]);
+                body["messages"] = json!([{"role": "user", "content": "Write a 3-7 word title for this session."}]);
+            }
+        }
+    }
+    let resp = request
         .header("content-type", "application/json")
         .header("anthropic-version", "2023-06-01")
         .timeout(Duration::from_secs(20))

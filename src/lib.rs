@@ -16,6 +16,7 @@ pub mod app;
 pub mod server;
 pub mod auth;
 pub mod body;
+pub mod session;
 pub mod failover;
 pub mod health;
 pub mod dialect;

@@ -51,6 +51,8 @@ pub struct Committed {
     pub upstream: ByteStream,
     pub parser: SseParser,
     pub finished: bool,
+    /// The model's finish reason, when a held event carried it.
+    pub finish_reason: Option<Box<str>>,
     /// The stream's end marker was among the held events.
     pub terminated: bool,
     /// A failure that arrived in the same read as the commit point (an upstream error event
@@ -83,6 +85,7 @@ pub async fn await_first_content(
     // A finished answer with no content (a stop reason first) commits only at its end marker
     // or a clean end of the body: until then a failure can still fail over.
     let mut finished = false;
+    let mut finish_reason: Option<Box<str>> = None;
     let mut terminated = false;
     loop {
         let chunk = match timeout_at(first_token_at, upstream.next()).await {
@@ -100,6 +103,7 @@ pub async fn await_first_content(
                     upstream: Box::pin(futures_util::stream::empty()),
                     parser,
                     finished,
+                    finish_reason,
                     terminated,
                     failure: None,
                     stall_timeout,
@@ -124,7 +128,10 @@ pub async fn await_first_content(
             match classify_event(dialect, &ev) {
                 EventKind::Heartbeat | EventKind::Envelope => {}
                 EventKind::Content => commit = true,
-                EventKind::Finish => finished = true,
+                EventKind::Finish => {
+                    finished = true;
+                    finish_reason = crate::classify::events::finish_reason(dialect, &ev);
+                }
                 EventKind::Terminal => {
                     commit = true;
                     finished = true;
@@ -177,6 +184,7 @@ pub async fn await_first_content(
             upstream,
             parser,
             finished,
+            finish_reason,
             terminated,
             failure,
             stall_timeout,
@@ -189,7 +197,11 @@ pub async fn await_first_content(
 /// How a relayed stream ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayEnd {
-    Complete,
+    /// The stream ended well; with the model's finish reason as the backend said it
+    /// (`stop`, `end_turn`, `tool_calls`…), when it said one.
+    Complete {
+        finish_reason: Option<Box<str>>,
+    },
     Failed(Classified),
 }
 
@@ -206,7 +218,7 @@ pub fn relay(
     finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
-        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator } = c;
+        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, mut finish_reason, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator } = c;
         let mut events = Vec::new();
         let mut ends = Vec::new();
         match translator.as_mut() {
@@ -248,7 +260,7 @@ pub fn relay(
                         yield Ok(Bytes::from(out));
                     }
                 }
-                break RelayEnd::Complete;
+                break RelayEnd::Complete { finish_reason: finish_reason.take() };
             }
             let stall_at = (last_content + stall_timeout).min(deadline);
             let failure = match timeout_at(stall_at, upstream.next()).await {
@@ -269,7 +281,7 @@ pub fn relay(
                     if !out.is_empty() {
                         yield Ok(Bytes::from(out));
                     }
-                    break RelayEnd::Complete;
+                    break RelayEnd::Complete { finish_reason: finish_reason.take() };
                 }
                 Ok(None) => classify::invalid_response("upstream ended the stream before it was complete"),
                 Ok(Some(Err(e))) => classify::classify_transport(&e),
@@ -289,6 +301,7 @@ pub fn relay(
                             EventKind::Finish => {
                                 last_content = Instant::now();
                                 finished = true;
+                                finish_reason = crate::classify::events::finish_reason(dialect, &ev);
                             }
                             EventKind::Terminal => done = true,
                             // The upstream's own error event ends the stream; it is not
@@ -340,7 +353,7 @@ pub fn relay(
                         break RelayEnd::Failed(c);
                     }
                     if done {
-                        break RelayEnd::Complete;
+                        break RelayEnd::Complete { finish_reason: finish_reason.take() };
                     }
                     continue;
                 }
@@ -407,7 +420,7 @@ mod tests {
         assert_eq!(c.held.len(), 3);
         let held: Vec<u8> = c.held.concat();
         let out: Vec<Bytes> = relay(c, |end| {
-            assert_eq!(*end, RelayEnd::Complete);
+            assert!(matches!(end, RelayEnd::Complete { .. }));
             None
         })
         .map(|r| r.unwrap())
@@ -493,7 +506,7 @@ mod tests {
             tx.send(end.clone()).unwrap();
             match end {
                 RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::OpenAi, f)),
-                RelayEnd::Complete => None,
+                RelayEnd::Complete { .. } => None,
             }
         })
         .map(|r| r.unwrap())
@@ -534,7 +547,7 @@ mod tests {
         .unwrap();
         let out: Vec<Bytes> = relay(c, |end| match end {
             RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::Anthropic, f)),
-            RelayEnd::Complete => None,
+            RelayEnd::Complete { .. } => None,
         })
         .map(|r| r.unwrap())
         .collect()
@@ -568,7 +581,7 @@ mod tests {
             tx.send(end.clone()).unwrap();
             match end {
                 RelayEnd::Failed(f) => Some(post_commit_error_event(dialect, f)),
-                RelayEnd::Complete => None,
+                RelayEnd::Complete { .. } => None,
             }
         })
         .map(|r| r.unwrap())
@@ -611,7 +624,7 @@ mod tests {
                 RelayEnd::Failed(c) => {
                     assert_eq!(c.reason, FailureReason::Overloaded, "split at {i}")
                 }
-                RelayEnd::Complete => panic!("split at {i}: counted as complete"),
+                RelayEnd::Complete { .. } => panic!("split at {i}: counted as complete"),
             }
         }
     }
@@ -630,7 +643,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("split at {i}: {e:?}"));
             assert_eq!(out, b, "split at {i}");
-            assert_eq!(end, RelayEnd::Complete, "split at {i}");
+            assert!(matches!(end, RelayEnd::Complete { .. }), "split at {i}");
         }
     }
 
@@ -723,7 +736,7 @@ mod tests {
                     "{CONTENT}{finish}event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
                 )
             );
-            assert_eq!(end, RelayEnd::Complete);
+            assert!(matches!(end, RelayEnd::Complete { .. }));
         }
     }
 
@@ -749,7 +762,7 @@ mod tests {
         .await
         .unwrap();
         let out: Vec<Bytes> = relay(c, |end| {
-            assert_eq!(*end, RelayEnd::Complete);
+            assert!(matches!(end, RelayEnd::Complete { .. }));
             None
         })
         .map(|r| r.unwrap())

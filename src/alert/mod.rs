@@ -41,6 +41,10 @@ pub struct Alert {
     pub reason: Option<String>,
     pub detail: String,
     pub request_id: Option<String>,
+    /// The client product (`claude-cli`, …), for fallback alerts.
+    pub platform: Option<String>,
+    /// The finish reason of the answer that triggered a fallback alert (`end_turn`, `stop`…).
+    pub finish_reason: Option<String>,
     /// Backends of the scope, for backend_down / backend_recovered.
     pub backends: Vec<String>,
     pub scope: Option<String>,
@@ -63,6 +67,8 @@ impl Alert {
             reason: None,
             detail: String::new(),
             request_id: None,
+            platform: None,
+            finish_reason: None,
             backends: Vec::new(),
             scope: None,
             suppressed: 0,
@@ -99,6 +105,9 @@ impl Alert {
         if let Some(s) = &self.session {
             f.push(("Session", s.clone()));
         }
+        if let Some(p) = &self.platform {
+            f.push(("Platform", p.clone()));
+        }
         if !self.backends.is_empty() {
             f.push(("Backend", self.backends.join(", ")));
         }
@@ -116,6 +125,9 @@ impl Alert {
         }
         if !self.detail.is_empty() {
             f.push(("Detail", self.detail.clone()));
+        }
+        if let Some(r) = &self.finish_reason {
+            f.push(("Finish reason", r.clone()));
         }
         if let Some(id) = &self.request_id {
             f.push(("Request", id.clone()));

@@ -115,6 +115,18 @@ fn classify_anthropic(event: Option<&str>, data: &[u8]) -> EventKind {
 
 /// Cheap classification after the commit point: no JSON parse, only what the stall clock and
 /// the end-of-stream check need.
+/// The model's finish reason in an event [`classify_event`] called [`EventKind::Finish`]: a
+/// short token (`stop`, `end_turn`, `tool_calls`…), or None. Parses the one event it is given.
+pub fn finish_reason(dialect: Dialect, ev: &SseEvent) -> Option<Box<str>> {
+    let v: serde_json::Value = serde_json::from_slice(ev.data.as_deref()?).ok()?;
+    let reason = match dialect {
+        Dialect::OpenAi => v.pointer("/choices/0/finish_reason"),
+        Dialect::Anthropic => v.pointer("/delta/stop_reason"),
+    }?
+    .as_str()?;
+    (reason.len() <= 64).then(|| reason.into())
+}
+
 pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
     let Some(data) = &ev.data else {
         return EventKind::Heartbeat;

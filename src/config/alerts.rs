@@ -70,6 +70,8 @@ pub struct AlertsConfig {
     pub per_sink_per_minute: u32,
     pub session_ttl: Duration,
     pub max_sessions: usize,
+    /// The header naming the client product in alerts; None: the User-Agent's product token.
+    pub platform_header: Option<http::HeaderName>,
     pub sinks: Vec<SinkSpec>,
 }
 
@@ -81,6 +83,7 @@ impl Default for AlertsConfig {
             per_sink_per_minute: 20,
             session_ttl: Duration::from_secs(3600),
             max_sessions: 10_000,
+            platform_header: None,
             sinks: Vec::new(),
         }
     }
@@ -96,6 +99,17 @@ pub(super) fn build(raw: &RawAlerts, src: &Source) -> Result<AlertsConfig, Confi
         .max(1);
     a.session_ttl = raw.session_ttl.map_or(a.session_ttl, |d| d.0);
     a.max_sessions = raw.max_sessions.unwrap_or(a.max_sessions).max(1);
+    if let Some(name) = &raw.platform_header {
+        a.platform_header = Some(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                src.invalid(
+                    1,
+                    "alerts.platform_header",
+                    format!("{name:?} is not a header name"),
+                )
+            })?,
+        );
+    }
     for (i, written) in raw.sinks.iter().enumerate() {
         let sink = &written.value;
         let key = format!("alerts.sinks[{i}]");
@@ -107,9 +121,29 @@ pub(super) fn build(raw: &RawAlerts, src: &Source) -> Result<AlertsConfig, Confi
             RawSink::Telegram {
                 bot_token_env,
                 chat_id,
+                chat_id_env,
                 api_base,
                 events,
             } => {
+                let from_env = chat_id_env
+                    .as_ref()
+                    .map(|name| (name, src.var(name).map(|v| v.expose().trim().to_string())));
+                let chat_id = match (chat_id, &from_env) {
+                    (Some(c), None) => c.clone(),
+                    (None, Some((_, Some(c)))) => c.clone(),
+                    (None, Some((name, None))) => {
+                        return Err(invalid(
+                            "chat_id_env",
+                            format!("environment variable {name} is not set"),
+                        ))
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "chat_id",
+                            "set exactly one of chat_id and chat_id_env".to_string(),
+                        ))
+                    }
+                };
                 let chat = chat_id.trim();
                 let numeric = chat
                     .strip_prefix('-')
@@ -117,9 +151,15 @@ pub(super) fn build(raw: &RawAlerts, src: &Source) -> Result<AlertsConfig, Confi
                     .chars()
                     .all(|c| c.is_ascii_digit());
                 if chat.is_empty() || !(numeric || chat.starts_with('@')) {
+                    // A value read from the environment is not echoed: the variable may be
+                    // the wrong one and hold a secret.
+                    let (field, what) = match &from_env {
+                        Some((name, _)) => ("chat_id_env", format!("the value of {name}")),
+                        None => ("chat_id", format!("{chat_id:?}")),
+                    };
                     return Err(invalid(
-                        "chat_id",
-                        format!("{chat_id:?} is not a chat id; use a number (\"-1001234567890\") or \"@channel\""),
+                        field,
+                        format!("{what} is not a chat id; use a number (\"-1001234567890\") or \"@channel\""),
                     ));
                 }
                 let base = api_base

@@ -45,6 +45,74 @@ impl CooldownPolicy {
     }
 }
 
+/// One place a session id may come from (`health.session_from`), tried in the configured order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSource {
+    /// `x-switchyard-session` (and `x-switchyard-turn`).
+    Switchyard,
+    /// Claude Code: `X-Claude-Code-Session-Id`, else the session inside `metadata.user_id`.
+    ClaudeCode,
+    /// Codex CLI: `x-codex-turn-metadata` (session and turn ids), `session_id`, `thread-id`,
+    /// `conversation_id` headers.
+    Codex,
+    /// Any request header, named in the config (`header:NAME`).
+    Header(http::HeaderName),
+    /// OpenAI `prompt_cache_key` (opt-in: an app may key its cache by user or by prompt).
+    PromptCacheKey,
+    /// OpenAI `user` (opt-in: names a person, not a conversation).
+    User,
+    /// OpenAI `safety_identifier` (opt-in: names a person).
+    SafetyIdentifier,
+    /// Anthropic `metadata.user_id` taken whole (opt-in: names a person).
+    MetadataUserId,
+    /// For agents that send no id at all (Hermes on a custom endpoint): a fingerprint of the
+    /// client's credential, the system prompt and the first user message.
+    Conversation,
+}
+
+impl SessionSource {
+    /// The default: sources that exist only to identify a session.
+    pub const DEFAULT: [SessionSource; 4] = [
+        SessionSource::Switchyard,
+        SessionSource::ClaudeCode,
+        SessionSource::Codex,
+        SessionSource::Conversation,
+    ];
+
+    pub fn parse(name: &str) -> Option<SessionSource> {
+        Some(match name {
+            "switchyard" => SessionSource::Switchyard,
+            "claude_code" => SessionSource::ClaudeCode,
+            "codex" => SessionSource::Codex,
+            "prompt_cache_key" => SessionSource::PromptCacheKey,
+            "user" => SessionSource::User,
+            "safety_identifier" => SessionSource::SafetyIdentifier,
+            "metadata.user_id" => SessionSource::MetadataUserId,
+            "conversation" => SessionSource::Conversation,
+            _ => {
+                let header = name.strip_prefix("header:")?.trim();
+                SessionSource::Header(http::HeaderName::from_bytes(header.as_bytes()).ok()?)
+            }
+        })
+    }
+
+    /// The prefix of session ids taken from this source, so that equal values from different
+    /// sources never share a session.
+    pub fn label(&self) -> &str {
+        match self {
+            SessionSource::Switchyard => "switchyard",
+            SessionSource::ClaudeCode => "claude_code",
+            SessionSource::Codex => "codex",
+            SessionSource::Header(name) => name.as_str(),
+            SessionSource::PromptCacheKey => "prompt_cache_key",
+            SessionSource::User => "user",
+            SessionSource::SafetyIdentifier => "safety_identifier",
+            SessionSource::MetadataUserId => "metadata.user_id",
+            SessionSource::Conversation => "conversation",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
     pub store: HealthStore,
@@ -57,7 +125,8 @@ pub struct HealthConfig {
     pub thresholds: HashMap<FailureReason, u32>,
     pub cooldown: CooldownPolicy,
     pub sticky_sessions: bool,
-    pub session_from_body: bool,
+    /// Where session ids come from, in order.
+    pub session_from: Vec<SessionSource>,
     pub turn_ttl: Duration,
     pub session_ttl: Duration,
     pub max_tracked: usize,
@@ -81,7 +150,7 @@ impl Default for HealthConfig {
             ]),
             cooldown: CooldownPolicy::default(),
             sticky_sessions: false,
-            session_from_body: false,
+            session_from: SessionSource::DEFAULT.to_vec(),
             turn_ttl: Duration::from_secs(1800),
             session_ttl: Duration::from_secs(3600),
             max_tracked: 10_000,
@@ -168,7 +237,32 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
         }
     }
     h.sticky_sessions = raw.sticky_sessions.unwrap_or(h.sticky_sessions);
-    h.session_from_body = raw.session_from_body.unwrap_or(h.session_from_body);
+    if let Some(list) = &raw.session_from {
+        h.session_from = Vec::new();
+        for name in list {
+            let source = SessionSource::parse(name.value.trim()).ok_or_else(|| {
+                src.invalid(
+                    line(name),
+                    "health.session_from",
+                    format!(
+                        "{:?} is not a session source; use switchyard, claude_code, codex, conversation, prompt_cache_key, user, safety_identifier, metadata.user_id or header:NAME",
+                        name.value
+                    ),
+                )
+            })?;
+            if !h.session_from.contains(&source) {
+                h.session_from.push(source);
+            }
+        }
+    }
+    // The older switch: `user` / `metadata.user_id` after whatever else is configured.
+    if raw.session_from_body == Some(true) {
+        for source in [SessionSource::User, SessionSource::MetadataUserId] {
+            if !h.session_from.contains(&source) {
+                h.session_from.push(source);
+            }
+        }
+    }
     h.turn_ttl = raw.turn_ttl.map_or(h.turn_ttl, |d| d.0);
     h.session_ttl = raw.session_ttl.map_or(h.session_ttl, |d| d.0);
     h.max_tracked = raw.max_tracked.unwrap_or(h.max_tracked).max(1);

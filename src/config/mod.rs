@@ -26,7 +26,7 @@ pub(crate) use access::{normalize_origin, split_host_port};
 pub use access::{AdminConfig, IpNet, MetricsAccess};
 pub use alerts::{AlertEvent, AlertsConfig, SinkConfig, SinkSpec};
 pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
-pub use health::{CooldownPolicy, HealthConfig, HealthStore};
+pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
 pub use limits::Limits;
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route};
 pub use secret::{auth_header_value, Credential, CredentialSource, Secret};
@@ -456,5 +456,57 @@ routes:
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `everyone`"), "{err}");
+    }
+
+    #[test]
+    fn session_sources_and_the_telegram_chat_from_env_are_read_and_checked() {
+        let c = load(&format!(
+            "{GOOD}health: {{ session_from: [codex, \"header:X-Conversation\", user] }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.health.session_from,
+            vec![
+                SessionSource::Codex,
+                SessionSource::Header(http::HeaderName::from_static("x-conversation")),
+                SessionSource::User
+            ]
+        );
+        assert_eq!(
+            load(GOOD).unwrap().health.session_from,
+            SessionSource::DEFAULT
+        );
+        let e = load(&format!(
+            "{GOOD}health: {{ session_from: [claude, codex] }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("health.session_from"), "{e}");
+        assert!(
+            e.to_string().contains("\"claude\" is not a session source"),
+            "{e}"
+        );
+
+        let tg = |chat: &str| {
+            format!("{GOOD}alerts: {{ sinks: [ {{ kind: telegram, bot_token_env: ANTHROPIC_API_KEY, {chat} }} ] }}\n")
+        };
+        let c = load(&tg("chat_id_env: OPENROUTER_API_KEY")).map(|_| ());
+        // The variable holds no chat id here: refused like a written one would be.
+        let e = c.unwrap_err().to_string();
+        assert!(
+            e.contains("the value of OPENROUTER_API_KEY is not a chat id"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("sk-or-test"),
+            "the variable's value was echoed: {e}"
+        );
+        let e = load(&tg("chat_id_env: NOT_SET")).unwrap_err();
+        assert!(e.to_string().contains("NOT_SET is not set"), "{e}");
+        let e = load(&tg("chat_id: \"-100\", chat_id_env: OPENROUTER_API_KEY")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("exactly one of chat_id and chat_id_env"),
+            "{e}"
+        );
     }
 }

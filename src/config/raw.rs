@@ -152,6 +152,8 @@ pub(super) struct RawAlerts {
     pub per_sink_per_minute: Option<u32>,
     pub session_ttl: Option<YamlDuration>,
     pub max_sessions: Option<usize>,
+    /// A header naming the client product; default: the User-Agent's product token.
+    pub platform_header: Option<String>,
     /// Spanned as a whole: serde buffers tagged enums, which loses the places inside.
     #[serde(default)]
     pub sinks: Vec<Spanned<RawSink>>,
@@ -162,7 +164,9 @@ pub(super) struct RawAlerts {
 pub(super) enum RawSink {
     Telegram {
         bot_token_env: String,
-        chat_id: String,
+        chat_id: Option<String>,
+        /// The chat id read from an environment variable (like the token).
+        chat_id_env: Option<String>,
         api_base: Option<String>,
         events: Option<Vec<AlertEvent>>,
     },
@@ -185,6 +189,8 @@ pub(super) struct RawHealth {
     pub cooldown: Option<RawCooldown>,
     pub sticky_sessions: Option<bool>,
     pub session_from_body: Option<bool>,
+    /// Where a session id comes from, in order (see `SessionSource`).
+    pub session_from: Option<Vec<Spanned<String>>>,
     pub turn_ttl: Option<YamlDuration>,
     pub session_ttl: Option<YamlDuration>,
     pub max_tracked: Option<usize>,

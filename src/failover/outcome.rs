@@ -25,8 +25,10 @@ pub struct ClientRequest {
     pub scanned: Scanned,
     pub route: Arc<Route>,
     pub fwd: ForwardHeaders,
-    /// Present when the client named its session (`x-switchyard-session`).
+    /// The conversation, when the request says which (see [`crate::session`]).
     pub session: Option<SessionKey>,
+    /// The client product (`claude-cli`, `hermes`…), for alerts.
+    pub platform: Option<Box<str>>,
     /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
     pub accept_problem: bool,
 }

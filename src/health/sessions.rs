@@ -120,7 +120,8 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 }
 
-/// Identifies a client conversation. Built only when the client sent a session id.
+/// Identifies a client conversation. Built only when the request says which (see
+/// [`crate::session`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
     pub session: Box<str>,
@@ -132,9 +133,13 @@ type TurnKey = (Box<str>, Box<str>);
 /// (session, route).
 type StickyKey = (Box<str>, std::sync::Arc<str>);
 
-/// Which scopes failed during each (session, turn), and where sticky sessions stay.
+/// Which scopes failed during each (session, turn), each session's current turn, and where
+/// sticky sessions stay.
 pub struct Sessions {
     turns: Mutex<BoundedMap<TurnKey, Vec<ScopeId>>>,
+    /// The turn a session's latest main-loop call (or latest exclusion) belongs to: where its
+    /// side calls (title, summary) go. Idle for `turn_ttl`, the turn is over.
+    current: Mutex<BoundedMap<Box<str>, Box<str>>>,
     sticky: Mutex<BoundedMap<StickyKey, usize>>,
 }
 
@@ -142,8 +147,24 @@ impl Sessions {
     pub fn new(cap: usize, turn_ttl: Duration, session_ttl: Duration) -> Sessions {
         Sessions {
             turns: Mutex::new(BoundedMap::new(cap, turn_ttl)),
+            current: Mutex::new(BoundedMap::new(cap, turn_ttl)),
             sticky: Mutex::new(BoundedMap::new(cap, session_ttl)),
         }
+    }
+
+    /// A main-loop call of `session` is in `turn`: the session's side calls join it.
+    pub fn enter_turn(&self, session: &str, turn: &str, now: Instant) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = current.entry(session.into(), now, || turn.into());
+        if **slot != *turn {
+            *slot = turn.into();
+        }
+    }
+
+    /// The session's current turn, if it has one that is not over.
+    pub fn current_turn(&self, session: &str, now: Instant) -> Option<Box<str>> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.get_mut(&Box::from(session), now).cloned()
     }
 
     fn turn_key(key: &SessionKey) -> Option<TurnKey> {
@@ -163,6 +184,11 @@ impl Sessions {
         let Some(k) = Self::turn_key(key) else {
             return;
         };
+        if let Some(turn) = &key.turn {
+            // A failure makes its turn the session's current one, so the side calls that
+            // follow it (on this replica or, shared, on another) avoid the scope.
+            self.enter_turn(&key.session, turn, now);
+        }
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         let list = turns.entry(k, now, Vec::new);
         if !list.contains(&scope) {

@@ -258,7 +258,11 @@ async fn handle(
                         .headers
                         .get("anthropic-beta")
                         .and_then(|v| v.to_str().ok())
-                        .is_some_and(|b| b.contains("mid-conversation-system")),
+                        // Claude Code ≤2.1.19x sent `system` turns under the first beta,
+                        // 2.1.33x under the second (captured: tests/it/fixtures/agents).
+                        .is_some_and(|b| {
+                            b.contains("mid-conversation-system") || b.contains("per-turn-control")
+                        }),
                 )
                 .err()
                 .map(|message| anthropic::error(&ctx, "invalid_request_error", &message)),

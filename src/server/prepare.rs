@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::failover::outcome::ClientRequest;
 use crate::health::sessions::SessionKey;
+use crate::session::Turn;
 use crate::upstream::ForwardHeaders;
 
 /// `Ok` when the request carries one of the `auth.keys_env` keys (or none are configured): the
@@ -89,7 +90,8 @@ pub(super) async fn prepare(
             }
         },
     };
-    let session = session_key(config, headers, &bytes, &scanned);
+    let session = session_key(gw, headers, &bytes, &scanned);
+    let platform = crate::session::platform(headers, config.alerts.platform_header.as_ref());
     let accept_problem = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -97,6 +99,7 @@ pub(super) async fn prepare(
     Ok(ClientRequest {
         accept_problem,
         session,
+        platform,
         dialect,
         request_id: request_id.clone(),
         body: bytes,
@@ -106,43 +109,35 @@ pub(super) async fn prepare(
     })
 }
 
-/// The client's session: `x-switchyard-session` (+ `x-switchyard-turn`), or with
-/// `health.session_from_body`, OpenAI's `user` / Anthropic's `metadata.user_id`.
+/// The client's session and turn (see [`crate::session`]); a side call joins the session's
+/// current turn, a main-loop call becomes it.
 fn session_key(
-    config: &Config,
+    gw: &Gateway,
     headers: &HeaderMap,
     body: &[u8],
     scanned: &body::Scanned,
 ) -> Option<SessionKey> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 256)
+    let derived = crate::session::derive(
+        &gw.config.health.session_from,
+        headers,
+        body,
+        &scanned.spans,
+    )?;
+    let now = tokio::time::Instant::now();
+    let turn = match derived.turn {
+        Turn::Given(t) | Turn::MainLine(t) => {
+            gw.sessions.enter_turn(&derived.session, &t, now);
+            Some(t)
+        }
+        Turn::Side(own) => Some(
+            gw.sessions
+                .current_turn(&derived.session, now)
+                .unwrap_or(own),
+        ),
+        Turn::Unknown => None,
     };
-    let turn = header("x-switchyard-turn").map(Box::from);
-    if let Some(session) = header("x-switchyard-session") {
-        return Some(SessionKey {
-            session: session.into(),
-            turn,
-        });
-    }
-    if !config.health.session_from_body {
-        return None;
-    }
-    let from_user = scanned
-        .user_span
-        .as_ref()
-        .and_then(|r| serde_json::from_slice::<String>(&body[r.clone()]).ok());
-    let from_metadata = || {
-        let r = scanned.metadata_span.as_ref()?;
-        let v: serde_json::Value = serde_json::from_slice(&body[r.clone()]).ok()?;
-        v.get("user_id")?.as_str().map(str::to_string)
-    };
-    let session = from_user.or_else(from_metadata)?;
-    (!session.is_empty() && session.len() <= 256).then(|| SessionKey {
-        session: session.into(),
+    Some(SessionKey {
+        session: derived.session,
         turn,
     })
 }

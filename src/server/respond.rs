@@ -134,19 +134,28 @@ fn conclude(
             failures,
             scopes,
         } => {
-            after_served(gw, req, backend, entry, attempts, &failures, started);
+            let alert = after_served(gw, req, backend, entry, attempts, &failures, started);
             let body = match served {
                 Served::Full {
                     status,
                     content_type,
                     body,
-                } => ServedBody::Full {
-                    status,
-                    content_type,
-                    body,
-                },
+                } => {
+                    if let Some(mut a) = alert {
+                        a.finish_reason = finish_reason_of(req.dialect, &body);
+                        gw.alerts.emit(a);
+                    }
+                    ServedBody::Full {
+                        status,
+                        content_type,
+                        body,
+                    }
+                }
                 Served::Stream(c) => {
-                    let finish = relay_finisher(gw, req, entry, &failures, scopes, in_flight);
+                    // The fallback alert names the answer's finish reason: it goes out when the
+                    // stream ends.
+                    let finish =
+                        relay_finisher(gw, req, entry, &failures, scopes, in_flight, alert);
                     ServedBody::Stream(Box::pin(stream::relay(*c, finish)))
                 }
             };
@@ -326,7 +335,22 @@ fn full_response(status: StatusCode, content_type: Option<HeaderValue>, body: By
     r
 }
 
-/// Log line, metrics and the fallback alert for a served request.
+/// The model's finish reason in a full answer in `dialect`, for the fallback alert.
+fn finish_reason_of(dialect: Dialect, body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let reason = match dialect {
+        Dialect::OpenAi => v.pointer("/choices/0/finish_reason"),
+        Dialect::Anthropic => v.get("stop_reason"),
+    }?;
+    reason
+        .as_str()
+        .filter(|r| r.len() <= 64)
+        .map(str::to_string)
+}
+
+/// Log line, metrics and activity for a served request; the fallback alert, when the request
+/// was served by a fallback (or by another backend than its session's first), is returned to be
+/// sent once the answer's finish reason is known.
 fn after_served(
     gw: &Gateway,
     req: &ClientRequest,
@@ -335,9 +359,10 @@ fn after_served(
     attempts: u32,
     failures: &[AttemptRecord],
     started: Instant,
-) {
+) -> Option<Alert> {
     let name = &gw.config.backend(backend).name;
     gw.activity.served(&req.route.name, backend);
+    let mut fallback_alert = None;
     let session_switched = req
         .session
         .as_ref()
@@ -371,6 +396,7 @@ fn after_served(
             }
         }
         a.request_id = Some(req.request_id.to_string());
+        a.platform = req.platform.as_deref().map(str::to_string);
         if entry != 0 {
             let from = &gw.config.backend(primary.backend).name;
             gw.activity.failover(
@@ -380,7 +406,7 @@ fn after_served(
                 a.reason.as_deref().unwrap_or(""),
             );
         }
-        gw.alerts.emit(a);
+        fallback_alert = Some(a);
     }
     gw.metrics.request(&req.route.name, name, "served");
     let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
@@ -395,6 +421,7 @@ fn after_served(
         duration_ms = started.elapsed().as_millis() as u64,
         "served"
     );
+    fallback_alert
 }
 
 /// Logs how a committed stream ended and, when its backend failed mid-way, builds the error
@@ -406,6 +433,7 @@ fn relay_finisher(
     failures: &[AttemptRecord],
     scopes: AttemptScopes,
     in_flight: InFlight,
+    fallback_alert: Option<Alert>,
 ) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
     let gw = gw.clone();
     let session = req.session.clone();
@@ -428,8 +456,14 @@ fn relay_finisher(
     move |end| {
         let _in_flight = in_flight;
         metrics.upstream_duration(&template.backend, stream_started.elapsed());
+        if let Some(mut a) = fallback_alert {
+            if let RelayEnd::Complete { finish_reason } = end {
+                a.finish_reason = finish_reason.as_deref().map(str::to_string);
+            }
+            gw.alerts.emit(a);
+        }
         match end {
-            RelayEnd::Complete => {
+            RelayEnd::Complete { .. } => {
                 tracing::debug!(request_id = %request_id, "stream complete");
                 None
             }

@@ -173,11 +173,14 @@ async fn failover_crosses_dialects_in_both_directions() {
     assert_eq!(r.backend(), Some("claude-b"));
     assert_eq!(r.answer_text(), "Hello from fallback");
     // And the other way: the native primary fails, the translated fallback answers (both
-    // healthy again first: the engine ejected the primaries it gave up on above).
+    // healthy again first: the engine ejected the primaries it gave up on above; and a new
+    // conversation, as the one above keeps its turn off the primary that failed in it).
     h.forget_health().await;
     h.fallback_always(status(500)).await;
     h.primary_always(ok()).await;
-    let r = post(&h, "/v1/messages", &an("gpt-then-claude", true)).await;
+    let mut other_conversation = an("gpt-then-claude", true);
+    other_conversation["messages"][0]["content"] = "And in Rome?".into();
+    let r = post(&h, "/v1/messages", &other_conversation).await;
     assert_eq!(r.backend(), Some("gpt-a"));
     assert_eq!(r.streamed_text(), "Hello from primary");
 }

@@ -186,6 +186,7 @@ fn request(gw: &Gateway, stream: bool) -> ClientRequest {
         route: gw.config.routes["r"].clone(),
         fwd: ForwardHeaders::default(),
         session: None,
+        platform: None,
         accept_problem: false,
     }
 }
