@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::raw::{line, RawHealth};
-use super::{ConfigError, Source};
+use super::{ConfigError, Secret, Source};
 use crate::failure::FailureReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -48,10 +48,14 @@ impl CooldownPolicy {
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
     pub store: HealthStore,
-    pub redis_url: String,
+    /// May carry a password (`redis://user:pass@host`, `rediss://…`): a secret, never printed.
+    pub redis_url: Secret,
     pub redis_key_prefix: String,
     pub redis_timeout: Duration,
     pub redis_poll_interval: Duration,
+    /// How long the replica that won a scope's half-open probe may probe it alone; also how
+    /// long a replica waits for a verdict before it may probe itself.
+    pub redis_probe_lease: Duration,
     pub threshold_default: u32,
     /// Per-reason overrides of the consecutive-failure threshold.
     pub thresholds: HashMap<FailureReason, u32>,
@@ -70,10 +74,11 @@ impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
             store: HealthStore::Memory,
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: Secret::new("redis://127.0.0.1:6379"),
             redis_key_prefix: "switchyard".into(),
             redis_timeout: Duration::from_millis(250),
             redis_poll_interval: Duration::from_millis(500),
+            redis_probe_lease: Duration::from_secs(10),
             threshold_default: 3,
             thresholds: HashMap::from([
                 (FailureReason::Connection, 1),
@@ -91,7 +96,50 @@ impl Default for HealthConfig {
     }
 }
 
+/// `scheme://user:pass@host…` → `scheme://***@host…`, for messages about a URL.
+pub fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 impl HealthConfig {
+    /// The password of the redis URL as written and decoded, if any (for the log scrubber).
+    pub fn redis_passwords(&self) -> Vec<String> {
+        let Some(written) = url::Url::parse(self.redis_url.expose())
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+        else {
+            return Vec::new();
+        };
+        let bytes = written.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(b)) => {
+                    decoded.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        let mut out = vec![written];
+        if decoded != out[0] {
+            out.push(decoded);
+        }
+        out
+    }
+
     pub fn threshold(&self, reason: FailureReason) -> u32 {
         self.thresholds
             .get(&reason)
@@ -105,24 +153,41 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
     h.store = raw.store.unwrap_or(h.store);
     if let Some(r) = &raw.redis {
         if let Some(url) = &r.url {
-            if !["redis://", "rediss://", "unix://"]
+            let scheme_ok = ["redis://", "rediss://", "unix://"]
                 .iter()
-                .any(|scheme| url.value.starts_with(scheme))
-            {
+                .any(|scheme| url.value.starts_with(scheme));
+            // Parsed here (no connection) so a bad URL fails at startup; the message never
+            // repeats the URL's user info (a password).
+            let parsed = if scheme_ok {
+                redis::Client::open(url.value.as_str()).map(|_| ())
+            } else {
+                Ok(())
+            };
+            if !scheme_ok || parsed.is_err() {
+                let why = parsed.err().map_or(String::new(), |e| format!(" ({e})"));
                 return Err(src.invalid(
                     line(url),
                     "health.redis.url",
                     format!(
-                        "{:?} is not a redis URL; write redis://HOST:PORT",
-                        url.value
+                        "{:?} is not a redis URL{why}; write redis://HOST:PORT, \
+                         rediss://HOST:PORT (TLS) or redis://USER:PASSWORD@HOST:PORT",
+                        without_userinfo(&url.value)
                     ),
                 ));
             }
-            h.redis_url = url.value.clone();
+            h.redis_url = Secret::new(url.value.as_str());
         }
         h.redis_key_prefix = r.key_prefix.clone().unwrap_or(h.redis_key_prefix);
         h.redis_timeout = r.timeout.map_or(h.redis_timeout, |d| d.0);
         h.redis_poll_interval = r.poll_interval.map_or(h.redis_poll_interval, |d| d.0);
+        h.redis_probe_lease = r.probe_lease.map_or(h.redis_probe_lease, |d| d.0);
+        if h.redis_poll_interval.is_zero() || h.redis_probe_lease.is_zero() {
+            return Err(src.invalid(
+                1,
+                "health.redis",
+                "poll_interval and probe_lease must be > 0",
+            ));
+        }
     }
     for (name, n) in raw.failure_threshold.iter().flatten() {
         let key = format!("health.failure_threshold.{name}");
