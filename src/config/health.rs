@@ -243,3 +243,50 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
     }
     Ok(h)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(redis: &str) -> Result<Config, String> {
+        let yaml = format!(
+            "backends:\n  a: {{ api: openai_chat, base_url: \"http://a/v1\" }}\nroutes:\n  r: {{ chain: [ {{ backend: a, model: m }} ] }}\nhealth: {{ store: redis, redis: {redis} }}\n"
+        );
+        Config::from_yaml(&yaml, "t.yaml", &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_and_password_urls_parse_and_the_password_is_a_secret() {
+        let c = load(
+            "{ url: \"rediss://switchyard:p%40ss-w0rd@redis.internal:6380/2\", probe_lease: 3s }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.health.redis_probe_lease,
+            std::time::Duration::from_secs(3)
+        );
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"p%40ss-w0rd".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"p@ss-w0rd".to_string()), "{secrets:?}");
+        assert!(!format!("{:?}", c.health).contains("w0rd"));
+        // A password alone (the default user), and plain URLs.
+        load("{ url: \"redis://:only-pass@127.0.0.1:6379\" }").unwrap();
+        load("{ url: \"redis://127.0.0.1:6379\" }").unwrap();
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_echoing_its_password() {
+        for url in [
+            "http://user:hunter2-secret@host:6379",
+            "redis://user:hunter2-secret@",
+        ] {
+            let e = load(&format!("{{ url: \"{url}\" }}")).unwrap_err();
+            assert!(e.contains("health.redis.url"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(
+            super::without_userinfo("rediss://u:p@h:1/0"),
+            "rediss://***@h:1/0"
+        );
+    }
+}

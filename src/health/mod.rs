@@ -932,4 +932,40 @@ mod tests {
         assert!(reg.reset_backend("b"));
         assert!(!reg.reset_backend("nope"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_shared_store_failures_are_published_per_interval_and_a_success_resets_once() {
+        let (config, _) = registry("health: { failure_threshold: { default: 3 } }");
+        let (tx, mut rx) = mpsc::channel(16);
+        let reg = HealthRegistry::new(&config, Some(tx));
+        let s = reg.scopes_for(BackendId(2), &"m1".into(), None);
+        let now = Instant::now();
+        // A storm of failures becomes one number per scope, not one op per failure.
+        for _ in 0..2 {
+            let p = reg.admit(s, now).unwrap();
+            reg.record_failure(p, FailureReason::Overloaded, "529", None, now);
+        }
+        assert!(rx.try_recv().is_err(), "nothing queued per failure");
+        assert_eq!(reg.take_unpublished(), vec![(s.backend, 2)]);
+        assert!(reg.take_unpublished().is_empty());
+        // Other replicas' failures make the cluster streak 3: ejected here, and published.
+        reg.apply_cluster_streak(s.backend, 3, now);
+        assert!(reg.admit(s, now).is_err());
+        assert!(matches!(rx.try_recv(), Ok(RemoteOp::Ejected { .. })));
+        // Healed by another replica's probe (after this ejection): recovered here, nothing
+        // written back.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        reg.apply_remote_heal(s.backend, SystemTime::now());
+        assert!(reg.admit(s, now).is_ok());
+        assert!(rx.try_recv().is_err());
+        // A success resets a cluster streak that may be non-zero, once.
+        reg.note_cluster_streak(s.backend, true);
+        for _ in 0..3 {
+            let p = reg.admit(s, now).unwrap();
+            reg.record_success(p, now);
+        }
+        assert!(matches!(rx.try_recv(), Ok(RemoteOp::StreakReset { .. })));
+        assert!(rx.try_recv().is_err());
+    }
 }
