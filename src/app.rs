@@ -38,12 +38,27 @@ impl Gateway {
     pub fn new(config: Arc<Config>) -> Result<Gateway, String> {
         let upstream =
             Upstream::new(&config).map_err(|e| format!("cannot build the upstream client: {e}"))?;
-        let health = match config.health.store {
-            HealthStore::Memory => Arc::new(HealthRegistry::new(&config, None)),
-            HealthStore::Redis => {
+        let secrets: Vec<String> = config
+            .secrets()
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        let metrics = Arc::new(Metrics::for_config(&config));
+        let scrubber = Arc::new(Scrubber::new(&secrets));
+        let shared = match config.health.store {
+            HealthStore::Memory => None,
+            HealthStore::Redis => Some(redis_store::Shared::connect(
+                &config.health,
+                metrics.clone(),
+                scrubber.clone(),
+            )?),
+        };
+        let health = match &shared {
+            None => Arc::new(HealthRegistry::new(&config, None)),
+            Some(shared) => {
                 let (tx, rx) = redis_store::channel();
                 let registry = Arc::new(HealthRegistry::new(&config, Some(tx)));
-                redis_store::spawn(&config.health, registry.clone(), rx)?;
+                redis_store::spawn(&config.health, shared.clone(), registry.clone(), rx);
                 registry
             }
         };
@@ -61,16 +76,13 @@ impl Gateway {
                 )
             })
             .collect();
-        let secrets: Vec<String> = config
-            .secrets()
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
-        let metrics = Arc::new(Metrics::for_config(&config));
-        let scrubber = Arc::new(Scrubber::new(&secrets));
+        let mut alerts = Alerter::new(&config, metrics.clone(), scrubber.clone());
+        if let Some(shared) = shared {
+            alerts.share(shared);
+        }
         Ok(Gateway {
             activity: Activity::new(&config),
-            alerts: Arc::new(Alerter::new(&config, metrics.clone(), scrubber.clone())),
+            alerts: Arc::new(alerts),
             metrics,
             scrubber,
             config,

@@ -165,6 +165,10 @@ impl Metrics {
                 "switchyard_alerts_total",
                 "Alerts by sink and result (sent, suppressed, dropped, failed)"
             );
+            metrics::describe_counter!(
+                "switchyard_redis_commands_total",
+                "Commands sent to the shared health store (Redis), by command"
+            );
             gauge!("switchyard_in_flight_requests").set(0.0);
         });
         m
@@ -251,6 +255,14 @@ impl Metrics {
             counter!("switchyard_alerts_total", "sink" => sink.to_string(), "result" => result)
                 .increment(1)
         });
+    }
+
+    /// `n` Redis commands named `op` (mget, incrby, set, del, …) were sent. Called by the
+    /// background tasks only, per batch: never on a request's path.
+    pub fn redis_commands(&self, op: &'static str, n: u64) {
+        if n > 0 {
+            self.with(|| counter!("switchyard_redis_commands_total", "op" => op).increment(n));
+        }
     }
 
     /// The text exposition, with the backend-state gauges refreshed from the registry.

@@ -6,6 +6,14 @@
 //! the rest are counted and summarized in one digest when the window closes ("and 41 more in
 //! the last 5 min") — then fans out to the sinks, each with its own event filter, a per-sink
 //! rate limit against storms, a bounded timeout and one retry. Session tables are bounded.
+//!
+//! Across replicas (`health.store: redis`), the dispatcher takes a cluster-wide claim before it
+//! sends the first alert of a window or a digest (`SET {prefix}:alert:{key}:{event} 1 NX PX
+//! throttle`): one message per burst however many replicas saw it; a replica that loses the
+//! claim counts the alert as suppressed. A session new to this replica has its first backend
+//! checked against the cluster's (`{prefix}:first:{session}`), so a replica that never saw the
+//! session start still reports the switch. All of it runs in the dispatcher, never on a
+//! request's path; when Redis is unreachable each replica decides alone (duplicates possible).
 
 pub mod sinks;
 
@@ -18,6 +26,7 @@ use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{AlertEvent, AlertsConfig, Config};
+use crate::health::redis_store::{digest, Shared};
 use crate::health::sessions::BoundedMap;
 use crate::health::{HealthEvent, HealthEventKind, HealthRegistry};
 use crate::metrics::Metrics;
@@ -208,7 +217,26 @@ struct Window {
 }
 
 /// A session's first serving backend, and whether its switch away was announced.
-type SessionSeen = (Arc<str>, bool);
+type FirstServed = (Arc<str>, bool);
+
+/// What a session's serving backend means for this replica's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSeen {
+    /// First request of the session here: its backend is recorded as the first.
+    New,
+    /// Served by its first backend, or the switch was announced already.
+    Same,
+    /// Served by another backend than its first: announce it (once).
+    Switched,
+}
+
+/// A session new to this replica, to check against the cluster's first backend.
+struct FirstCheck {
+    session: Box<str>,
+    backend: Arc<str>,
+    /// The alert to raise if the cluster's first backend differs (None: record only).
+    alert: Option<Alert>,
+}
 
 /// Sends alerts without ever making a request wait.
 pub struct Alerter {
@@ -216,7 +244,10 @@ pub struct Alerter {
     queue: DropOldest,
     metrics: Arc<Metrics>,
     scrubber: Arc<Scrubber>,
-    sessions: Mutex<BoundedMap<Box<str>, SessionSeen>>,
+    sessions: Mutex<BoundedMap<Box<str>, FirstServed>>,
+    /// Cluster-wide throttle claims and sessions' first backends (`health.store: redis`).
+    shared: Option<Shared>,
+    first_checks: Mutex<VecDeque<FirstCheck>>,
 }
 
 impl Alerter {
@@ -237,7 +268,14 @@ impl Alerter {
             config: a.clone(),
             metrics,
             scrubber,
+            shared: None,
+            first_checks: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Shares throttling and sessions' first backends with the other replicas.
+    pub fn share(&mut self, shared: Shared) {
+        self.shared = Some(shared);
     }
 
     pub fn enabled(&self) -> bool {
@@ -257,14 +295,116 @@ impl Alerter {
 
     /// Whether a request's serving backend is a switch for its session (first seen differs).
     pub fn session_switched(&self, session: &str, backend: &Arc<str>) -> bool {
+        self.session_seen(session, backend) == SessionSeen::Switched
+    }
+
+    /// Looks the session up in this replica's table (recording it when new).
+    pub fn session_seen(&self, session: &str, backend: &Arc<str>) -> SessionSeen {
         let now = Instant::now();
         let mut table = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = table.entry(session.into(), now, || (backend.clone(), false));
+        let key: Box<str> = session.into();
+        let Some(entry) = table.get_mut(&key, now) else {
+            table.entry(key, now, || (backend.clone(), false));
+            return SessionSeen::New;
+        };
         if entry.0 != *backend && !entry.1 {
             entry.1 = true;
-            return true;
+            return SessionSeen::Switched;
         }
-        false
+        SessionSeen::Same
+    }
+
+    /// Whether sessions' first backends are checked across replicas.
+    pub fn shares_sessions(&self) -> bool {
+        self.shared.is_some() && self.enabled()
+    }
+
+    /// Queues (never blocks) a check of a session new to this replica against the cluster's
+    /// first backend; `alert` goes out if they differ. Bounded: the oldest check is dropped.
+    pub fn check_first_backend(&self, session: &str, backend: &Arc<str>, alert: Option<Alert>) {
+        if !self.shares_sessions() {
+            return;
+        }
+        let mut q = self.first_checks.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.config.queue {
+            q.pop_front();
+            self.metrics.alert("first_backend", "dropped");
+        }
+        q.push_back(FirstCheck {
+            session: session.into(),
+            backend: backend.clone(),
+            alert: alert.map(|mut a| {
+                a.detail = self.scrubber.detail(&a.detail, 300);
+                a
+            }),
+        });
+        drop(q);
+        self.queue.notify.notify_one();
+    }
+
+    /// Takes a cluster-wide claim on (throttle key, event); true when this replica may send.
+    /// Without a shared store, or when it does not answer, every replica decides alone.
+    async fn claim(&self, throttle_key: &str, event: AlertEvent, what: &str) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let key = shared.key(
+            "alert",
+            &format!("{}:{}{what}", digest(throttle_key), event.as_str()),
+        );
+        match shared.claim(&key, self.config.throttle).await {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::debug!(error = %e, "alert claim failed; deciding locally");
+                true
+            }
+        }
+    }
+
+    /// Checks the queued sessions against the cluster's first backends (one round trip) and
+    /// raises the alerts of those that switched.
+    async fn check_firsts(&self) {
+        let checks: Vec<FirstCheck> = self
+            .first_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let Some(shared) = &self.shared else { return };
+        if checks.is_empty() {
+            return;
+        }
+        let pairs: Vec<(&str, &str)> = checks.iter().map(|c| (&*c.session, &*c.backend)).collect();
+        let firsts = match shared.first_backends(&pairs, self.config.session_ttl).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "session first-backend check failed; local only");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for (check, first) in checks.into_iter().zip(firsts) {
+            let Some(first) = first.filter(|f| **f != *check.backend) else {
+                continue;
+            };
+            {
+                let mut table = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(entry) = table.get_mut(&check.session, now) {
+                    if entry.1 {
+                        continue;
+                    }
+                    *entry = (first.as_str().into(), true);
+                }
+            }
+            if let Some(mut alert) = check.alert {
+                alert.reason = Some(format!(
+                    "the session's first backend ({first}, on another replica) is not the one serving now"
+                ));
+                if self.queue.push(alert) {
+                    self.metrics.alert("queue", "dropped");
+                }
+            }
+        }
     }
 
     pub fn tracked_sessions(&self) -> usize {
@@ -301,6 +441,7 @@ impl Alerter {
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
             }
+            self.check_firsts().await;
             let now = Instant::now();
             for alert in self.queue.drain() {
                 let key = (alert.throttle_key(), alert.event);
@@ -309,23 +450,31 @@ impl Alerter {
                     suppressed: 0,
                     sent: false,
                 });
-                if !w.sent || now.saturating_duration_since(w.started) >= self.config.throttle {
+                let opens =
+                    !w.sent || now.saturating_duration_since(w.started) >= self.config.throttle;
+                if opens {
                     *w = Window {
                         started: now,
                         suppressed: 0,
                         sent: true,
                     };
-                    self.fan_out(&client, &sinks, alert);
-                } else {
-                    if w.suppressed == 0 {
-                        pending_digests.push_back((key.0, key.1, alert));
-                        if pending_digests.len() > self.config.max_sessions {
-                            pending_digests.pop_front();
-                        }
-                    }
-                    w.suppressed += 1;
-                    self.metrics.alert("throttle", "suppressed");
                 }
+                // Another replica sent this burst's first alert: held back here like the rest.
+                if opens && self.claim(&key.0, key.1, "").await {
+                    self.fan_out(&client, &sinks, alert);
+                    continue;
+                }
+                let Some(w) = windows.get_mut(&key, now) else {
+                    continue;
+                };
+                if w.suppressed == 0 {
+                    pending_digests.push_back((key.0, key.1, alert));
+                    if pending_digests.len() > self.config.max_sessions {
+                        pending_digests.pop_front();
+                    }
+                }
+                w.suppressed += 1;
+                self.metrics.alert("throttle", "suppressed");
             }
             // Windows that closed with alerts held back: one digest each.
             while let Some((k, e, _)) = pending_digests.front() {
@@ -348,7 +497,10 @@ impl Alerter {
                         sent: true,
                     };
                 }
-                self.fan_out(&client, &sinks, digest);
+                // One digest per window cluster-wide; it counts the sending replica's alerts.
+                if self.claim(&key.0, key.1, ":digest").await {
+                    self.fan_out(&client, &sinks, digest);
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::raw::{line, RawHealth};
-use super::{ConfigError, Source};
+use super::{ConfigError, Secret, Source};
 use crate::failure::FailureReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -116,10 +116,14 @@ impl SessionSource {
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
     pub store: HealthStore,
-    pub redis_url: String,
+    /// May carry a password (`redis://user:pass@host`, `rediss://…`): a secret, never printed.
+    pub redis_url: Secret,
     pub redis_key_prefix: String,
     pub redis_timeout: Duration,
     pub redis_poll_interval: Duration,
+    /// How long the replica that won a scope's half-open probe may probe it alone; also how
+    /// long a replica waits for a verdict before it may probe itself.
+    pub redis_probe_lease: Duration,
     pub threshold_default: u32,
     /// Per-reason overrides of the consecutive-failure threshold.
     pub thresholds: HashMap<FailureReason, u32>,
@@ -139,10 +143,11 @@ impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
             store: HealthStore::Memory,
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: Secret::new("redis://127.0.0.1:6379"),
             redis_key_prefix: "switchyard".into(),
             redis_timeout: Duration::from_millis(250),
             redis_poll_interval: Duration::from_millis(500),
+            redis_probe_lease: Duration::from_secs(10),
             threshold_default: 3,
             thresholds: HashMap::from([
                 (FailureReason::Connection, 1),
@@ -160,7 +165,50 @@ impl Default for HealthConfig {
     }
 }
 
+/// `scheme://user:pass@host…` → `scheme://***@host…`, for messages about a URL.
+pub fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 impl HealthConfig {
+    /// The password of the redis URL as written and decoded, if any (for the log scrubber).
+    pub fn redis_passwords(&self) -> Vec<String> {
+        let Some(written) = url::Url::parse(self.redis_url.expose())
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+        else {
+            return Vec::new();
+        };
+        let bytes = written.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(b)) => {
+                    decoded.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        let mut out = vec![written];
+        if decoded != out[0] {
+            out.push(decoded);
+        }
+        out
+    }
+
     pub fn threshold(&self, reason: FailureReason) -> u32 {
         self.thresholds
             .get(&reason)
@@ -174,24 +222,41 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
     h.store = raw.store.unwrap_or(h.store);
     if let Some(r) = &raw.redis {
         if let Some(url) = &r.url {
-            if !["redis://", "rediss://", "unix://"]
+            let scheme_ok = ["redis://", "rediss://", "unix://"]
                 .iter()
-                .any(|scheme| url.value.starts_with(scheme))
-            {
+                .any(|scheme| url.value.starts_with(scheme));
+            // Parsed here (no connection) so a bad URL fails at startup; the message never
+            // repeats the URL's user info (a password).
+            let parsed = if scheme_ok {
+                redis::Client::open(url.value.as_str()).map(|_| ())
+            } else {
+                Ok(())
+            };
+            if !scheme_ok || parsed.is_err() {
+                let why = parsed.err().map_or(String::new(), |e| format!(" ({e})"));
                 return Err(src.invalid(
                     line(url),
                     "health.redis.url",
                     format!(
-                        "{:?} is not a redis URL; write redis://HOST:PORT",
-                        url.value
+                        "{:?} is not a redis URL{why}; write redis://HOST:PORT, \
+                         rediss://HOST:PORT (TLS) or redis://USER:PASSWORD@HOST:PORT",
+                        without_userinfo(&url.value)
                     ),
                 ));
             }
-            h.redis_url = url.value.clone();
+            h.redis_url = Secret::new(url.value.as_str());
         }
         h.redis_key_prefix = r.key_prefix.clone().unwrap_or(h.redis_key_prefix);
         h.redis_timeout = r.timeout.map_or(h.redis_timeout, |d| d.0);
         h.redis_poll_interval = r.poll_interval.map_or(h.redis_poll_interval, |d| d.0);
+        h.redis_probe_lease = r.probe_lease.map_or(h.redis_probe_lease, |d| d.0);
+        if h.redis_poll_interval.is_zero() || h.redis_probe_lease.is_zero() {
+            return Err(src.invalid(
+                1,
+                "health.redis",
+                "poll_interval and probe_lease must be > 0",
+            ));
+        }
     }
     for (name, n) in raw.failure_threshold.iter().flatten() {
         let key = format!("health.failure_threshold.{name}");
@@ -271,4 +336,51 @@ pub(super) fn build(raw: &RawHealth, src: &Source) -> Result<HealthConfig, Confi
         h.probe_request = p.request.clone();
     }
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(redis: &str) -> Result<Config, String> {
+        let yaml = format!(
+            "backends:\n  a: {{ api: openai_chat, base_url: \"http://a/v1\" }}\nroutes:\n  r: {{ chain: [ {{ backend: a, model: m }} ] }}\nhealth: {{ store: redis, redis: {redis} }}\n"
+        );
+        Config::from_yaml(&yaml, "t.yaml", &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_and_password_urls_parse_and_the_password_is_a_secret() {
+        let c = load(
+            "{ url: \"rediss://switchyard:p%40ss-w0rd@redis.internal:6380/2\", probe_lease: 3s }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.health.redis_probe_lease,
+            std::time::Duration::from_secs(3)
+        );
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"p%40ss-w0rd".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"p@ss-w0rd".to_string()), "{secrets:?}");
+        assert!(!format!("{:?}", c.health).contains("w0rd"));
+        // A password alone (the default user), and plain URLs.
+        load("{ url: \"redis://:only-pass@127.0.0.1:6379\" }").unwrap();
+        load("{ url: \"redis://127.0.0.1:6379\" }").unwrap();
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_echoing_its_password() {
+        for url in [
+            "http://user:hunter2-secret@host:6379",
+            "redis://user:hunter2-secret@",
+        ] {
+            let e = load(&format!("{{ url: \"{url}\" }}")).unwrap_err();
+            assert!(e.contains("health.redis.url"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(
+            super::without_userinfo("rediss://u:p@h:1/0"),
+            "rediss://***@h:1/0"
+        );
+    }
 }

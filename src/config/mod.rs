@@ -143,6 +143,7 @@ impl Config {
             .flat_map(|b| b.credentials.iter().map(Credential::secret))
             .chain(self.gateway_keys.iter().cloned())
             .chain(self.admin.key.iter().cloned())
+            .chain(self.health.redis_passwords().into_iter().map(Secret::new))
             .chain(self.alerts.sinks.iter().flat_map(|s| match &s.config {
                 SinkConfig::Telegram { bot_token, .. } => bot_token.clone(),
                 SinkConfig::Webhook { secret, .. } => secret.clone(),

@@ -223,6 +223,7 @@ pub(super) struct RawRedis {
     pub key_prefix: Option<String>,
     pub timeout: Option<YamlDuration>,
     pub poll_interval: Option<YamlDuration>,
+    pub probe_lease: Option<YamlDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,13 +7,17 @@
 //! the hot path. Recording an outcome is a few nanoseconds of in-memory work; anything slow
 //! (Redis) happens on a background task fed by a bounded channel, so health bookkeeping never
 //! makes a request wait.
+//!
+//! With a shared store the registry also keeps, per scope, the failures not yet added to the
+//! cluster-wide streak and whether that streak may be non-zero (both atomics the store's task
+//! reads each interval), and gates the half-open probe on the cluster's probe lease.
 
 pub mod redis_store;
 pub mod sessions;
 pub mod state;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-pub use state::{Admission, BackendState, CooldownPolicy, ScopeState, Transition};
+pub use state::{Admission, BackendState, CooldownPolicy, ProbeGate, ScopeState, Transition};
 
 use crate::config::{BackendId, Config, HealthConfig};
 use crate::dialect::Dialect;
@@ -93,15 +97,20 @@ pub enum RemoteOp {
         until: SystemTime,
         ejections: u32,
     },
-    Recovered {
-        key: String,
-    },
+    /// Healthy again: the cooldown, the streak and the probe lease go, and the others heal.
+    Recovered { key: String },
+    /// A success after failures: the cluster-wide streak starts over.
+    StreakReset { key: String },
 }
 
 struct Slot {
     /// True while the scope is healthy and no remote cooldown is pending: the lock-free path.
     clear: AtomicBool,
     state: Mutex<ScopeState>,
+    /// Shared store: failures recorded here and not yet added to the cluster streak.
+    unpublished: AtomicU32,
+    /// Shared store: the cluster streak may be non-zero, so a success must reset it.
+    shared_streak: AtomicBool,
 }
 
 /// The scopes an attempt on one chain entry touches.
@@ -176,6 +185,9 @@ pub struct HealthRegistry {
     model_scopes: HashMap<(BackendId, Arc<str>), ScopeId>,
     events: broadcast::Sender<HealthEvent>,
     remote: Option<mpsc::Sender<RemoteOp>>,
+    /// Shared store reachable: half-open probes wait for the cluster's lease. False during an
+    /// outage (set by the store's task), so probing falls back to this replica alone.
+    store_up: AtomicBool,
 }
 
 impl std::fmt::Debug for HealthRegistry {
@@ -259,6 +271,8 @@ impl HealthRegistry {
             .map(|_| Slot {
                 clear: AtomicBool::new(true),
                 state: Mutex::new(ScopeState::default()),
+                unpublished: AtomicU32::new(0),
+                shared_streak: AtomicBool::new(false),
             })
             .collect();
         let (events, _) = broadcast::channel(1024);
@@ -271,7 +285,24 @@ impl HealthRegistry {
             model_scopes,
             events,
             remote,
+            store_up: AtomicBool::new(true),
         }
+    }
+
+    /// Who may probe a half-open scope now.
+    fn probe_gate(&self) -> ProbeGate {
+        if self.remote.is_some() && self.store_up.load(Ordering::Relaxed) {
+            ProbeGate::Lease {
+                fallback_after: self.config.redis_probe_lease,
+            }
+        } else {
+            ProbeGate::Local
+        }
+    }
+
+    /// The store's task reports whether Redis answers (probes fall back to local without it).
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.store(up, Ordering::Relaxed);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
@@ -330,11 +361,12 @@ impl HealthRegistry {
             scopes,
             probes: Vec::new(),
         };
+        let gate = self.probe_gate();
         for id in scopes.all() {
             if self.is_clear(id) {
                 continue;
             }
-            match self.lock(id).admit(now) {
+            match self.lock(id).admit_gated(now, gate) {
                 Admission::Available => {}
                 Admission::Probe => permit.probes.push(id),
                 Admission::Unavailable { until } => return Err(until),
@@ -380,12 +412,26 @@ impl HealthRegistry {
             let t = s.record_success(now);
             self.set_clear(id, &s);
             drop(s);
-            if t == Transition::Recovered {
-                self.emit(id, HealthEventKind::Recovered, None, String::new());
-                self.push_remote(RemoteOp::Recovered {
-                    key: self.scope_info(id).key.clone(),
-                });
-            }
+            self.after_success(id, t);
+        }
+    }
+
+    /// Announces a recovery; with a shared store, forgets unpublished failures and resets a
+    /// cluster streak that may be non-zero (a state change, not one command per request).
+    fn after_success(&self, id: ScopeId, t: Transition) {
+        let slot = &self.slots[id.0 as usize];
+        if self.remote.is_some() {
+            slot.unpublished.store(0, Ordering::Relaxed);
+        }
+        let key = || self.scope_info(id).key.clone();
+        if t == Transition::Recovered {
+            slot.shared_streak.store(false, Ordering::Relaxed);
+            self.emit(id, HealthEventKind::Recovered, None, String::new());
+            self.push_remote(RemoteOp::Recovered { key: key() });
+        } else if slot.shared_streak.load(Ordering::Relaxed)
+            && slot.shared_streak.swap(false, Ordering::Relaxed)
+        {
+            self.push_remote(RemoteOp::StreakReset { key: key() });
         }
     }
 
@@ -432,6 +478,11 @@ impl HealthRegistry {
         let target = Self::target_scope(permit.scopes, reason);
         permit.probes.retain(|id| *id != target);
         let threshold = self.config.threshold(reason);
+        if self.remote.is_some() {
+            self.slots[target.0 as usize]
+                .unpublished
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut s = self.lock(target);
         let t = s.record_failure(
             now,
@@ -509,7 +560,8 @@ impl HealthRegistry {
         let left = left.min(self.config.cooldown.max);
         let key = &self.scope_info(id).key;
         let mut s = self.lock(id);
-        let changed = s.apply_remote_cooldown(Instant::now() + left, ejections);
+        let now = Instant::now();
+        let changed = s.apply_remote_cooldown(now, now + left, ejections);
         self.set_clear(id, &s);
         drop(s);
         if changed {
@@ -543,12 +595,101 @@ impl HealthRegistry {
         let t = s.record_success(now);
         self.set_clear(id, &s);
         drop(s);
-        if t == Transition::Recovered {
-            self.emit(id, HealthEventKind::Recovered, None, String::new());
-            self.push_remote(RemoteOp::Recovered {
-                key: self.scope_info(id).key.clone(),
-            });
+        self.after_success(id, t);
+    }
+
+    /// Another replica reported the scope recovered at `healed_at` (wall clock): heal here
+    /// too, unless this replica saw it fail after that. Nothing is written back.
+    pub fn apply_remote_heal(&self, id: ScopeId, healed_at: SystemTime) {
+        if id.0 as usize >= self.scopes.len() || self.is_clear(id) {
+            return;
         }
+        let now = Instant::now();
+        let ago = SystemTime::now()
+            .duration_since(healed_at)
+            .unwrap_or_default();
+        let healed_at = now.checked_sub(ago).unwrap_or(now);
+        let mut s = self.lock(id);
+        let t = s.heal_remote(healed_at, now);
+        self.set_clear(id, &s);
+        drop(s);
+        if t == Transition::Recovered {
+            self.slots[id.0 as usize]
+                .shared_streak
+                .store(false, Ordering::Relaxed);
+            tracing::info!(scope = %self.scope_info(id).key, "recovery learned from another replica");
+            self.emit(id, HealthEventKind::Recovered, None, String::new());
+        }
+    }
+
+    /// Failures per scope not yet added to the cluster streak, taken (the counters restart).
+    pub fn take_unpublished(&self) -> Vec<(ScopeId, u32)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.unpublished.load(Ordering::Relaxed) > 0)
+            .filter_map(|(i, slot)| {
+                let n = slot.unpublished.swap(0, Ordering::Relaxed);
+                (n > 0).then_some((ScopeId(i as u32), n))
+            })
+            .collect()
+    }
+
+    /// Failures the store could not publish: counted again next interval.
+    pub fn restore_unpublished(&self, taken: &[(ScopeId, u32)]) {
+        for (id, n) in taken {
+            if let Some(slot) = self.slots.get(id.0 as usize) {
+                slot.unpublished.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the cluster streak of a scope may be non-zero, as last read from the store.
+    pub fn note_cluster_streak(&self, id: ScopeId, nonzero: bool) {
+        if let Some(slot) = self.slots.get(id.0 as usize) {
+            slot.shared_streak.store(nonzero, Ordering::Relaxed);
+        }
+    }
+
+    /// The store added this replica's failures to the cluster streak, which is now `streak`:
+    /// at the threshold of the scope's last failure reason, the scope is ejected here (event,
+    /// alert, shared cooldown) as a local streak would eject it.
+    pub fn apply_cluster_streak(&self, id: ScopeId, streak: u64, now: Instant) {
+        if id.0 as usize >= self.scopes.len() || streak == 0 {
+            return;
+        }
+        self.note_cluster_streak(id, true);
+        let mut s = self.lock(id);
+        let reason = s.last_reason.unwrap_or(FailureReason::Unknown);
+        if streak < u64::from(self.config.threshold(reason)) {
+            return;
+        }
+        let t = s.eject_for_cluster_streak(now, &self.config.cooldown);
+        self.set_clear(id, &s);
+        drop(s);
+        let detail = format!("{streak} consecutive failures across replicas");
+        self.announce(id, t, reason, &detail, now);
+    }
+
+    /// Half-open scopes a request wanted and this replica holds no probe lease for.
+    pub fn lease_candidates(&self, now: Instant) -> Vec<ScopeId> {
+        (0..self.scopes.len())
+            .map(|i| ScopeId(i as u32))
+            .filter(|id| !self.is_clear(*id) && self.lock(*id).wants_lease(now))
+            .collect()
+    }
+
+    /// The store's answer to a lease request: won (this replica's next request probes) or
+    /// lost (stay out for the lease time, the verdict comes through the store).
+    pub fn lease_result(&self, id: ScopeId, won: bool, now: Instant) {
+        let lease = self.config.redis_probe_lease;
+        let mut s = self.lock(id);
+        if won {
+            s.lease_won(now, lease);
+        } else {
+            s.lease_lost(now, lease);
+        }
+        self.set_clear(id, &s);
     }
 
     /// Operator reset of every scope of the named backend's identity. False if no such backend.
@@ -790,5 +931,41 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().kind, HealthEventKind::Recovered);
         assert!(reg.reset_backend("b"));
         assert!(!reg.reset_backend("nope"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_shared_store_failures_are_published_per_interval_and_a_success_resets_once() {
+        let (config, _) = registry("health: { failure_threshold: { default: 3 } }");
+        let (tx, mut rx) = mpsc::channel(16);
+        let reg = HealthRegistry::new(&config, Some(tx));
+        let s = reg.scopes_for(BackendId(2), &"m1".into(), None);
+        let now = Instant::now();
+        // A storm of failures becomes one number per scope, not one op per failure.
+        for _ in 0..2 {
+            let p = reg.admit(s, now).unwrap();
+            reg.record_failure(p, FailureReason::Overloaded, "529", None, now);
+        }
+        assert!(rx.try_recv().is_err(), "nothing queued per failure");
+        assert_eq!(reg.take_unpublished(), vec![(s.backend, 2)]);
+        assert!(reg.take_unpublished().is_empty());
+        // Other replicas' failures make the cluster streak 3: ejected here, and published.
+        reg.apply_cluster_streak(s.backend, 3, now);
+        assert!(reg.admit(s, now).is_err());
+        assert!(matches!(rx.try_recv(), Ok(RemoteOp::Ejected { .. })));
+        // Healed by another replica's probe (after this ejection): recovered here, nothing
+        // written back.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        reg.apply_remote_heal(s.backend, SystemTime::now());
+        assert!(reg.admit(s, now).is_ok());
+        assert!(rx.try_recv().is_err());
+        // A success resets a cluster streak that may be non-zero, once.
+        reg.note_cluster_streak(s.backend, true);
+        for _ in 0..3 {
+            let p = reg.admit(s, now).unwrap();
+            reg.record_success(p, now);
+        }
+        assert!(matches!(rx.try_recv(), Ok(RemoteOp::StreakReset { .. })));
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -4,7 +4,8 @@
 //! A scope is ejected after `threshold` consecutive failed attempts; each new ejection doubles
 //! the cooldown (capped), and the escalation is forgotten after `decay_after` of health. When a
 //! cooldown ends, exactly one request may probe; its success heals the scope, its failure
-//! ejects it again.
+//! ejects it again. With a shared store ([`ProbeGate::Lease`]) that request must also be on the
+//! replica holding the cluster's probe lease, so one probe goes out cluster-wide.
 
 use std::time::Duration;
 
@@ -46,6 +47,17 @@ pub enum Admission {
     },
 }
 
+/// Who may take the half-open probe permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeGate {
+    /// This replica alone decides (memory store, or the shared store is unreachable).
+    Local,
+    /// Only while this replica holds the cluster's probe lease, taken by the store's task. A
+    /// scope half-open for `fallback_after` without a lease probes locally anyway, so a wedged
+    /// store never keeps a backend out for good.
+    Lease { fallback_after: Duration },
+}
+
 /// What a recorded outcome changed, for alerts and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -66,6 +78,14 @@ pub struct ScopeState {
     pub last_detail: String,
     pub successes: u64,
     pub failures: u64,
+    /// When the current cooldown was set by failure evidence (here or from another replica):
+    /// a recovery another replica reports after this instant heals the scope.
+    pub cooling_since: Option<Instant>,
+    /// Shared store: this replica holds the cluster's probe lease until then.
+    pub lease_until: Option<Instant>,
+    /// Shared store: a request was turned away while half-open for want of the lease (so the
+    /// store's task asks for one: replicas without traffic never take the lease).
+    pub lease_wanted: bool,
 }
 
 impl ScopeState {
@@ -79,15 +99,84 @@ impl ScopeState {
 
     /// Admits a request, handing out the single probe permit once a cooldown has ended.
     pub fn admit(&mut self, now: Instant) -> Admission {
+        self.admit_gated(now, ProbeGate::Local)
+    }
+
+    /// [`admit`](Self::admit), with the probe permit subject to `gate`.
+    pub fn admit_gated(&mut self, now: Instant, gate: ProbeGate) -> Admission {
         match self.state(now) {
             BackendState::Healthy => Admission::Available,
             BackendState::CoolingDown { until } => Admission::Unavailable { until },
             BackendState::HalfOpen if self.probe_in_flight => Admission::Unavailable { until: now },
             BackendState::HalfOpen => {
+                if let ProbeGate::Lease { fallback_after } = gate {
+                    let held = self.lease_until.is_some_and(|u| now < u);
+                    let stuck = self
+                        .cooldown_until
+                        .is_some_and(|u| now >= u + fallback_after);
+                    if !held && !stuck {
+                        self.lease_wanted = true;
+                        return Admission::Unavailable { until: now };
+                    }
+                }
                 self.probe_in_flight = true;
                 Admission::Probe
             }
         }
+    }
+
+    /// Whether the store's task should ask for the probe lease: half-open, wanted, not held.
+    pub fn wants_lease(&self, now: Instant) -> bool {
+        self.lease_wanted
+            && self.state(now) == BackendState::HalfOpen
+            && self.lease_until.is_none_or(|u| now >= u)
+    }
+
+    /// This replica won the probe lease for `lease`: its next request may probe.
+    pub fn lease_won(&mut self, now: Instant, lease: Duration) {
+        if self.state(now) == BackendState::HalfOpen {
+            self.lease_until = Some(now + lease);
+        }
+        self.lease_wanted = false;
+    }
+
+    /// Another replica probes: stay out for `lease`, until its verdict arrives through the
+    /// store (a recovery or a new ejection) or its lease runs out. No new failure evidence, so
+    /// `cooling_since` is kept.
+    pub fn lease_lost(&mut self, now: Instant, lease: Duration) {
+        if self.state(now) == BackendState::HalfOpen && !self.probe_in_flight {
+            self.cooldown_until = Some(now + lease);
+        }
+        self.lease_wanted = false;
+    }
+
+    /// Another replica reports the scope recovered at `healed_at`: healthy again here too,
+    /// unless this replica saw it fail after that.
+    pub fn heal_remote(&mut self, healed_at: Instant, now: Instant) -> Transition {
+        if self.cooldown_until.is_none() || self.cooling_since.is_some_and(|s| s > healed_at) {
+            return Transition::None;
+        }
+        self.streak = 0;
+        self.probe_in_flight = false;
+        self.cooldown_until = None;
+        self.cooling_since = None;
+        self.lease_until = None;
+        self.lease_wanted = false;
+        self.recovered_at = Some(now);
+        Transition::Recovered
+    }
+
+    /// The cluster-wide streak of consecutive failures reached the threshold: eject as a local
+    /// streak would. Only a healthy scope: one already out keeps its cooldown.
+    pub fn eject_for_cluster_streak(
+        &mut self,
+        now: Instant,
+        policy: &CooldownPolicy,
+    ) -> Transition {
+        if self.state(now) != BackendState::Healthy {
+            return Transition::None;
+        }
+        self.eject(now, None, policy)
     }
 
     /// A probe that ended without a verdict (client left, client-side error) frees the permit.
@@ -99,6 +188,9 @@ impl ScopeState {
         self.successes += 1;
         self.streak = 0;
         self.probe_in_flight = false;
+        self.lease_until = None;
+        self.lease_wanted = false;
+        self.cooling_since = None;
         if self.cooldown_until.take().is_some() {
             self.recovered_at = Some(now);
             return Transition::Recovered;
@@ -179,6 +271,9 @@ impl ScopeState {
         }
         let until = now + cooldown;
         self.cooldown_until = Some(until);
+        self.cooling_since = Some(now);
+        self.lease_until = None;
+        self.lease_wanted = false;
         Transition::Ejected {
             until,
             ejection: self.ejections,
@@ -186,11 +281,13 @@ impl ScopeState {
     }
 
     /// Applies a cooldown learned from another replica: never shortens one already running.
-    pub fn apply_remote_cooldown(&mut self, until: Instant, ejections: u32) -> bool {
+    pub fn apply_remote_cooldown(&mut self, now: Instant, until: Instant, ejections: u32) -> bool {
         if self.cooldown_until.is_some_and(|u| u >= until) {
             return false;
         }
         self.cooldown_until = Some(until);
+        self.cooling_since = Some(now);
+        self.lease_until = None;
         self.ejections = self.ejections.max(ejections);
         true
     }
@@ -333,8 +430,8 @@ mod tests {
         );
         s.record_failure(t, RateLimit, "x", 1, Some(Duration::from_secs(2)), &p);
         assert_eq!(s.cooldown_until, Some(t + Duration::from_secs(42)));
-        assert!(!s.apply_remote_cooldown(t + Duration::from_secs(10), 1));
-        assert!(s.apply_remote_cooldown(t + Duration::from_secs(100), 3));
+        assert!(!s.apply_remote_cooldown(t, t + Duration::from_secs(10), 1));
+        assert!(s.apply_remote_cooldown(t, t + Duration::from_secs(100), 3));
         assert_eq!(s.ejections, 3);
     }
 
@@ -392,5 +489,102 @@ mod tests {
             }
         );
         assert!(!s.probe_in_flight);
+    }
+
+    fn lease() -> ProbeGate {
+        ProbeGate::Lease {
+            fallback_after: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_shared_store_only_the_lease_holder_probes() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        fail(&mut s, t, 1);
+        let ended = t + Duration::from_secs(5);
+        // Cooldown over, no lease: turned away, and the lease is now wanted.
+        assert!(!s.wants_lease(ended));
+        assert_eq!(
+            s.admit_gated(ended, lease()),
+            Admission::Unavailable { until: ended }
+        );
+        assert!(s.wants_lease(ended));
+        // Won: exactly one probe here.
+        s.lease_won(ended, Duration::from_secs(3));
+        assert!(!s.wants_lease(ended));
+        assert_eq!(s.admit_gated(ended, lease()), Admission::Probe);
+        assert!(matches!(
+            s.admit_gated(ended, lease()),
+            Admission::Unavailable { .. }
+        ));
+        // The probe left without a verdict and the lease ran out: no probe until a new lease.
+        s.release_probe();
+        let expired = ended + Duration::from_secs(3);
+        assert!(matches!(
+            s.admit_gated(expired, lease()),
+            Admission::Unavailable { .. }
+        ));
+        assert!(s.wants_lease(expired));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_keeps_the_scope_out_and_a_remote_recovery_heals_it() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        fail(&mut s, t, 1);
+        let ended = t + Duration::from_secs(5);
+        s.admit_gated(ended, lease());
+        s.lease_lost(ended, Duration::from_secs(3));
+        assert_eq!(
+            s.state(ended),
+            BackendState::CoolingDown {
+                until: ended + Duration::from_secs(3)
+            }
+        );
+        assert_eq!(s.cooling_since, Some(t), "losing a lease is no new failure");
+        // A recovery reported from before this replica's own failure does not heal it.
+        assert_eq!(
+            s.heal_remote(t - Duration::from_millis(1), ended),
+            Transition::None
+        );
+        // The prober's recovery does.
+        let healed = ended + Duration::from_secs(1);
+        assert_eq!(s.heal_remote(healed, healed), Transition::Recovered);
+        assert_eq!(s.admit_gated(healed, lease()), Admission::Available);
+        assert_eq!(s.heal_remote(healed, healed), Transition::None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_lease_decision_the_scope_probes_locally_after_the_fallback_time() {
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        fail(&mut s, t, 1);
+        let ended = t + Duration::from_secs(5);
+        assert!(matches!(
+            s.admit_gated(ended + Duration::from_secs(9), lease()),
+            Admission::Unavailable { .. }
+        ));
+        assert_eq!(
+            s.admit_gated(ended + Duration::from_secs(10), lease()),
+            Admission::Probe
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_streak_ejects_a_healthy_scope_only() {
+        let p = policy();
+        let mut s = ScopeState::default();
+        let t = Instant::now();
+        assert_eq!(
+            s.eject_for_cluster_streak(t, &p),
+            Transition::Ejected {
+                until: t + Duration::from_secs(5),
+                ejection: 1
+            }
+        );
+        assert_eq!(s.eject_for_cluster_streak(t, &p), Transition::None);
+        let ended = t + Duration::from_secs(5);
+        assert_eq!(s.eject_for_cluster_streak(ended, &p), Transition::None);
     }
 }

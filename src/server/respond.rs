@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::error::{panic_message, GatewayError};
 use super::headers::{json_response, set_attempts, set_header, H_BACKEND, H_REASON, H_REQUEST_ID};
-use crate::alert::{Alert, Target};
+use crate::alert::{Alert, SessionSeen, Target};
 use crate::app::Gateway;
 use crate::config::{AlertEvent, BackendId};
 use crate::dialect::{self, Dialect, ErrorKind};
@@ -362,12 +362,12 @@ fn after_served(
 ) -> Option<Alert> {
     let name = &gw.config.backend(backend).name;
     gw.activity.served(&req.route.name, backend);
-    let mut fallback_alert = None;
-    let session_switched = req
+    let mut to_send = None;
+    let seen = req
         .session
         .as_ref()
-        .is_some_and(|s| gw.alerts.session_switched(&s.session, name));
-    if entry != 0 || session_switched {
+        .map(|s| gw.alerts.session_seen(&s.session, name));
+    let fallback_alert = || {
         let primary = &req.route.chain[0];
         let mut a = Alert::new(AlertEvent::FallbackActivated);
         a.route = Some(req.route.name.to_string());
@@ -397,8 +397,12 @@ fn after_served(
         }
         a.request_id = Some(req.request_id.to_string());
         a.platform = req.platform.as_deref().map(str::to_string);
+        a
+    };
+    if entry != 0 || seen == Some(SessionSeen::Switched) {
+        let a = fallback_alert();
         if entry != 0 {
-            let from = &gw.config.backend(primary.backend).name;
+            let from = &gw.config.backend(req.route.chain[0].backend).name;
             gw.activity.failover(
                 &req.route.name,
                 from,
@@ -406,7 +410,15 @@ fn after_served(
                 a.reason.as_deref().unwrap_or(""),
             );
         }
-        fallback_alert = Some(a);
+        to_send = Some(a);
+    }
+    if let (Some(SessionSeen::New), Some(s)) = (seen, &req.session) {
+        // New here: another replica may have seen the session start elsewhere. Checked by the
+        // alert task (queued, never awaited); the alert goes out only if the first differs.
+        if gw.alerts.shares_sessions() {
+            let alert = (entry == 0).then(fallback_alert);
+            gw.alerts.check_first_backend(&s.session, name, alert);
+        }
     }
     gw.metrics.request(&req.route.name, name, "served");
     let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
@@ -421,7 +433,7 @@ fn after_served(
         duration_ms = started.elapsed().as_millis() as u64,
         "served"
     );
-    fallback_alert
+    to_send
 }
 
 /// Logs how a committed stream ended and, when its backend failed mid-way, builds the error

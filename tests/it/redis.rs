@@ -15,6 +15,11 @@ struct Redis {
 
 impl Redis {
     async fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[]).await
+    }
+
+    /// `redis-server` on `port` with `extra` arguments (ACL users, …).
+    async fn start_with(port: u16, extra: &[&str]) -> Redis {
         let mut child = Command::new("redis-server")
             .args([
                 "--port",
@@ -26,6 +31,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,7 +79,40 @@ struct Cluster {
     http: reqwest::Client,
 }
 
+/// What differs between the clusters of these tests.
+struct Spec<'a> {
+    url: String,
+    prefix: &'a str,
+    replicas: usize,
+    /// The `failover:` block's content.
+    failover: &'a str,
+    /// Extra keys of `health.redis`, e.g. `, probe_lease: 30s`.
+    redis: &'a str,
+    /// Extra lines under `health:` (indented two spaces).
+    health: &'a str,
+    /// Extra top-level YAML (alerts).
+    extra: &'a str,
+}
+
+impl Spec<'_> {
+    fn new(redis_port: u16, prefix: &str) -> Spec<'_> {
+        Spec {
+            url: format!("redis://127.0.0.1:{redis_port}"),
+            prefix,
+            replicas: 2,
+            failover: "retries: 0, connect_timeout: 1s, ttft_timeout: 2s",
+            redis: "",
+            health: "  cooldown: { base: 60s }",
+            extra: "",
+        }
+    }
+}
+
 async fn cluster(redis_port: u16, prefix: &str) -> Cluster {
+    cluster_of(Spec::new(redis_port, prefix)).await
+}
+
+async fn cluster_of(spec: Spec<'_>) -> Cluster {
     let primary = spawn_mock("primary").await;
     let fallback = spawn_mock("fallback").await;
     let yaml = format!(
@@ -83,18 +122,25 @@ backends:
   fallback: {{ api: openai_chat, base_url: "{}/v1" }}
 routes:
   gpt: {{ chain: [ {{ backend: primary, model: m1 }}, {{ backend: fallback, model: m2 }} ] }}
-failover: {{ retries: 0, connect_timeout: 1s, ttft_timeout: 2s }}
+failover: {{ {} }}
 health:
   store: redis
-  redis: {{ url: "redis://127.0.0.1:{redis_port}", key_prefix: "{prefix}", timeout: 200ms, poll_interval: 200ms }}
-  cooldown: {{ base: 60s }}
+  redis: {{ url: "{}", key_prefix: "{}", timeout: 200ms, poll_interval: 200ms{} }}
+{}
+{}
 "#,
         primary.url(),
-        fallback.url()
+        fallback.url(),
+        spec.failover,
+        spec.url,
+        spec.prefix,
+        spec.redis,
+        spec.health,
+        spec.extra,
     );
     let mut gateways = Vec::new();
-    for _ in 0..2 {
-        let config = load_config(&yaml, "redis.yaml", &|_| None);
+    for _ in 0..spec.replicas {
+        let config = load_config(&yaml, "redis.yaml", &test_env);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         serve_on(listener, config);
@@ -113,19 +159,85 @@ health:
 
 impl Cluster {
     async fn ask(&self, gateway: usize) -> (u16, String) {
-        let r = self
+        self.ask_as(gateway, None).await
+    }
+
+    /// A request on replica `gateway`, in `session` if given: (status, serving backend).
+    async fn ask_as(&self, gateway: usize, session: Option<&str>) -> (u16, String) {
+        let mut rb = self
             .http
             .post(format!("{}/v1/chat/completions", self.gateways[gateway]))
-            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}));
+        if let Some(s) = session {
+            rb = rb.header("x-switchyard-session", s);
+        }
+        let r = rb.send().await.unwrap();
         let backend = r
             .headers()
             .get("x-switchyard-backend")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        (r.status().as_u16(), backend)
+        let status = r.status().as_u16();
+        let _ = r.bytes().await;
+        (status, backend)
+    }
+
+    /// The primary answers `steps` in order, then `then` for ever.
+    async fn plan_primary(&self, steps: Value, then: Value) {
+        self.plan(&self.primary, steps, then).await;
+    }
+
+    async fn plan(&self, mock: &MockHandle, steps: Value, then: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_mock/plan", mock.url()))
+            .json(&json!({"steps": steps, "then": then}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    async fn admin_reset(&self, gateway: usize, backend: &str) {
+        let r = self
+            .http
+            .post(format!(
+                "{}/admin/backends/{backend}/reset",
+                self.gateways[gateway]
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Sum of `switchyard_redis_commands_total` over every op, on replica `gateway`.
+    async fn redis_commands(&self, gateway: usize) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.gateways[gateway]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("switchyard_redis_commands_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// Waits until every replica reports `backend` in `state`.
+    async fn all_see(&self, backend: &str, state: &str, limit: Duration) {
+        for g in 0..self.gateways.len() {
+            eventually(
+                &format!("replica {g} sees {backend} {state}"),
+                limit,
+                || async { self.backend_state(g, backend).await == state },
+            )
+            .await;
+        }
     }
 
     async fn primary_requests(&self) -> u64 {
@@ -244,4 +356,354 @@ async fn redis_going_away_and_returning_never_fails_a_request() {
         },
     )
     .await;
+}
+
+/// A 503 the engine retries after `secs` (below `cooldown.base`, so it does not eject alone).
+fn unavailable(secs: u32) -> Value {
+    json!({"kind": "status", "status": 503, "headers": {"retry-after": secs.to_string()}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_streaks_add_up_across_replicas() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 3,
+        // One retry, 2 s after each replica's single failure: by then the cluster streak
+        // (3 failures, threshold 3) has ejected the primary everywhere.
+        failover: "retries: 1, max_retry_after: 10s, connect_timeout: 1s, ttft_timeout: 2s",
+        health: "  cooldown: { base: 60s }\n  failure_threshold: { default: 3 }",
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(
+        json!([unavailable(2), unavailable(2), unavailable(2)]),
+        json!({"kind": "ok"}),
+    )
+    .await;
+    // Each replica sees exactly one failure; alone, each would retry the primary and be served.
+    let (a, b, d) = tokio::join!(c.ask(0), c.ask(1), c.ask(2));
+    for r in [a, b, d] {
+        assert_eq!(
+            r,
+            (200, "fallback".into()),
+            "the retry went back to the primary"
+        );
+    }
+    assert_eq!(c.primary_requests().await, 3);
+    c.all_see("primary", "cooling_down", Duration::from_secs(5))
+        .await;
+    // The 4th request, on any replica, skips the primary.
+    for g in 0..3 {
+        assert_eq!(c.ask(g).await, (200, "fallback".into()));
+    }
+    assert_eq!(c.primary_requests().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_resets_the_cluster_streak() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 2,
+        failover: "retries: 1, max_retry_after: 10s, connect_timeout: 1s, ttft_timeout: 2s",
+        health: "  cooldown: { base: 60s }\n  failure_threshold: { default: 3 }",
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    // Two failures (one per replica, each cured by its retry), then a success, then two more:
+    // never three in a row, so never ejected.
+    for _ in 0..2 {
+        c.plan_primary(
+            json!([unavailable(1), unavailable(1)]),
+            json!({"kind": "ok"}),
+        )
+        .await;
+        let (a, b) = tokio::join!(c.ask(0), c.ask(1));
+        assert_eq!(a, (200, "primary".into()));
+        assert_eq!(b, (200, "primary".into()));
+        // Let the streak be published and its reset too.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    for g in 0..2 {
+        assert_eq!(c.backend_state(g, "primary").await, "healthy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_probe_cluster_wide_when_a_cooldown_ends() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 3,
+        redis: ", probe_lease: 20s",
+        health: "  cooldown: { base: 1s }",
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    // The first failure takes the primary out for 1 s; the probe fails too, with a long
+    // Retry-After, so nothing else may reach the primary during this test.
+    c.plan_primary(json!([unavailable(1)]), unavailable(60))
+        .await;
+    assert_eq!(c.ask(0).await, (200, "fallback".into()));
+    c.all_see("primary", "cooling_down", Duration::from_secs(5))
+        .await;
+    assert_eq!(c.primary_requests().await, 1);
+    // Concurrent traffic on every replica through the end of the cooldown and after.
+    let until = Instant::now() + Duration::from_secs(3);
+    let drive = |g: usize| {
+        let c = &c;
+        async move {
+            while Instant::now() < until {
+                assert_eq!(c.ask(g).await.0, 200);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::join!(drive(0), drive(1), drive(2));
+    assert_eq!(
+        c.primary_requests().await,
+        2,
+        "exactly one probe cluster-wide after the cooldown"
+    );
+    c.all_see("primary", "cooling_down", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_is_learned_by_the_other_replicas_without_probing() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 3,
+        // A replica that lost the lease stays out 30 s unless it learns the verdict.
+        redis: ", probe_lease: 30s",
+        health: "  cooldown: { base: 1s }",
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(json!([unavailable(1)]), json!({"kind": "ok"}))
+        .await;
+    assert_eq!(c.ask(0).await, (200, "fallback".into()));
+    c.all_see("primary", "cooling_down", Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Every replica wants the primary now; one wins the lease and its probe succeeds.
+    let started = Instant::now();
+    let until = started + Duration::from_secs(2);
+    let drive = |g: usize| {
+        let c = &c;
+        async move {
+            while Instant::now() < until {
+                assert_eq!(c.ask(g).await.0, 200);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::join!(drive(0), drive(1), drive(2));
+    c.all_see("primary", "healthy", Duration::from_secs(3))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "healed by the probe's verdict, not by the 30 s lease running out"
+    );
+    for g in 0..3 {
+        assert_eq!(c.ask(g).await, (200, "primary".into()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alert_across_replicas_for_a_burst() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let (hook, got) = receiver().await;
+    let alerts = format!(
+        "alerts: {{ throttle: 300s, sinks: [ {{ kind: webhook, url: \"{hook}/hook\", events: [fallback_activated] }} ] }}"
+    );
+    let c = cluster_of(Spec {
+        replicas: 3,
+        extra: &alerts,
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(json!([]), json!({"kind": "status", "status": 529}))
+        .await;
+    for round in 0..5 {
+        for g in 0..3 {
+            assert_eq!(c.ask(g).await.0, 200, "round {round}");
+        }
+    }
+    eventually("an alert delivered", Duration::from_secs(5), || async {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    // Every replica's first alert has been through its dispatcher (and its claim) by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "one fallback alert per burst across 3 replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_new_to_a_session_still_reports_its_switch() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let (hook, got) = receiver().await;
+    let alerts = format!(
+        "alerts: {{ throttle: 1s, sinks: [ {{ kind: webhook, url: \"{hook}/hook\", events: [fallback_activated] }} ] }}"
+    );
+    let c = cluster_of(Spec {
+        extra: &alerts,
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    // The session starts on replica 0, served by the fallback: an alert.
+    c.fail_primary_once().await;
+    assert_eq!(c.ask_as(0, Some("sess-42")).await, (200, "fallback".into()));
+    eventually("the first alert", Duration::from_secs(5), || async {
+        got.lock().unwrap().len() == 1
+    })
+    .await;
+    // An operator resets the primary (on replica 0); replica 1 learns it through Redis.
+    c.admin_reset(0, "primary").await;
+    c.all_see("primary", "healthy", Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Replica 1 never saw the session; it serves it from the primary: a switch.
+    assert_eq!(c.ask_as(1, Some("sess-42")).await, (200, "primary".into()));
+    eventually("the switch alert", Duration::from_secs(5), || async {
+        got.lock().unwrap().len() == 2
+    })
+    .await;
+    let body = got.lock().unwrap()[1].2.clone();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("another replica"), "{text}");
+    assert!(text.contains("sess-42"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_grow_with_state_changes_not_requests() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 1,
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    let interval = 0.2;
+    // Steady healthy load.
+    let before = c.redis_commands(0).await;
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let batch = futures_util::future::join_all((0..10).map(|_| c.ask(0))).await;
+        served += batch.iter().filter(|r| r.0 == 200).count();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let healthy = c.redis_commands(0).await - before;
+    eprintln!(
+        "healthy: {served} requests in {secs:.1} s ({:.0} req/s), {healthy} redis commands ({:.1}/s)",
+        served as f64 / secs,
+        healthy / secs
+    );
+    assert!(
+        healthy <= secs / interval + 3.0,
+        "{healthy} commands for {served} healthy requests"
+    );
+    // A failure storm: both backends fail every request (so every request is an attempt that
+    // fails: the chain is all cooling down and is tried anyway).
+    c.plan_primary(json!([]), json!({"kind": "status", "status": 500}))
+        .await;
+    c.plan(
+        &c.fallback,
+        json!([]),
+        json!({"kind": "status", "status": 500}),
+    )
+    .await;
+    let before = c.redis_commands(0).await;
+    let primary_before = c.primary_requests().await;
+    let started = Instant::now();
+    let mut failed = 0;
+    for _ in 0..25 {
+        let batch = futures_util::future::join_all((0..20).map(|_| c.ask(0))).await;
+        failed += batch.iter().filter(|r| r.0 != 200).count();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let storm = c.redis_commands(0).await - before;
+    let primary = c.primary_requests().await - primary_before;
+    eprintln!(
+        "storm: {failed} failed requests ({primary} primary attempts) in {secs:.1} s ({:.0} req/s), {storm} redis commands ({:.1}/s)",
+        failed as f64 / secs,
+        storm / secs
+    );
+    assert_eq!(failed, 500);
+    // Per interval at most: one MGET, and INCRBY + PEXPIRE per failing scope (2 backends);
+    // plus a handful of writes for the ejections themselves.
+    let intervals = (secs / interval).ceil() + 1.0;
+    assert!(
+        storm <= intervals * 5.0 + 10.0,
+        "{storm} redis commands for 500 failing requests in {intervals} intervals"
+    );
+    assert!(
+        storm < 100.0,
+        "{storm} commands is not far below 500 requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_a_password_url_shares_cooldowns_and_never_logs_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = Redis::start_with(
+        port,
+        &[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "switchyard",
+            "on",
+            ">s3cret-redis-pass",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .await;
+    let logs = captured_logs();
+    let mark = logs.mark();
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        url: format!("redis://switchyard:s3cret-redis-pass@127.0.0.1:{port}"),
+        ..Spec::new(port, &prefix)
+    })
+    .await;
+    c.fail_primary_once().await;
+    assert_eq!(c.ask(0).await, (200, "fallback".into()));
+    eventually(
+        "replica B sees the cooldown through the ACL user",
+        Duration::from_secs(5),
+        || async { c.backend_state(1, "primary").await == "cooling_down" },
+    )
+    .await;
+    // A wrong password: refused by redis, and the error logged never shows the password.
+    let _bad = cluster_of(Spec {
+        url: format!("redis://switchyard:wrong-pass-xyz@127.0.0.1:{port}"),
+        ..Spec::new(port, &prefix)
+    })
+    .await;
+    eventually(
+        "the refused login is logged",
+        Duration::from_secs(5),
+        || async { logs.since(mark).contains("redis unavailable") },
+    )
+    .await;
+    let logged = logs.since(mark);
+    assert!(!logged.contains("s3cret-redis-pass"), "{logged}");
+    assert!(!logged.contains("wrong-pass-xyz"), "{logged}");
 }
