@@ -6,6 +6,7 @@
 //! module moving in the crate is a one-line fix.
 
 pub mod hostile;
+pub mod procs;
 mod logs;
 
 pub use logs::captured_logs;
