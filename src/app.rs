@@ -12,6 +12,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::alert::Alerter;
 use crate::config::{Config, HealthStore};
+use crate::health::redis_sessions::{self, Names};
 use crate::health::sessions::Sessions;
 use crate::health::{redis_store, HealthRegistry};
 use crate::metrics::Metrics;
@@ -28,7 +29,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub scrubber: Arc<Scrubber>,
     pub health: Arc<HealthRegistry>,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub(crate) upstream: Upstream,
     pub(crate) budgets: Vec<TpsBudget>,
 }
@@ -53,17 +54,30 @@ impl Gateway {
                 scrubber.clone(),
             )?),
         };
-        let health = match &shared {
-            None => Arc::new(HealthRegistry::new(&config, None)),
-            Some(shared) => {
-                let (tx, rx) = redis_store::channel();
-                let registry = Arc::new(HealthRegistry::new(&config, Some(tx)));
-                redis_store::spawn(&config.health, shared.clone(), registry.clone(), rx);
-                registry
-            }
-        };
         let h = &config.health;
         let sessions = Sessions::new(h.max_tracked, h.turn_ttl, h.session_ttl);
+        let (health, sessions) = match &shared {
+            None => (
+                Arc::new(HealthRegistry::new(&config, None)),
+                Arc::new(sessions),
+            ),
+            Some(shared) => {
+                // One queue to the store's task: health changes and session changes.
+                let (tx, rx) = redis_store::channel();
+                let registry = Arc::new(HealthRegistry::new(&config, Some(tx.clone())));
+                let sessions = Arc::new(sessions.shared_through(tx));
+                let names = Arc::new(Names::new(&config, registry.all_keys()));
+                redis_store::spawn(
+                    &config.health,
+                    shared.clone(),
+                    registry.clone(),
+                    names.clone(),
+                    rx,
+                );
+                redis_sessions::spawn_feed(shared.clone(), names, sessions.clone());
+                (registry, sessions)
+            }
+        };
         let global = &config.failover;
         let budgets = config
             .backends

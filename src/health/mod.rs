@@ -12,6 +12,7 @@
 //! cluster-wide streak and whether that streak may be non-zero (both atomics the store's task
 //! reads each interval), and gates the half-open probe on the cluster's probe lease.
 
+pub mod redis_sessions;
 pub mod redis_store;
 pub mod sessions;
 pub mod state;
@@ -101,6 +102,18 @@ pub enum RemoteOp {
     Recovered { key: String },
     /// A success after failures: the cluster-wide streak starts over.
     StreakReset { key: String },
+    /// A scope newly excluded for a session's turn (published to the other replicas).
+    Excluded {
+        session: Box<str>,
+        turn: Box<str>,
+        scope: ScopeId,
+    },
+    /// A sticky session's chain entry changed (published to the other replicas).
+    Sticky {
+        session: Box<str>,
+        route: Arc<str>,
+        entry: usize,
+    },
 }
 
 struct Slot {

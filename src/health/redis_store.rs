@@ -18,6 +18,9 @@
 //!   scope fail after that. If the prober dies, its lease expires and another replica takes it.
 //! - **Reading.** Every `poll_interval` one MGET reads the cooldown, healed and streak keys of
 //!   every scope, in the same round trip as the streak increments.
+//! - **Sessions.** Turn exclusions and sticky entries are published on `{prefix}:sessions` as
+//!   they are drained from the queue (one `PUBLISH` per batch of up to 64), and a subscriber
+//!   applies the others' ([`super::redis_sessions`]).
 //!
 //! Redis is never on the request path: requests only `try_send` into a bounded queue or bump
 //! an atomic. Every call is bounded by `timeout`. During an outage the gateway serves on local
@@ -26,14 +29,15 @@
 //! back. Alerts share the same connection for their cluster-wide throttle claims.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use super::redis_sessions::Names;
 use super::{HealthRegistry, RemoteOp, ScopeId};
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
@@ -71,8 +75,54 @@ pub struct Shared {
     timeout: Duration,
     metrics: Arc<Metrics>,
     scrubber: Arc<Scrubber>,
-    /// This replica's name in probe leases.
+    /// This replica's name in probe leases and session messages.
     replica: Arc<str>,
+    /// For the session subscriber's own pub/sub connection.
+    client: redis::Client,
+    /// Which parts are cut off from Redis: one warning per outage, whichever part sees it.
+    link: Arc<Mutex<Link>>,
+    /// Rung when the store's task sees Redis return: the subscriber subscribes afresh.
+    renew: Arc<Notify>,
+}
+
+/// The two users of the connection: the store's task and the session subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Store,
+    Feed,
+}
+
+#[derive(Default)]
+struct Link {
+    store_down: bool,
+    feed_down: bool,
+}
+
+/// What a part's news means for the outage as a whole.
+#[derive(Debug, PartialEq, Eq)]
+enum Outage {
+    Began,
+    Ended,
+    Unchanged,
+}
+
+impl Link {
+    fn any_down(&self) -> bool {
+        self.store_down || self.feed_down
+    }
+
+    fn mark(&mut self, part: Part, down: bool) -> Outage {
+        let before = self.any_down();
+        match part {
+            Part::Store => self.store_down = down,
+            Part::Feed => self.feed_down = down,
+        }
+        match (before, self.any_down()) {
+            (false, true) => Outage::Began,
+            (true, false) => Outage::Ended,
+            _ => Outage::Unchanged,
+        }
+    }
 }
 
 /// A pipeline that counts its commands by name.
@@ -135,8 +185,9 @@ impl Shared {
             .set_response_timeout(Some(config.redis_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| format!("health.redis: {}", scrub(e)))?;
+        let conn =
+            redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+                .map_err(|e| format!("health.redis: {}", scrub(e)))?;
         Ok(Shared {
             conn,
             prefix: config.redis_key_prefix.as_str().into(),
@@ -144,7 +195,58 @@ impl Shared {
             metrics,
             scrubber,
             replica: format!("{:016x}", rand::random::<u64>()).into(),
+            client,
+            link: Arc::new(Mutex::new(Link::default())),
+            renew: Arc::new(Notify::new()),
         })
+    }
+
+    /// This replica's id in probe leases and session messages.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// The channel session changes travel on: `{prefix}:sessions`.
+    pub fn sessions_channel(&self) -> String {
+        format!("{}:sessions", self.prefix)
+    }
+
+    /// A fresh pub/sub connection subscribed to the sessions channel, bounded by `timeout`.
+    pub async fn subscribe_sessions(&self) -> Result<redis::aio::PubSubStream, String> {
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            self.metrics.redis_commands("subscribe", 1);
+            pubsub.subscribe(self.sessions_channel()).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        match tokio::time::timeout(self.timeout, subscribe).await {
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(e)) => Err(self.scrubber.detail(&e.to_string(), 300)),
+            Ok(Ok(stream)) => Ok(stream),
+        }
+    }
+
+    /// A part lost Redis: the first part to see an outage logs it, once.
+    pub fn link_down(&self, part: Part, error: &str) {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if link.mark(part, true) == Outage::Began {
+            tracing::warn!(error = %error, part = ?part, "redis unavailable; serving on local health state until it returns");
+        } else {
+            tracing::debug!(error = %error, part = ?part, "redis still unavailable");
+        }
+    }
+
+    /// A part reaches Redis: when every part does again, the outage is over (one line).
+    pub fn link_up(&self, part: Part) {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if link.mark(part, false) == Outage::Ended {
+            tracing::info!("redis reachable again");
+        }
+    }
+
+    /// Resolves when the store's task saw Redis return after an outage.
+    pub async fn renewed(&self) {
+        self.renew.notified().await
     }
 
     /// `{prefix}:{kind}:{rest}`.
@@ -209,11 +311,12 @@ impl Shared {
     }
 }
 
-/// Starts the sync task.
+/// Starts the sync task; `names` names the session changes it publishes.
 pub fn spawn(
     config: &HealthConfig,
     shared: Shared,
     registry: Arc<HealthRegistry>,
+    names: Arc<Names>,
     rx: mpsc::Receiver<RemoteOp>,
 ) -> tokio::task::JoinHandle<()> {
     let keys = registry.all_keys();
@@ -227,6 +330,7 @@ pub fn spawn(
             .map(|(i, k)| (k.clone(), ScopeId(i as u32)))
             .collect(),
         shared,
+        names,
         held: HashMap::new(),
         down: false,
         streak_ttl: (config.cooldown.base * 4).max(config.redis_poll_interval * 4),
@@ -238,6 +342,7 @@ pub fn spawn(
 
 struct Store {
     shared: Shared,
+    names: Arc<Names>,
     cooldown_keys: Vec<String>,
     healed_keys: Vec<String>,
     streak_keys: Vec<String>,
@@ -286,17 +391,37 @@ async fn run(
 }
 
 impl Store {
-    /// Writes registry changes in one round trip.
+    /// Writes registry changes in one round trip, and publishes session changes in another.
+    /// A failed publish (say an ACL without the channel) is not an outage and never costs the
+    /// health writes; the poll each interval tells whether Redis answers.
     async fn write(&mut self, ops: &[RemoteOp]) -> Result<(), String> {
         let mut b = Batch::default();
+        let mut session_changes = Vec::new();
         for op in ops {
-            self.add_op(&mut b, op);
+            match op {
+                RemoteOp::Excluded { .. } | RemoteOp::Sticky { .. } => session_changes.push(op),
+                _ => self.add_op(&mut b, op),
+            }
+        }
+        if !session_changes.is_empty() {
+            let mut publish = Batch::default();
+            let channel = self.shared.sessions_channel();
+            for message in self.names.encode(&self.shared.replica, &session_changes) {
+                let mut cmd = redis::cmd("PUBLISH");
+                cmd.arg(&channel).arg(message);
+                publish.add("publish", cmd);
+            }
+            if let Err(e) = self.shared.send(&publish).await {
+                tracing::debug!(error = %e, "publishing session changes failed");
+            }
         }
         self.shared.send(&b).await.map(|_| ())
     }
 
     fn add_op(&mut self, b: &mut Batch, op: &RemoteOp) {
         let (key, lease_ends) = match op {
+            // Published by `write`, not written to keys.
+            RemoteOp::Excluded { .. } | RemoteOp::Sticky { .. } => return,
             RemoteOp::Ejected {
                 key,
                 until,
@@ -460,19 +585,22 @@ impl Store {
     }
 
     /// Tracks outages: one warning when Redis goes away (probes turn local), one line when it
-    /// is back, and then the local cooldowns are written back so the shared state is whole.
+    /// is back, and then the local cooldowns are written back so the shared state is whole and
+    /// the session subscriber subscribes afresh.
     async fn note(&mut self, result: Result<(), String>, registry: &HealthRegistry) {
         match result {
             Err(e) if !self.down => {
                 self.down = true;
                 registry.set_store_up(false);
-                tracing::warn!(error = %e, "redis unavailable; serving on local health state until it returns");
+                self.shared.link_down(Part::Store, &e);
             }
             Err(_) => {}
             Ok(()) if self.down => {
                 self.down = false;
                 registry.set_store_up(true);
-                tracing::info!("redis reachable again; re-publishing local cooldowns");
+                self.shared.link_up(Part::Store);
+                self.shared.renew.notify_one();
+                tracing::debug!("re-publishing local cooldowns");
                 let ops = registry.local_cooldowns();
                 if let Err(e) = self.write(&ops).await {
                     tracing::debug!(error = %e, "re-publishing cooldowns failed");
@@ -480,5 +608,25 @@ impl Store {
             }
             Ok(()) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_seen_by_both_parts_is_one_outage() {
+        let mut link = Link::default();
+        // The subscription closes first, then the store's poll fails, then both come back.
+        assert_eq!(link.mark(Part::Feed, true), Outage::Began);
+        assert_eq!(link.mark(Part::Store, true), Outage::Unchanged);
+        assert_eq!(link.mark(Part::Feed, true), Outage::Unchanged);
+        assert_eq!(link.mark(Part::Store, false), Outage::Unchanged);
+        assert_eq!(link.mark(Part::Feed, false), Outage::Ended);
+        assert_eq!(link.mark(Part::Feed, false), Outage::Unchanged);
+        // The next outage is a new one.
+        assert_eq!(link.mark(Part::Store, true), Outage::Began);
+        assert_eq!(link.mark(Part::Store, false), Outage::Ended);
     }
 }

@@ -3,15 +3,23 @@
 //! Both are bounded maps with an idle TTL and least-recently-used eviction, so a flood of
 //! distinct session ids costs a fixed amount of memory. Requests without a session id are not
 //! tracked at all (no shared "" bucket).
+//!
+//! With a shared store, the changes that decide where a session's next request goes (a scope
+//! newly excluded for a turn, a sticky entry that moved) are `try_send`ed to the store's task,
+//! which publishes them to the other replicas ([`super::redis_sessions`]); what they publish
+//! comes back through the `apply_remote_*` methods, which never publish again. Repeating a
+//! change that is already known sends nothing, so the traffic follows failures and failovers,
+//! not requests.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::ScopeId;
+use super::{RemoteOp, ScopeId};
 
 /// A map with an idle TTL and an entry cap; the least recently touched entry goes first.
 /// Recency is kept in a queue with lazy deletion: a touch pushes a new marker, and stale
@@ -141,6 +149,8 @@ pub struct Sessions {
     /// side calls (title, summary) go. Idle for `turn_ttl`, the turn is over.
     current: Mutex<BoundedMap<Box<str>, Box<str>>>,
     sticky: Mutex<BoundedMap<StickyKey, usize>>,
+    /// The shared store's queue: changes to publish to the other replicas.
+    share: Option<mpsc::Sender<RemoteOp>>,
 }
 
 impl Sessions {
@@ -149,6 +159,20 @@ impl Sessions {
             turns: Mutex::new(BoundedMap::new(cap, turn_ttl)),
             current: Mutex::new(BoundedMap::new(cap, turn_ttl)),
             sticky: Mutex::new(BoundedMap::new(cap, session_ttl)),
+            share: None,
+        }
+    }
+
+    /// Publishes this replica's changes through the shared store's queue.
+    pub fn shared_through(mut self, tx: mpsc::Sender<RemoteOp>) -> Sessions {
+        self.share = Some(tx);
+        self
+    }
+
+    fn publish(&self, op: impl FnOnce() -> RemoteOp) {
+        if let Some(tx) = &self.share {
+            // Full queue: the store is behind; this replica's own state still holds.
+            let _ = tx.try_send(op());
         }
     }
 
@@ -180,20 +204,39 @@ impl Sessions {
         turns.get_mut(&k, now).cloned().unwrap_or_default()
     }
 
+    /// A scope failed in this turn: excluded for the rest of it, here and (shared) on every
+    /// replica.
     pub fn exclude(&self, key: &SessionKey, scope: ScopeId, now: Instant) {
-        let Some(k) = Self::turn_key(key) else {
+        let Some(turn) = &key.turn else {
             return;
         };
-        if let Some(turn) = &key.turn {
-            // A failure makes its turn the session's current one, so the side calls that
-            // follow it (on this replica or, shared, on another) avoid the scope.
-            self.enter_turn(&key.session, turn, now);
+        if self.exclude_here(&key.session, turn, scope, now) {
+            self.publish(|| RemoteOp::Excluded {
+                session: key.session.clone(),
+                turn: turn.clone(),
+                scope,
+            });
         }
+    }
+
+    /// Another replica excluded `scope` for this turn: the same as [`exclude`](Self::exclude),
+    /// without publishing it again.
+    pub fn apply_remote_exclusion(&self, session: &str, turn: &str, scope: ScopeId, now: Instant) {
+        self.exclude_here(session, turn, scope, now);
+    }
+
+    /// True when the scope was not excluded for the turn yet.
+    fn exclude_here(&self, session: &str, turn: &str, scope: ScopeId, now: Instant) -> bool {
+        // A failure makes its turn the session's current one, so the side calls that follow it
+        // (on this replica or, shared, on another) avoid the scope.
+        self.enter_turn(session, turn, now);
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        let list = turns.entry(k, now, Vec::new);
-        if !list.contains(&scope) {
-            list.push(scope);
+        let list = turns.entry((session.into(), turn.into()), now, Vec::new);
+        if list.contains(&scope) {
+            return false;
         }
+        list.push(scope);
+        true
     }
 
     pub fn sticky_entry(
@@ -208,6 +251,8 @@ impl Sessions {
             .copied()
     }
 
+    /// The session stays on chain entry `entry` of `route`, here and (shared, when it changed)
+    /// on every replica.
     pub fn set_sticky(
         &self,
         key: &SessionKey,
@@ -215,8 +260,46 @@ impl Sessions {
         entry: usize,
         now: Instant,
     ) {
+        if self.set_sticky_here(&key.session, route, entry, now) {
+            self.publish(|| RemoteOp::Sticky {
+                session: key.session.clone(),
+                route: route.clone(),
+                entry,
+            });
+        }
+    }
+
+    /// Another replica moved the session: the same as [`set_sticky`](Self::set_sticky), without
+    /// publishing it again.
+    pub fn apply_remote_sticky(
+        &self,
+        session: &str,
+        route: &std::sync::Arc<str>,
+        entry: usize,
+        now: Instant,
+    ) {
+        self.set_sticky_here(session, route, entry, now);
+    }
+
+    /// True when the session's entry changed (or it had none).
+    fn set_sticky_here(
+        &self,
+        session: &str,
+        route: &std::sync::Arc<str>,
+        entry: usize,
+        now: Instant,
+    ) -> bool {
         let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
-        *sticky.entry((key.session.clone(), route.clone()), now, || entry) = entry;
+        let mut changed = false;
+        let slot = sticky.entry((session.into(), route.clone()), now, || {
+            changed = true;
+            entry
+        });
+        if *slot != entry {
+            *slot = entry;
+            changed = true;
+        }
+        changed
     }
 
     pub fn tracked(&self) -> (usize, usize) {

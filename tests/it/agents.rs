@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// A captured request: its path, headers and body.
-struct Captured {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Value,
+pub struct Captured {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
 }
 
-fn captured(name: &str) -> Captured {
+pub fn captured(name: &str) -> Captured {
     let path = format!(
         "{}/tests/it/fixtures/agents/{name}.json",
         env!("CARGO_MANIFEST_DIR")

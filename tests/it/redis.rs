@@ -92,6 +92,9 @@ struct Spec<'a> {
     health: &'a str,
     /// Extra top-level YAML (alerts).
     extra: &'a str,
+    /// Anthropic backends and the route Claude Code's captured requests name
+    /// (`claude-opus-5-5`), instead of OpenAI backends and `gpt`.
+    anthropic: bool,
 }
 
 impl Spec<'_> {
@@ -104,6 +107,7 @@ impl Spec<'_> {
             redis: "",
             health: "  cooldown: { base: 60s }",
             extra: "",
+            anthropic: false,
         }
     }
 }
@@ -115,13 +119,24 @@ async fn cluster(redis_port: u16, prefix: &str) -> Cluster {
 async fn cluster_of(spec: Spec<'_>) -> Cluster {
     let primary = spawn_mock("primary").await;
     let fallback = spawn_mock("fallback").await;
+    let (api, path, route, m1, m2) = if spec.anthropic {
+        (
+            "anthropic_messages",
+            "",
+            "claude-opus-5-5",
+            "claude-opus-4-7",
+            "claude-sonnet-4-5",
+        )
+    } else {
+        ("openai_chat", "/v1", "gpt", "m1", "m2")
+    };
     let yaml = format!(
         r#"
 backends:
-  primary: {{ api: openai_chat, base_url: "{}/v1" }}
-  fallback: {{ api: openai_chat, base_url: "{}/v1" }}
+  primary: {{ api: {api}, base_url: "{}{path}" }}
+  fallback: {{ api: {api}, base_url: "{}{path}" }}
 routes:
-  gpt: {{ chain: [ {{ backend: primary, model: m1 }}, {{ backend: fallback, model: m2 }} ] }}
+  {route}: {{ chain: [ {{ backend: primary, model: {m1} }}, {{ backend: fallback, model: {m2} }} ] }}
 failover: {{ {} }}
 health:
   store: redis
@@ -164,13 +179,52 @@ impl Cluster {
 
     /// A request on replica `gateway`, in `session` if given: (status, serving backend).
     async fn ask_as(&self, gateway: usize, session: Option<&str>) -> (u16, String) {
+        let headers: Vec<(&str, &str)> = session
+            .map(|s| ("x-switchyard-session", s))
+            .into_iter()
+            .collect();
+        self.ask_with(gateway, &headers).await
+    }
+
+    /// A request on replica `gateway` in `session`'s `turn` (named by the client).
+    async fn ask_in_turn(&self, gateway: usize, session: &str, turn: &str) -> (u16, String) {
+        self.ask_with(
+            gateway,
+            &[
+                ("x-switchyard-session", session),
+                ("x-switchyard-turn", turn),
+            ],
+        )
+        .await
+    }
+
+    /// A chat request on replica `gateway` with `headers`: (status, serving backend).
+    async fn ask_with(&self, gateway: usize, headers: &[(&str, &str)]) -> (u16, String) {
         let mut rb = self
             .http
             .post(format!("{}/v1/chat/completions", self.gateways[gateway]))
             .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}));
-        if let Some(s) = session {
-            rb = rb.header("x-switchyard-session", s);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
         }
+        self.answer(rb).await
+    }
+
+    /// Sends a captured agent request (`tests/it/fixtures/agents/{name}.json`) to replica
+    /// `gateway` exactly as the agent did: (status, serving backend).
+    async fn replay(&self, gateway: usize, name: &str) -> (u16, String) {
+        let c = crate::agents::captured(name);
+        let mut rb = self
+            .http
+            .post(format!("{}{}", self.gateways[gateway], c.path))
+            .body(c.body.to_string());
+        for (k, v) in &c.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        self.answer(rb).await
+    }
+
+    async fn answer(&self, rb: reqwest::RequestBuilder) -> (u16, String) {
         let r = rb.send().await.unwrap();
         let backend = r
             .headers()
@@ -235,6 +289,51 @@ impl Cluster {
                 &format!("replica {g} sees {backend} {state}"),
                 limit,
                 || async { self.backend_state(g, backend).await == state },
+            )
+            .await;
+        }
+    }
+
+    /// An operator resets `backend` on every replica; waits until every replica sees it
+    /// healthy (the reset also deletes the shared cooldown, so none learns it back).
+    async fn reset_everywhere(&self, backend: &str) {
+        for g in 0..self.gateways.len() {
+            self.admin_reset(g, backend).await;
+        }
+        self.all_see(backend, "healthy", Duration::from_secs(5))
+            .await;
+    }
+
+    /// (turns, sticky sessions) tracked by replica `gateway`.
+    async fn sessions_tracked(&self, gateway: usize) -> (u64, u64) {
+        let v: Value = self
+            .http
+            .get(format!("{}/admin/backends", self.gateways[gateway]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let s = &v["sessions"];
+        (
+            s["turns_tracked"].as_u64().unwrap(),
+            s["sticky_tracked"].as_u64().unwrap(),
+        )
+    }
+
+    /// Waits until every replica but `origin` tracks at least `turns` turns and `sticky`
+    /// sticky sessions: pub/sub, well within one poll interval (200 ms here); the bound is
+    /// generous for a loaded CI box.
+    async fn others_learn(&self, origin: usize, turns: u64, sticky: u64) {
+        for g in (0..self.gateways.len()).filter(|g| *g != origin) {
+            eventually(
+                &format!("replica {g} learns the session change"),
+                Duration::from_secs(2),
+                || async {
+                    let (t, s) = self.sessions_tracked(g).await;
+                    t >= turns && s >= sticky
+                },
             )
             .await;
         }
@@ -561,7 +660,10 @@ async fn a_replica_new_to_a_session_still_reports_its_switch() {
     .await;
     // The session starts on replica 0, served by the fallback: an alert.
     c.fail_primary_once().await;
-    assert_eq!(c.ask_as(0, Some("sess-42")).await, (200, "fallback".into()));
+    assert_eq!(
+        c.ask_in_turn(0, "sess-42", "turn-1").await,
+        (200, "fallback".into())
+    );
     eventually("the first alert", Duration::from_secs(5), || async {
         got.lock().unwrap().len() == 1
     })
@@ -571,8 +673,12 @@ async fn a_replica_new_to_a_session_still_reports_its_switch() {
     c.all_see("primary", "healthy", Duration::from_secs(5))
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    // Replica 1 never saw the session; it serves it from the primary: a switch.
-    assert_eq!(c.ask_as(1, Some("sess-42")).await, (200, "primary".into()));
+    // Replica 1 never served the session; it serves the session's next turn (the failed one's
+    // exclusion is shared) from the primary: a switch.
+    assert_eq!(
+        c.ask_in_turn(1, "sess-42", "turn-2").await,
+        (200, "primary".into())
+    );
     eventually("the switch alert", Duration::from_secs(5), || async {
         got.lock().unwrap().len() == 2
     })
@@ -706,4 +812,160 @@ async fn an_acl_user_with_a_password_url_shares_cooldowns_and_never_logs_the_pas
     let logged = logs.since(mark);
     assert!(!logged.contains("s3cret-redis-pass"), "{logged}");
     assert!(!logged.contains("wrong-pass-xyz"), "{logged}");
+}
+
+/// The primary fails a request with a 401 (a give-up: ejected at once, excluded for the turn).
+fn unauthorized() -> Value {
+    json!({"kind": "status", "status": 401})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_failed_over_on_one_replica_avoids_the_primary_on_the_others() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 3,
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(json!([unauthorized()]), json!({"kind": "ok"}))
+        .await;
+    // The turn's main call fails over on replica A.
+    assert_eq!(
+        c.ask_in_turn(0, "sess-7", "turn-1").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(c.primary_requests().await, 1);
+    c.others_learn(0, 1, 0).await;
+    // The primary's cooldown is over everywhere: only the turn remembers.
+    c.reset_everywhere("primary").await;
+    // The same turn's next call on replica B, and a side call (no turn, no tools) of the
+    // session on replica C, which joins the turn the exclusion made current.
+    assert_eq!(
+        c.ask_in_turn(1, "sess-7", "turn-1").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(c.ask_as(2, Some("sess-7")).await, (200, "fallback".into()));
+    assert_eq!(
+        c.primary_requests().await,
+        1,
+        "a replica sent the turn back to the primary that failed in it"
+    );
+    // The next turn is free to use the (healthy) primary again.
+    assert_eq!(
+        c.ask_in_turn(1, "sess-7", "turn-2").await,
+        (200, "primary".into())
+    );
+}
+
+/// Claude Code as captured, with no Switchyard header: its session comes from
+/// `X-Claude-Code-Session-Id` and its turn from the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_free_claude_code_turn_stays_off_the_primary_on_every_replica() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        replicas: 3,
+        anthropic: true,
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(json!([]), unauthorized()).await;
+    // The main call of a tool loop fails over on replica A; its tool-result call, on B.
+    assert_eq!(
+        c.replay(0, "claude_code/04_tool_loop_first").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(c.primary_requests().await, 1);
+    c.others_learn(0, 1, 0).await;
+    c.reset_everywhere("primary").await;
+    assert_eq!(
+        c.replay(1, "claude_code/05_tool_loop_tool_result").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(
+        c.primary_requests().await,
+        1,
+        "the tool-loop call went back to the primary that failed in its turn"
+    );
+    // Another session: its main call fails over on A, its title call (no tools) lands on C.
+    assert_eq!(
+        c.replay(0, "claude_code/06_interactive_main_turn2").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(c.primary_requests().await, 2);
+    c.others_learn(0, 2, 0).await;
+    c.reset_everywhere("primary").await;
+    assert_eq!(
+        c.replay(2, "claude_code/07_interactive_title").await,
+        (200, "fallback".into())
+    );
+    assert_eq!(
+        c.primary_requests().await,
+        2,
+        "the title call on another replica hit the backend the main call just failed on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_session_that_failed_over_on_one_replica_stays_on_the_fallback_on_another() {
+    let redis = Redis::start().await;
+    let prefix = prefix();
+    let c = cluster_of(Spec {
+        health: "  cooldown: { base: 60s }\n  sticky_sessions: true",
+        ..Spec::new(redis.port, &prefix)
+    })
+    .await;
+    c.plan_primary(json!([unauthorized()]), json!({"kind": "ok"}))
+        .await;
+    assert_eq!(
+        c.ask_in_turn(0, "sess-s", "turn-1").await,
+        (200, "fallback".into())
+    );
+    c.others_learn(0, 1, 1).await;
+    c.reset_everywhere("primary").await;
+    // A new turn (no exclusion applies) of the session, on replica B: still the fallback.
+    for turn in ["turn-2", "turn-3"] {
+        assert_eq!(
+            c.ask_in_turn(1, "sess-s", turn).await,
+            (200, "fallback".into())
+        );
+    }
+    assert_eq!(c.primary_requests().await, 1);
+    // Another session on B goes to the healthy primary.
+    assert_eq!(
+        c.ask_in_turn(1, "sess-other", "turn-1").await,
+        (200, "primary".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_changes_flow_again_after_redis_returns() {
+    let mut redis = Redis::start().await;
+    let port = redis.port;
+    let prefix = prefix();
+    let c = cluster(port, &prefix).await;
+    assert_eq!(c.ask(0).await.0, 200);
+    redis.kill();
+    for g in 0..2 {
+        assert_eq!(c.ask(g).await.0, 200);
+    }
+    let _redis = Redis::start_on(port).await;
+    // Pub/sub keeps no history, so each round is a new session's failure on A; B resubscribes
+    // (with backoff, or at once when its store sees Redis back) and learns a later one.
+    let round = std::sync::atomic::AtomicUsize::new(0);
+    eventually(
+        "replica B learns A's turn exclusions after redis came back",
+        Duration::from_secs(30),
+        || async {
+            let n = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.admin_reset(0, "primary").await;
+            c.plan_primary(json!([unauthorized()]), json!({"kind": "ok"}))
+                .await;
+            let _ = c.ask_in_turn(0, &format!("sess-r{n}"), "t").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.sessions_tracked(1).await.0 >= 1
+        },
+    )
+    .await;
 }
