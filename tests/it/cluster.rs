@@ -182,7 +182,11 @@ impl Replicas {
                 .unwrap();
             let cooling = v["scopes"].as_array().unwrap().iter().any(|s| {
                 s["state"] == "cooling_down"
-                    && s["backends"].as_array().unwrap().iter().any(|b| b == "primary")
+                    && s["backends"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|b| b == "primary")
             });
             if !cooling {
                 return false;
@@ -219,7 +223,8 @@ async fn three_replicas_behind_nginx_act_as_one_for_header_free_agents() {
     };
 
     // A burst of failovers spread over the replicas: one Telegram message, not one per replica.
-    r.plan_primary(json!({"kind": "status", "status": 529})).await;
+    r.plan_primary(json!({"kind": "status", "status": 529}))
+        .await;
     for _ in 0..(4 * REPLICAS) {
         assert_eq!(r.plain().await, "fallback");
     }
@@ -233,7 +238,8 @@ async fn three_replicas_behind_nginx_act_as_one_for_header_free_agents() {
     // Seed 002, header-free: Claude Code's main call fails over on one replica (its key is
     // revoked: 401)...
     r.reset_primary_everywhere().await;
-    r.plan_primary(json!({"kind": "status", "status": 401})).await;
+    r.plan_primary(json!({"kind": "status", "status": 401}))
+        .await;
     let (headers, main) = claude_code("06_interactive_main_turn2");
     let before = r.served_per_replica().await;
     let primary_before = r.primary_requests().await;
@@ -253,18 +259,50 @@ async fn three_replicas_behind_nginx_act_as_one_for_header_free_agents() {
     let before = r.served_per_replica().await;
     assert_eq!(r.send(&title_headers, &title).await, "fallback");
     let title_replica = Replicas::which(&before, &r.served_per_replica().await);
-    assert_ne!(title_replica, main_replica, "nginx sent it to another replica");
+    assert_ne!(
+        title_replica, main_replica,
+        "nginx sent it to another replica"
+    );
     assert_eq!(r.primary_requests().await, primary_seen);
     // The next turn (a new user message) does not restore the primary while it is down.
     let mut next_turn = main.clone();
     let messages_of = next_turn["messages"].as_array_mut().unwrap();
     messages_of.push(json!({"role": "assistant", "content": [{"type": "text", "text": "Done."}]}));
-    messages_of.push(json!({"role": "user", "content": [{"type": "text", "text": "Now run the tests."}]}));
+    messages_of
+        .push(json!({"role": "user", "content": [{"type": "text", "text": "Now run the tests."}]}));
     let before = r.served_per_replica().await;
     assert_eq!(r.send(&headers, &next_turn).await, "fallback");
     let next_replica = Replicas::which(&before, &r.served_per_replica().await);
     assert_ne!(next_replica, title_replica);
     assert_eq!(r.primary_requests().await, primary_seen);
+
+    // Another session's turn fails over; its cooldown then ends on every replica (a reset
+    // stands in for the clock) while the primary is still down: only the turn remembers, and
+    // its tool-loop call, on another replica, still stays off the primary.
+    r.reset_primary_everywhere().await;
+    let (headers, main) = claude_code("04_tool_loop_first");
+    let before = r.served_per_replica().await;
+    let primary_before = r.primary_requests().await;
+    assert_eq!(r.send(&headers, &main).await, "fallback");
+    let main_replica = Replicas::which(&before, &r.served_per_replica().await);
+    assert_eq!(r.primary_requests().await, primary_before + 1);
+    eventually(
+        "every replica sees the primary cooling down",
+        Duration::from_secs(2),
+        || r.primary_cooling_everywhere(),
+    )
+    .await;
+    r.reset_primary_everywhere().await;
+    let (headers, tool_loop) = claude_code("05_tool_loop_tool_result");
+    let before = r.served_per_replica().await;
+    assert_eq!(r.send(&headers, &tool_loop).await, "fallback");
+    let loop_replica = Replicas::which(&before, &r.served_per_replica().await);
+    assert_ne!(loop_replica, main_replica);
+    assert_eq!(
+        r.primary_requests().await,
+        primary_before + 1,
+        "the turn's exclusion did not reach the replica that served its next call"
+    );
 
     // Redis dies mid-run: not one request fails.
     for i in 0..(4 * REPLICAS) {

@@ -42,10 +42,20 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = free_port();
+        RedisServer::start_on(free_port()).await
+    }
+
+    /// On a given port (a restart where the gateways expect it).
+    pub async fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[]).await
+    }
+
+    /// On `port` with `extra` arguments (ACL users, …).
+    pub async fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
