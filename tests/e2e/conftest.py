@@ -12,6 +12,9 @@ Environment:
                               relative paths are taken from the repository root)
   SWITCHYARD_E2E_START_TIMEOUT seconds to wait for a process's "listening on" line
                               (default 20)
+  CLAUDE_CODE_BIN, HERMES_BIN the real agent CLIs (test_claude_code.py, test_hermes.py;
+                              scripts/test installs both into .agents/ and exports these)
+  CI                          "true": a missing agent CLI fails its tests instead of skipping
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +167,85 @@ def json_body(recorded: dict) -> dict:
         body = json.loads(body)
     assert isinstance(body, dict), f"request body is not a JSON object: {body!r}"
     return body
+
+
+# --------------------------------------------------------------------------- agent CLIs
+
+
+def missing_agent(why: str):
+    """A real agent CLI (installed by scripts/test) is missing: skip locally, fail under CI
+    (``CI=true``), where its tests must never pass silently without it."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why)
+
+
+# --------------------------------------------------------------------------- a webhook sink
+
+
+class WebhookReceiver:
+    """A tiny stdlib HTTP server collecting the JSON bodies the gateway's webhook sink POSTs."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict] = []
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (stdlib name)
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(204)
+                self.end_headers()
+                with receiver._cond:
+                    receiver.alerts.append(json.loads(raw))
+                    receiver._cond.notify_all()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, event: str, count: int, timeout: float = 10.0) -> list[dict]:
+        """The first `count` alerts of `event`, waiting up to `timeout` for them."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [a for a in self.alerts if a.get("event") == event]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(
+                        f"expected {count} {event} alert(s) within {timeout:.0f}s, got: {self.alerts!r}",
+                        pytrace=False,
+                    )
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def alerts_yaml(webhook_url: str) -> str:
+    """An ``alerts:`` section (for ``gateway_with``) sending fallback_activated to the webhook.
+    A short throttle, so a second alert of the same session is sent rather than digested."""
+    return (
+        "alerts:\n"
+        "  throttle: 10ms\n"
+        "  sinks:\n"
+        f'    - {{ kind: webhook, url: "{webhook_url}", events: [fallback_activated] }}\n'
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -352,6 +435,24 @@ def gateway_config(e2e_dir: Path, mocks) -> Path:
 _GATEWAY_PROCS: list[Proc] = []
 
 
+def _start_gateway(switchyard_bin: Path, e2e_dir: Path, config: Path) -> tuple[Proc, str]:
+    n = len(_GATEWAY_PROCS) + 1
+    proc = Proc(
+        f"gateway-{n}",
+        [str(switchyard_bin), "serve", "--config", str(config)],
+        _base_env(),
+        e2e_dir,
+    )
+    _GATEWAY_PROCS.append(proc)
+    try:
+        url = proc.wait_for_line(GATEWAY_LINE, _start_timeout()).group(1).rstrip("/")
+        _wait_healthy(proc, url)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, url
+
+
 @pytest.fixture
 def gateway(switchyard_bin: Path, e2e_dir: Path, gateway_config: Path) -> str:
     """Base URL (no trailing slash, no /v1) of a running `switchyard serve`.
@@ -360,20 +461,33 @@ def gateway(switchyard_bin: Path, e2e_dir: Path, gateway_config: Path) -> str:
     health (failure streaks, cooldowns) and sessions in memory, so one test's failovers
     must not change which backend the next test reaches.
     """
-    n = len(_GATEWAY_PROCS) + 1
-    proc = Proc(
-        f"gateway-{n}",
-        [str(switchyard_bin), "serve", "--config", str(gateway_config)],
-        _base_env(),
-        e2e_dir,
-    )
-    _GATEWAY_PROCS.append(proc)
+    proc, url = _start_gateway(switchyard_bin, e2e_dir, gateway_config)
     try:
-        url = proc.wait_for_line(GATEWAY_LINE, _start_timeout()).group(1).rstrip("/")
-        _wait_healthy(proc, url)
         yield url
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def gateway_with(switchyard_bin: Path, e2e_dir: Path, mocks):
+    """A factory: ``gateway_with(extra_yaml)`` starts a gateway whose config is
+    ``GATEWAY_CONFIG`` plus ``extra_yaml`` (top-level sections the base config does not
+    set, e.g. ``alerts:``) and returns its base URL. Stopped at the end of the test."""
+    started: list[Proc] = []
+
+    def start(extra_yaml: str) -> str:
+        config = e2e_dir / f"switchyard-extra-{len(_GATEWAY_PROCS) + 1}.yaml"
+        base = GATEWAY_CONFIG.format(primary=mocks["primary"], fallback=mocks["fallback"])
+        config.write_text(base + extra_yaml)
+        proc, url = _start_gateway(switchyard_bin, e2e_dir, config)
+        started.append(proc)
+        return url
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -389,7 +503,9 @@ def pytest_runtest_makereport(item, call):
     """On a failed test, attach the tail of the gateway's stderr to the report."""
     outcome = yield
     rep = outcome.get_result()
-    if rep.when == "call" and rep.failed and "gateway" in getattr(item, "fixturenames", ()):
+    names = getattr(item, "fixturenames", ())
+    uses_gateway = "gateway" in names or "gateway_with" in names
+    if rep.when == "call" and rep.failed and uses_gateway and _GATEWAY_PROCS:
         proc = _GATEWAY_PROCS[-1]
         try:
             tail = proc.stderr_path.read_text("utf-8", "replace")[-4000:]
