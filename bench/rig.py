@@ -602,10 +602,14 @@ class Rig:
             p.write_bytes(request_body("anthropic", "small", model, stream=stream))
             return p
 
-        def probe(url, bodyfile, count, stream, warmup=1):
+        def probe(url, bodyfile, count, stream, warmup=1, fresh=None):
             # back to back (no pause): an idle pause lets the vCPUs halt, and waking them costs
             # this VM ~1 ms per request, which would swamp what is measured
             args = ["probe", "--url", url, "--body", bodyfile, *hflags(hdr), "-n", count, "--warmup", warmup]
+            if fresh and self.has_health:
+                # The gateway ejects a backend it gave up on: reset it (untimed) so each request
+                # measures a fresh failure, not a skip of the primary the previous one ejected.
+                args += ["--before-each", f"http://{self.gw.addr}/admin/backends/{fresh}/reset"]
             if stream:
                 args.append("--stream")
             return self.client_json(args)
@@ -639,7 +643,8 @@ class Rig:
             warm = 0 if stream and self.quick else 1
             seen0 = http("GET", f"http://{self.mock_a.addr}/_mock/stats")["requests"]
             # one unrecorded request first: it opens the client's and the fallback's connections
-            j = probe(gw, body(route, stream), count, stream, warmup=warm)
+            primary = "refused-anthropic" if route == "fo-refused" else "primary-anthropic"
+            j = probe(gw, body(route, stream), count, stream, warmup=warm, fresh=primary)
             seen = (http("GET", f"http://{self.mock_a.addr}/_mock/stats")["requests"] - seen0) / (count + warm)
             set_plan(self.mock_a, {"kind": "ok"})
             key = "ttft_us"
@@ -669,7 +674,8 @@ class Rig:
                  "the reset", n)):
             set_plan(self.mock_a, behavior)
             log(f"failover: {name}")
-            j = probe(gw, body("fo", True), count, True, warmup=0 if self.quick else 1)
+            j = probe(gw, body("fo", True), count, True, warmup=0 if self.quick else 1,
+                      fresh="primary-anthropic")
             set_plan(self.mock_a, {"kind": "ok"})
             data[name] = {"route": "fo", "stream": True, "gateway": j, "clock_us": clock_us, "clock": clock,
                           "last_content_to_error_p50_us": j["last_content_to_error_us"].get("p50"),

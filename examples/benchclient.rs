@@ -95,6 +95,11 @@ enum Cmd {
         /// Requests sent (and not recorded) first, to open the connections.
         #[arg(long, default_value_t = 0)]
         warmup: usize,
+        /// POSTed (untimed) before each request: e.g. the gateway's admin reset of the primary,
+        /// so that every request measures a fresh failure rather than a skip of the backend
+        /// the previous one ejected.
+        #[arg(long)]
+        before_each: Option<String>,
     },
 }
 
@@ -193,7 +198,8 @@ fn main() {
                 stream,
                 pause_ms,
                 warmup,
-            } => probe(&target, requests, stream, pause_ms, warmup).await,
+                before_each,
+            } => probe(&target, requests, stream, pause_ms, warmup, before_each).await,
         }
     });
     match out {
@@ -505,12 +511,24 @@ async fn probe(
     stream: bool,
     pause_ms: u64,
     warmup: usize,
+    before_each: Option<String>,
 ) -> Result<Value, String> {
     let p = Prepared::new(t, 4)?;
     let mut runs = Vec::with_capacity(n);
     let (mut ttfb, mut ttft, mut end) = (Vec::new(), Vec::new(), Vec::new());
     let mut stall_to_error = Vec::new();
     for i in 0..warmup + n {
+        if let Some(url) = &before_each {
+            let r = p
+                .client
+                .post(url)
+                .send()
+                .await
+                .map_err(|e| format!("--before-each {url}: {e}"))?;
+            if !r.status().is_success() {
+                return Err(format!("--before-each {url}: {}", r.status()));
+            }
+        }
         if i == warmup {
             runs.clear();
             ttfb.clear();
