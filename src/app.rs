@@ -12,7 +12,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::alert::Alerter;
 use crate::config::{Config, HealthStore};
-use crate::health::redis_sessions::{self, Names};
+use crate::health::redis_sessions::Names;
 use crate::health::sessions::Sessions;
 use crate::health::{redis_store, HealthRegistry};
 use crate::metrics::Metrics;
@@ -74,7 +74,7 @@ impl Gateway {
                     names.clone(),
                     rx,
                 );
-                redis_sessions::spawn_feed(shared.clone(), names, sessions.clone());
+                redis_store::spawn_feed(shared.clone(), names, sessions.clone());
                 (registry, sessions)
             }
         };

@@ -1,4 +1,6 @@
-//! Sharing sessions across replicas: the per-session state that decides where a request goes.
+//! Sharing sessions across replicas: the per-session state that decides where a request goes,
+//! and the wire format of its changes (the store's task publishes them and runs the
+//! subscriber, [`super::redis_store::spawn_feed`]).
 //!
 //! Behind a load balancer the calls of one agent turn (its main call, its tool-loop calls, its
 //! title call) land on different replicas. Two changes travel between them:
@@ -23,13 +25,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::redis_store::{Part, Shared};
 use super::sessions::Sessions;
 use super::{RemoteOp, ScopeId};
 use crate::config::Config;
@@ -46,10 +45,6 @@ pub const MAX_SESSION_LEN: usize = MAX_ID_LEN + 256;
 pub const MAX_NAME_LEN: usize = 1024;
 /// Wire format version; messages of another version are ignored.
 const VERSION: u32 = 1;
-
-/// Reconnection backoff of the subscriber.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A route's chain as (backend name, model), in entry order.
 type Chain = Vec<(Arc<str>, Arc<str>)>;
@@ -215,7 +210,7 @@ pub enum Change {
 }
 
 impl Change {
-    fn apply(self, sessions: &Sessions, now: Instant) {
+    pub fn apply(self, sessions: &Sessions, now: Instant) {
         match self {
             Change::Excluded {
                 session,
@@ -308,70 +303,10 @@ impl WireChange {
     }
 }
 
-/// Starts the subscriber: applies the other replicas' session changes until the gateway stops.
-pub fn spawn_feed(
-    shared: Shared,
-    names: Arc<Names>,
-    sessions: Arc<Sessions>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(feed(shared, names, sessions))
-}
-
-/// Why a subscription ended.
-enum Ended {
-    /// The connection closed (Redis went away).
-    Lost,
-    /// The store's task saw Redis return: subscribe afresh (the old connection may be stale).
-    Renew,
-}
-
-async fn feed(shared: Shared, names: Arc<Names>, sessions: Arc<Sessions>) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        match shared.subscribe_sessions().await {
-            Ok(stream) => {
-                shared.link_up(Part::Feed);
-                backoff = FIRST_BACKOFF;
-                match listen(stream, &shared, &names, &sessions).await {
-                    Ended::Renew => continue,
-                    Ended::Lost => shared.link_down(Part::Feed, "the subscription closed"),
-                }
-            }
-            Err(e) => shared.link_down(Part::Feed, &e),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shared.renewed() => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-async fn listen(
-    mut stream: redis::aio::PubSubStream,
-    shared: &Shared,
-    names: &Names,
-    sessions: &Sessions,
-) -> Ended {
-    loop {
-        tokio::select! {
-            msg = stream.next() => {
-                let Some(msg) = msg else {
-                    return Ended::Lost;
-                };
-                let changes = names.decode(msg.get_payload_bytes(), shared.replica());
-                let now = Instant::now();
-                for change in changes {
-                    change.apply(sessions, now);
-                }
-            }
-            _ = shared.renewed() => return Ended::Renew,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn names() -> Names {

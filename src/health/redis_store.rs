@@ -32,12 +32,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
 use redis::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::redis_sessions::Names;
+use super::sessions::Sessions;
 use super::{HealthRegistry, RemoteOp, ScopeId};
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
@@ -607,6 +609,72 @@ impl Store {
                 }
             }
             Ok(()) => {}
+        }
+    }
+}
+
+/// Reconnection backoff of the subscriber.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Starts the subscriber: applies the other replicas' session changes until the gateway stops.
+pub fn spawn_feed(
+    shared: Shared,
+    names: Arc<Names>,
+    sessions: Arc<Sessions>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(feed(shared, names, sessions))
+}
+
+/// Why a subscription ended.
+enum Ended {
+    /// The connection closed (Redis went away).
+    Lost,
+    /// The store's task saw Redis return: subscribe afresh (the old connection may be stale).
+    Renew,
+}
+
+async fn feed(shared: Shared, names: Arc<Names>, sessions: Arc<Sessions>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match shared.subscribe_sessions().await {
+            Ok(stream) => {
+                shared.link_up(Part::Feed);
+                backoff = FIRST_BACKOFF;
+                match listen(stream, &shared, &names, &sessions).await {
+                    Ended::Renew => continue,
+                    Ended::Lost => shared.link_down(Part::Feed, "the subscription closed"),
+                }
+            }
+            Err(e) => shared.link_down(Part::Feed, &e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shared.renewed() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn listen(
+    mut stream: redis::aio::PubSubStream,
+    shared: &Shared,
+    names: &Names,
+    sessions: &Sessions,
+) -> Ended {
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else {
+                    return Ended::Lost;
+                };
+                let changes = names.decode(msg.get_payload_bytes(), shared.replica());
+                let now = Instant::now();
+                for change in changes {
+                    change.apply(sessions, now);
+                }
+            }
+            _ = shared.renewed() => return Ended::Renew,
         }
     }
 }
