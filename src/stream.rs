@@ -136,6 +136,9 @@ pub async fn await_first_content(
                     commit = true;
                     finished = true;
                     terminated = true;
+                    if finish_reason.is_none() {
+                        finish_reason = crate::classify::events::finish_reason(dialect, &ev);
+                    }
                 }
                 EventKind::Error(c) if !commit => return Err(c),
                 EventKind::Malformed(m) if !commit => return Err(classify::invalid_response(m)),
@@ -303,7 +306,13 @@ pub fn relay(
                                 finished = true;
                                 finish_reason = crate::classify::events::finish_reason(dialect, &ev);
                             }
-                            EventKind::Terminal => done = true,
+                            EventKind::Terminal => {
+                                done = true;
+                                // Responses: `response.completed` carries the status.
+                                if finish_reason.is_none() {
+                                    finish_reason = crate::classify::events::finish_reason(dialect, &ev);
+                                }
+                            }
                             // The upstream's own error event ends the stream; it is not
                             // relayed (the gateway's closing event carries its message).
                             EventKind::Error(c) => {
@@ -371,6 +380,9 @@ fn end_marker(dialect: Dialect) -> &'static [u8] {
     match dialect {
         Dialect::OpenAi => b"data: [DONE]\n\n",
         Dialect::Anthropic => b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        // `response.completed` both finishes and ends a Responses stream: a stream cut before
+        // it is incomplete, never closed on the upstream's behalf.
+        Dialect::Responses => b"",
     }
 }
 

@@ -246,7 +246,7 @@ impl Upstream {
             h.insert(HOST, host.clone());
         }
         match backend.api {
-            Dialect::OpenAi => {
+            Dialect::OpenAi | Dialect::Responses => {
                 if let Some(auth) = auth {
                     h.insert(AUTHORIZATION, auth);
                 }

@@ -34,6 +34,44 @@ pub fn classify_event(dialect: Dialect, ev: &SseEvent) -> EventKind {
     match dialect {
         Dialect::OpenAi => classify_openai(data),
         Dialect::Anthropic => classify_anthropic(ev.event.as_deref(), data),
+        Dialect::Responses => classify_responses(ev.event.as_deref(), data),
+    }
+}
+
+/// Responses events are named (`event:` line; the data's `type` says the same when a server
+/// omits the line). Envelope events (`response.created`, `response.in_progress`,
+/// `output_item.added` with no content yet, `content_part.added`, the `.done` events) do not
+/// commit; any `….delta` (text, function-call arguments, reasoning summary, refusal) does;
+/// `response.completed` / `response.incomplete` end the stream; `response.failed` and `error`
+/// are failures.
+fn classify_responses(name: Option<&str>, data: &[u8]) -> EventKind {
+    let typed;
+    let name = match name {
+        Some(n) => n,
+        None => {
+            #[derive(serde::Deserialize)]
+            struct Typed {
+                #[serde(rename = "type")]
+                kind: String,
+            }
+            match serde_json::from_slice::<Typed>(data) {
+                Ok(t) => {
+                    typed = t.kind;
+                    &typed
+                }
+                Err(_) => return EventKind::Malformed("a Responses event without a type".into()),
+            }
+        }
+    };
+    responses_kind(name, data)
+}
+
+fn responses_kind(name: &str, data: &[u8]) -> EventKind {
+    match name {
+        "response.completed" | "response.incomplete" => EventKind::Terminal,
+        "response.failed" | "error" => EventKind::Error(classify::classify_stream_error(data)),
+        n if n.ends_with(".delta") => EventKind::Content,
+        _ => EventKind::Envelope,
     }
 }
 
@@ -113,8 +151,6 @@ fn classify_anthropic(event: Option<&str>, data: &[u8]) -> EventKind {
     }
 }
 
-/// Cheap classification after the commit point: no JSON parse, only what the stall clock and
-/// the end-of-stream check need.
 /// The model's finish reason in an event [`classify_event`] called [`EventKind::Finish`]: a
 /// short token (`stop`, `end_turn`, `tool_calls`…), or None. Parses the one event it is given.
 pub fn finish_reason(dialect: Dialect, ev: &SseEvent) -> Option<Box<str>> {
@@ -122,10 +158,17 @@ pub fn finish_reason(dialect: Dialect, ev: &SseEvent) -> Option<Box<str>> {
     let reason = match dialect {
         Dialect::OpenAi => v.pointer("/choices/0/finish_reason"),
         Dialect::Anthropic => v.pointer("/delta/stop_reason"),
+        Dialect::Responses => v
+            .pointer("/response/incomplete_details/reason")
+            .filter(|r| r.is_string())
+            .or_else(|| v.pointer("/response/status")),
     }?
     .as_str()?;
     (reason.len() <= 64).then(|| reason.into())
 }
+
+/// Cheap classification after the commit point: no JSON parse, only what the stall clock and
+/// the end-of-stream check need.
 
 pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
     let Some(data) = &ev.data else {
@@ -152,6 +195,10 @@ pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
             Some("error") => EventKind::Error(classify::classify_stream_error(data)),
             Some(_) => EventKind::Content,
             None => classify_anthropic(None, data),
+        },
+        Dialect::Responses => match ev.event.as_deref() {
+            Some(name) => responses_kind(name, data),
+            None => classify_responses(None, data),
         },
     }
 }

@@ -113,7 +113,8 @@ impl ErrorFields {
             _ => None,
         };
         // Both dialects nest under "error"; some servers put an error string there directly.
-        match v.get("error") {
+        // A Responses `response.failed` event carries it as the response's `error`.
+        match v.get("error").or_else(|| v.pointer("/response/error")) {
             Some(Value::Object(e)) => ErrorFields {
                 kind: as_string(e.get("type")),
                 code: as_string(e.get("code")),
@@ -163,7 +164,14 @@ impl ErrorFields {
 
 /// The status a provider would have used for an error type seen without one (stream errors).
 fn implied_status(err: &ErrorFields) -> Option<u16> {
-    let t = err.kind.as_deref().or(err.code.as_deref())?;
+    // A Responses `error` event's type is just "error": its code says what it was.
+    [err.kind.as_deref(), err.code.as_deref()]
+        .into_iter()
+        .flatten()
+        .find_map(status_of_type)
+}
+
+fn status_of_type(t: &str) -> Option<u16> {
     Some(match t {
         "overloaded_error" | "overloaded" => 529,
         "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => 429,
@@ -173,7 +181,7 @@ fn implied_status(err: &ErrorFields) -> Option<u16> {
         "not_found_error" | "model_not_found" => 404,
         "request_too_large" => 413,
         "timeout_error" => 504,
-        "invalid_request_error" => 400,
+        "invalid_request_error" | "invalid_prompt" | "previous_response_not_found" => 400,
         "api_error" | "server_error" | "internal_error" => 500,
         _ => return None,
     })
@@ -226,6 +234,12 @@ fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
         return ServerError;
     };
     let client_error = (400..500).contains(&status);
+
+    // Responses state another provider keeps (`previous_response_id`): the request must
+    // change, and a 404 for it says nothing about the model.
+    if client_error && err.has("previous_response_not_found") {
+        return InvalidRequest;
+    }
 
     // The client's own problems first: a fallback would fail the same way.
     if client_error

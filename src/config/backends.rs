@@ -88,6 +88,7 @@ fn build_one(
     let api = match rb.api {
         RawApi::OpenaiChat => Dialect::OpenAi,
         RawApi::AnthropicMessages => Dialect::Anthropic,
+        RawApi::OpenaiResponses => Dialect::Responses,
     };
     let url_key = format!("{key}.base_url");
     let url_line = line(&rb.base_url);

@@ -314,6 +314,7 @@ impl<'de> Deserialize<'de> for KeyEnv {
 pub(super) enum RawApi {
     OpenaiChat,
     AnthropicMessages,
+    OpenaiResponses,
 }
 
 #[derive(Debug, Deserialize)]

@@ -135,7 +135,7 @@ fn build_chain(
             "chain is empty; list at least one { backend, model }",
         ));
     }
-    let mut chain = Vec::with_capacity(rr.chain.value.len());
+    let mut chain: Vec<ChainEntry> = Vec::with_capacity(rr.chain.value.len());
     for (i, entry) in rr.chain.value.iter().enumerate() {
         let wanted = &entry.backend.value;
         let backend = backends
@@ -152,6 +152,23 @@ fn build_chain(
                     ),
                 )
             })?;
+        // Until the Responses API has translation pairs, a chain is all Responses or none: a
+        // failover must never end in a request no entry can take.
+        if let Some(first) = chain.first() {
+            let first_api = backends[first.backend.0].api;
+            let responses = crate::dialect::Dialect::Responses;
+            if (first_api == responses) != (backend.api == responses) {
+                return Err(src.invalid(
+                    line(&entry.backend),
+                    format!("{key}.chain[{i}].backend"),
+                    format!(
+                        "{wanted:?} speaks {} but the chain's first backend speaks {}; openai_responses backends cannot share a chain with other APIs yet (no translation for the Responses API)",
+                        backend.api.as_str(),
+                        first_api.as_str()
+                    ),
+                ));
+            }
+        }
         let model = &entry.model.value;
         if model.trim().is_empty() {
             return Err(src.invalid(

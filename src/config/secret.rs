@@ -51,7 +51,9 @@ pub struct Credential {
 /// map's `Debug` output never shows it. `None` when the key holds bytes a header cannot carry.
 pub fn auth_header_value(api: Dialect, key: &str) -> Option<http::HeaderValue> {
     let mut v = match api {
-        Dialect::OpenAi => http::HeaderValue::from_str(&format!("Bearer {key}")),
+        Dialect::OpenAi | Dialect::Responses => {
+            http::HeaderValue::from_str(&format!("Bearer {key}"))
+        }
         Dialect::Anthropic => http::HeaderValue::from_str(key),
     }
     .ok()?;

@@ -1,4 +1,4 @@
-//! The two API dialects: their paths and every wire shape the gateway writes itself (error
+//! The three API dialects: their paths and every wire shape the gateway writes itself (error
 //! bodies, stream error events, the exhaustion report, the models list), plus the RFC 9457
 //! problem document that any client may ask for instead.
 //!
@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod leg;
 pub mod openai;
+pub mod responses;
 pub mod translate;
 
 use bytes::Bytes;
@@ -22,6 +23,8 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic messages (`POST {base_url}/v1/messages`).
     Anthropic,
+    /// OpenAI Responses (`POST {base_url}/responses`): Codex CLI, the newer OpenAI agents.
+    Responses,
 }
 
 impl Dialect {
@@ -29,6 +32,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => "openai_chat",
             Dialect::Anthropic => "anthropic_messages",
+            Dialect::Responses => "openai_responses",
         }
     }
 
@@ -38,6 +42,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => "/chat/completions",
             Dialect::Anthropic => "/v1/messages",
+            Dialect::Responses => "/responses",
         }
     }
 }
@@ -60,7 +65,7 @@ pub enum ErrorKind {
 /// (OpenAI's `code`; Anthropic has no such field, so it is only used there for the type).
 pub fn error_body(dialect: Dialect, kind: ErrorKind, code: &str, message: &str) -> Bytes {
     match dialect {
-        Dialect::OpenAi => openai::error_body(kind, code, message),
+        Dialect::OpenAi | Dialect::Responses => openai::error_body(kind, code, message),
         Dialect::Anthropic => anthropic::error_body(kind, message),
     }
 }
@@ -70,6 +75,7 @@ pub fn stream_error_event(dialect: Dialect, kind: ErrorKind, code: &str, message
     match dialect {
         Dialect::OpenAi => openai::stream_error_event(kind, code, message),
         Dialect::Anthropic => anthropic::stream_error_event(kind, message),
+        Dialect::Responses => responses::stream_error_event(kind, code, message),
     }
 }
 
@@ -104,7 +110,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// entry per chain entry) beside it.
 pub fn exhausted_body(dialect: Dialect, summary: &str, failures: &impl Serialize) -> Bytes {
     match dialect {
-        Dialect::OpenAi => openai::exhausted_body(summary, failures),
+        Dialect::OpenAi | Dialect::Responses => openai::exhausted_body(summary, failures),
         Dialect::Anthropic => anthropic::exhausted_body(summary, failures),
     }
 }
@@ -114,6 +120,7 @@ pub fn exhausted_event(dialect: Dialect, summary: &str, failures: &impl Serializ
     match dialect {
         Dialect::OpenAi => openai::exhausted_event(summary, failures),
         Dialect::Anthropic => anthropic::exhausted_event(summary, failures),
+        Dialect::Responses => responses::exhausted_event(summary, failures),
     }
 }
 
@@ -128,13 +135,14 @@ pub fn cut_stream_event(
     match dialect {
         Dialect::OpenAi => openai::cut_stream_event(reason, summary, failures),
         Dialect::Anthropic => anthropic::cut_stream_event(kind, reason, summary, failures),
+        Dialect::Responses => responses::cut_stream_event(reason, summary, failures),
     }
 }
 
 /// `GET /v1/models` in `dialect`'s list format.
 pub fn models_list(dialect: Dialect, names: &[&str]) -> Bytes {
     match dialect {
-        Dialect::OpenAi => openai::models_list(names),
+        Dialect::OpenAi | Dialect::Responses => openai::models_list(names),
         Dialect::Anthropic => anthropic::models_list(names),
     }
 }

@@ -40,6 +40,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/chat/completions", post(openai_chat))
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1/messages/", post(anthropic_messages))
+        .route("/v1/responses", post(openai_responses))
+        .route("/v1/responses/", post(openai_responses))
+        .route("/responses", post(openai_responses))
         .route("/v1/models", get(models))
         .route("/v1/models/", get(models))
         .route("/models", get(models))
@@ -139,6 +142,8 @@ async fn metrics(
 fn guess_dialect(uri: &Uri, headers: &HeaderMap) -> Dialect {
     if uri.path().contains("messages") || headers.contains_key("anthropic-version") {
         Dialect::Anthropic
+    } else if uri.path().contains("responses") {
+        Dialect::Responses
     } else {
         Dialect::OpenAi
     }
@@ -171,6 +176,14 @@ async fn models(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) ->
 
 async fn openai_chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     guarded(gw, Dialect::OpenAi, headers, body).await
+}
+
+async fn openai_responses(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    guarded(gw, Dialect::Responses, headers, body).await
 }
 
 async fn anthropic_messages(

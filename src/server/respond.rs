@@ -341,6 +341,11 @@ fn finish_reason_of(dialect: Dialect, body: &[u8]) -> Option<String> {
     let reason = match dialect {
         Dialect::OpenAi => v.pointer("/choices/0/finish_reason"),
         Dialect::Anthropic => v.get("stop_reason"),
+        // `completed`, or why it is incomplete (`max_output_tokens`, `content_filter`).
+        Dialect::Responses => v
+            .pointer("/incomplete_details/reason")
+            .filter(|r| r.is_string())
+            .or_else(|| v.get("status")),
     }?;
     reason
         .as_str()

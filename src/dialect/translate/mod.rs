@@ -90,6 +90,17 @@ impl Default for Options {
     }
 }
 
+/// A pair of dialects with no translation (the Responses API, for now: same-dialect only).
+fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
+    TranslateError::Unsupported(format!(
+        "no translation between {} and {} yet; route {} clients to {} backends",
+        from.as_str(),
+        to.as_str(),
+        from.as_str(),
+        from.as_str()
+    ))
+}
+
 /// A client request body in `from` dialect → the body for a `to` backend, with `model` set to
 /// `model` (the chain entry's model). `from != to` (with `from == to` only `model` changes).
 pub fn request(
@@ -102,7 +113,8 @@ pub fn request(
     let value = match (from, to) {
         (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
         (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
-        _ => request::same_dialect(body, model)?,
+        (a, b) if a == b => request::same_dialect(body, model)?,
+        (a, b) => return Err(no_pair(a, b)),
     };
     Ok(common::to_bytes(&value))
 }
@@ -119,7 +131,8 @@ pub fn response(
     let value = match (from, to) {
         (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
-        _ => response::same_dialect(body, client_model)?,
+        (a, b) if a == b => response::same_dialect(body, client_model)?,
+        (a, b) => return Err(no_pair(a, b)),
     };
     Ok(common::to_bytes(&value))
 }

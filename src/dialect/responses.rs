@@ -1,0 +1,105 @@
+//! OpenAI Responses wire shapes the gateway writes itself. Error bodies, the exhaustion report
+//! and the models list are chat completions' (`{"error":{…}}`, the same API family); streams
+//! differ: an error is an `event: error` (`{type, code, message, param, sequence_number}`,
+//! OpenAI's `ResponseErrorEvent`), and a stream that fails after content also gets the
+//! `event: response.failed` that Responses clients (Codex CLI, the SDKs' stream helpers) wait
+//! for, carrying the gateway's report as the response's `error`.
+//!
+//! The gateway relays the upstream's events without parsing them, so it does not know the last
+//! `sequence_number` it relayed: its own closing events carry `sequence_number: 0` (no
+//! client we know of checks the order of a closing event).
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+
+use super::ErrorKind;
+
+/// The id of the `response.failed` the gateway writes (the upstream's id is not parsed).
+const FAILED_RESPONSE_ID: &str = "resp_switchyard_failed";
+
+fn code_of(kind: ErrorKind, code: &str) -> String {
+    if code.is_empty() {
+        match kind {
+            ErrorKind::Timeout => "timeout".into(),
+            ErrorKind::Overloaded => "server_is_overloaded".into(),
+            _ => "server_error".into(),
+        }
+    } else {
+        code.to_string()
+    }
+}
+
+fn event(name: &str, v: &serde_json::Value) -> String {
+    format!("event: {name}\ndata: {v}\n\n")
+}
+
+/// `event: error` then `event: response.failed`, both carrying `code` and `message`;
+/// `extra` (the failures report) rides along in the error event.
+fn failure(code: &str, message: &str, extra: Option<serde_json::Value>) -> Bytes {
+    let mut error = json!({
+        "type": "error",
+        "code": code,
+        "message": message,
+        "param": null,
+        "sequence_number": 0,
+    });
+    if let Some(failures) = extra {
+        error["failures"] = failures;
+    }
+    let failed = json!({
+        "type": "response.failed",
+        "sequence_number": 0,
+        "response": {
+            "id": FAILED_RESPONSE_ID,
+            "object": "response",
+            "status": "failed",
+            "error": {"code": code, "message": message},
+            "incomplete_details": null,
+            "output": [],
+        },
+    });
+    Bytes::from(event("error", &error) + &event("response.failed", &failed))
+}
+
+pub fn stream_error_event(kind: ErrorKind, code: &str, message: &str) -> Bytes {
+    failure(&code_of(kind, code), message, None)
+}
+
+/// The report as stream events, for a chain exhausted after early headers went out.
+pub fn exhausted_event(summary: &str, failures: &impl Serialize) -> Bytes {
+    failure(
+        "fallback_exhausted",
+        summary,
+        Some(serde_json::to_value(failures).unwrap_or_default()),
+    )
+}
+
+/// The events that end a stream cut after commit: `reason` is the code.
+pub fn cut_stream_event(reason: &str, summary: &str, failures: &impl Serialize) -> Bytes {
+    failure(
+        reason,
+        summary,
+        Some(serde_json::to_value(failures).unwrap_or_default()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_stream_ends_with_an_error_event_then_response_failed() {
+        let b = cut_stream_event("timeout", "s", &[json!({"backend": "a"})]);
+        let text = String::from_utf8(b.to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "event: error\ndata: {\"code\":\"timeout\",\"failures\":[{\"backend\":\"a\"}],\"message\":\"s\",\"param\":null,\"sequence_number\":0,\"type\":\"error\"}\n\n\
+             event: response.failed\ndata: {\"response\":{\"error\":{\"code\":\"timeout\",\"message\":\"s\"},\"id\":\"resp_switchyard_failed\",\"incomplete_details\":null,\"object\":\"response\",\"output\":[],\"status\":\"failed\"},\"sequence_number\":0,\"type\":\"response.failed\"}\n\n"
+        );
+        let e = stream_error_event(ErrorKind::Overloaded, "", "busy");
+        assert!(String::from_utf8(e.to_vec())
+            .unwrap()
+            .contains("\"code\":\"server_is_overloaded\""));
+    }
+}
