@@ -169,7 +169,6 @@ pub fn finish_reason(dialect: Dialect, ev: &SseEvent) -> Option<Box<str>> {
 
 /// Cheap classification after the commit point: no JSON parse, only what the stall clock and
 /// the end-of-stream check need.
-
 pub fn classify_event_fast(dialect: Dialect, ev: &SseEvent) -> EventKind {
     let Some(data) = &ev.data else {
         return EventKind::Heartbeat;
