@@ -181,7 +181,13 @@ fn status_of_type(t: &str) -> Option<u16> {
         "not_found_error" | "model_not_found" => 404,
         "request_too_large" => 413,
         "timeout_error" => 504,
-        "invalid_request_error" | "invalid_prompt" | "previous_response_not_found" => 400,
+        "invalid_request_error"
+        | "invalid_prompt"
+        | "previous_response_not_found"
+        | "context_length_exceeded" => 400,
+        // Responses `response.failed` codes for a bad image input: the request's problem.
+        t if t.starts_with("invalid_image") || t.starts_with("image_") => 400,
+        "vector_store_timeout" => 504,
         "api_error" | "server_error" | "internal_error" => 500,
         _ => return None,
     })
@@ -272,6 +278,7 @@ fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
     }
     if client_error
         && (err.has("content_policy_violation")
+            || err.has("image_content_policy_violation")
             || err.has("content_filter")
             || err.says(CONTENT_POLICY_PHRASES))
     {
@@ -406,6 +413,18 @@ mod tests {
     #[test]
     fn classifies_real_provider_error_bodies() {
         let table: &[(u16, &str, FailureReason)] = &[
+            // OpenAI Responses: state another provider keeps is the request's problem, not a
+            // missing model (whatever status carries it).
+            (
+                400,
+                r#"{"error":{"message":"Previous response with id 'resp_abc' not found.","type":"invalid_request_error","param":"previous_response_id","code":"previous_response_not_found"}}"#,
+                InvalidRequest,
+            ),
+            (
+                404,
+                r#"{"error":{"message":"Previous response with id 'resp_abc' not found.","type":"invalid_request_error","param":"previous_response_id","code":"previous_response_not_found"}}"#,
+                InvalidRequest,
+            ),
             // OpenAI
             (
                 429,
