@@ -368,20 +368,66 @@ mod tests {
     fn responses_events_commit_on_deltas_and_fail_on_failed_or_error() {
         use EventKind as K;
         let rows: [(&str, &str, fn(&EventKind) -> bool); 12] = [
-            ("response.created", r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}"#, |k| *k == K::Envelope),
-            ("response.in_progress", r#"{"type":"response.in_progress","sequence_number":1}"#, |k| *k == K::Envelope),
-            ("response.output_item.added", r#"{"type":"response.output_item.added","item":{"type":"message","content":[]}}"#, |k| *k == K::Envelope),
-            ("response.content_part.added", r#"{"type":"response.content_part.added","part":{"type":"output_text","text":""}}"#, |k| *k == K::Envelope),
-            ("response.output_text.delta", r#"{"type":"response.output_text.delta","delta":"Hi"}"#, |k| *k == K::Content),
-            ("response.function_call_arguments.delta", r#"{"type":"response.function_call_arguments.delta","delta":"{\"a\""}"#, |k| *k == K::Content),
-            ("response.reasoning_summary_text.delta", r#"{"type":"response.reasoning_summary_text.delta","delta":"think"}"#, |k| *k == K::Content),
-            ("response.output_text.done", r#"{"type":"response.output_text.done","text":"Hi"}"#, |k| *k == K::Envelope),
-            ("response.completed", r#"{"type":"response.completed","response":{"status":"completed"}}"#, |k| *k == K::Terminal),
-            ("response.incomplete", r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}}}"#, |k| *k == K::Terminal),
-            ("response.failed", r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"rate_limit_exceeded","message":"slow down"}}}"#,
-             |k| matches!(k, K::Error(c) if c.reason == FailureReason::RateLimit && c.detail == "slow down")),
-            ("error", r#"{"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}"#,
-             |k| matches!(k, K::Error(c) if c.reason == FailureReason::ServerError && c.detail == "boom")),
+            (
+                "response.created",
+                r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}"#,
+                |k| *k == K::Envelope,
+            ),
+            (
+                "response.in_progress",
+                r#"{"type":"response.in_progress","sequence_number":1}"#,
+                |k| *k == K::Envelope,
+            ),
+            (
+                "response.output_item.added",
+                r#"{"type":"response.output_item.added","item":{"type":"message","content":[]}}"#,
+                |k| *k == K::Envelope,
+            ),
+            (
+                "response.content_part.added",
+                r#"{"type":"response.content_part.added","part":{"type":"output_text","text":""}}"#,
+                |k| *k == K::Envelope,
+            ),
+            (
+                "response.output_text.delta",
+                r#"{"type":"response.output_text.delta","delta":"Hi"}"#,
+                |k| *k == K::Content,
+            ),
+            (
+                "response.function_call_arguments.delta",
+                r#"{"type":"response.function_call_arguments.delta","delta":"{\"a\""}"#,
+                |k| *k == K::Content,
+            ),
+            (
+                "response.reasoning_summary_text.delta",
+                r#"{"type":"response.reasoning_summary_text.delta","delta":"think"}"#,
+                |k| *k == K::Content,
+            ),
+            (
+                "response.output_text.done",
+                r#"{"type":"response.output_text.done","text":"Hi"}"#,
+                |k| *k == K::Envelope,
+            ),
+            (
+                "response.completed",
+                r#"{"type":"response.completed","response":{"status":"completed"}}"#,
+                |k| *k == K::Terminal,
+            ),
+            (
+                "response.incomplete",
+                r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}}}"#,
+                |k| *k == K::Terminal,
+            ),
+            (
+                "response.failed",
+                r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"rate_limit_exceeded","message":"slow down"}}}"#,
+                |k| matches!(k, K::Error(c) if c.reason == FailureReason::RateLimit && c.detail == "slow down"),
+            ),
+            (
+                "error",
+                r#"{"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}"#,
+                |k| matches!(k, K::Error(c) if c.reason == FailureReason::ServerError && c.detail == "boom"),
+            ),
         ];
         for (name, data, expected) in rows {
             let named = parse_all(&[format!("event: {name}\ndata: {data}\n\n").as_bytes()]);
@@ -394,15 +440,23 @@ mod tests {
             }
         }
         let quota = parse_all(&[b"event: error\ndata: {\"type\":\"error\",\"code\":\"insufficient_quota\",\"message\":\"You exceeded your current quota\"}\n\n"]);
-        assert!(matches!(classify_event(Dialect::Responses, &quota[0]), K::Error(c) if c.reason == FailureReason::Quota));
+        assert!(
+            matches!(classify_event(Dialect::Responses, &quota[0]), K::Error(c) if c.reason == FailureReason::Quota)
+        );
         let context = parse_all(&[b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"Your input exceeds the context window of this model.\"}}}\n\n"]);
         assert!(
             matches!(classify_event(Dialect::Responses, &context[0]), K::Error(c) if c.reason == FailureReason::ContextOverflow),
             "a context overflow is the client's: returned, not failed over"
         );
         let untyped = parse_all(&[b"data: {\"delta\":\"x\"}\n\n"]);
-        assert!(matches!(classify_event(Dialect::Responses, &untyped[0]), K::Malformed(_)));
+        assert!(matches!(
+            classify_event(Dialect::Responses, &untyped[0]),
+            K::Malformed(_)
+        ));
         let completed = parse_all(&[b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\"}}\n\n"]);
-        assert_eq!(finish_reason(Dialect::Responses, &completed[0]).as_deref(), Some("completed"));
+        assert_eq!(
+            finish_reason(Dialect::Responses, &completed[0]).as_deref(),
+            Some("completed")
+        );
     }
 }

@@ -16,4 +16,5 @@ mod reliability;
 mod reports;
 mod requests;
 mod responses;
+mod responses_api;
 mod translate;

@@ -366,6 +366,89 @@ pub mod openai_sse {
     }
 }
 
+/// OpenAI Responses SSE events (named, with sequence numbers as the real API sends them).
+pub mod responses_sse {
+    use serde_json::json;
+
+    fn event(name: &str, seq: u32, mut data: serde_json::Value) -> String {
+        data["type"] = name.into();
+        data["sequence_number"] = seq.into();
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    fn response(status: &str) -> serde_json::Value {
+        json!({"id": "resp_hostile", "object": "response", "created_at": 1, "status": status,
+               "model": "gpt-5", "output": []})
+    }
+
+    /// response.created, response.in_progress, an output item and its content part: all
+    /// envelope, no content yet.
+    pub fn preamble() -> String {
+        event(
+            "response.created",
+            0,
+            json!({"response": response("in_progress")}),
+        ) + &event(
+            "response.in_progress",
+            1,
+            json!({"response": response("in_progress")}),
+        ) + &event(
+            "response.output_item.added",
+            2,
+            json!({"output_index": 0,
+                "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        ) + &event(
+            "response.content_part.added",
+            3,
+            json!({"item_id": "msg_1", "output_index": 0,
+                "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+        )
+    }
+
+    pub fn text(t: &str) -> String {
+        event(
+            "response.output_text.delta",
+            4,
+            json!({"item_id": "msg_1", "output_index": 0,
+            "content_index": 0, "delta": t}),
+        )
+    }
+
+    pub fn completed() -> String {
+        let mut r = response("completed");
+        r["usage"] = json!({"input_tokens": 5, "output_tokens": 2, "total_tokens": 7});
+        event("response.completed", 9, json!({"response": r}))
+    }
+
+    /// `response.failed` with the response's error.
+    pub fn failed(code: &str, message: &str) -> String {
+        let mut r = response("failed");
+        r["error"] = json!({"code": code, "message": message});
+        event("response.failed", 5, json!({"response": r}))
+    }
+
+    /// An `error` event.
+    pub fn error(code: &str, message: &str) -> String {
+        event(
+            "error",
+            5,
+            json!({"code": code, "message": message, "param": null}),
+        )
+    }
+
+    pub fn whole(t: &str) -> String {
+        preamble() + &text(t) + &completed()
+    }
+
+    /// A non-stream Response object answering `t`.
+    pub fn body(t: &str) -> String {
+        json!({"id": "resp_hostile", "object": "response", "created_at": 1, "status": "completed",
+               "model": "gpt-5", "output": [{"type": "message", "id": "msg_1", "status": "completed",
+               "role": "assistant", "content": [{"type": "output_text", "text": t, "annotations": []}]}],
+               "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}}).to_string()
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     queue: VecDeque<Script>,
