@@ -367,7 +367,8 @@ mod tests {
     #[test]
     fn responses_events_commit_on_deltas_and_fail_on_failed_or_error() {
         use EventKind as K;
-        let rows: [(&str, &str, fn(&EventKind) -> bool); 12] = [
+        type Row<'a> = (&'a str, &'a str, fn(&EventKind) -> bool);
+        let rows: [Row; 12] = [
             (
                 "response.created",
                 r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}"#,
