@@ -14,6 +14,7 @@ use crate::alert::Alerter;
 use crate::config::{Config, HealthStore};
 use crate::health::redis_sessions::Names;
 use crate::health::sessions::Sessions;
+use crate::health::stored::StoredResponses;
 use crate::health::{redis_store, HealthRegistry};
 use crate::metrics::Metrics;
 use crate::scrub::Scrubber;
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub scrubber: Arc<Scrubber>,
     pub health: Arc<HealthRegistry>,
     pub sessions: Arc<Sessions>,
+    /// Which backend holds each Responses response the gateway served (`previous_response_id`).
+    pub stored: StoredResponses,
     pub(crate) upstream: Upstream,
     pub(crate) budgets: Vec<TpsBudget>,
 }
@@ -94,12 +97,14 @@ impl Gateway {
         if let Some(shared) = shared {
             alerts.share(shared);
         }
+        let stored = StoredResponses::new(h.max_tracked, h.session_ttl);
         Ok(Gateway {
             activity: Activity::new(&config),
             alerts: Arc::new(alerts),
             metrics,
             scrubber,
             config,
+            stored,
             health,
             sessions,
             upstream,

@@ -92,6 +92,9 @@ pub struct FieldSpans {
     /// Anthropic's `system`, the Responses API's `instructions`.
     pub system: Option<Range<usize>>,
     pub instructions: Option<Range<usize>>,
+    /// The Responses API's state kept by a provider: `previous_response_id`, `store`.
+    pub previous_response_id: Option<Range<usize>>,
+    pub store: Option<Range<usize>>,
 }
 
 const MAX_DEPTH: usize = 256;
@@ -211,10 +214,12 @@ enum Field {
     Tools,
     System,
     Instructions,
+    PreviousResponseId,
+    Store,
 }
 
 impl Field {
-    const ALL: [(&'static str, Field); 9] = [
+    const ALL: [(&'static str, Field); 11] = [
         ("user", Field::User),
         ("metadata", Field::Metadata),
         ("prompt_cache_key", Field::PromptCacheKey),
@@ -224,6 +229,8 @@ impl Field {
         ("tools", Field::Tools),
         ("system", Field::System),
         ("instructions", Field::Instructions),
+        ("previous_response_id", Field::PreviousResponseId),
+        ("store", Field::Store),
     ];
 
     fn named(name: &[u8]) -> Option<Field> {
@@ -244,6 +251,8 @@ impl Field {
             Field::Tools => &mut spans.tools,
             Field::System => &mut spans.system,
             Field::Instructions => &mut spans.instructions,
+            Field::PreviousResponseId => &mut spans.previous_response_id,
+            Field::Store => &mut spans.store,
         }
     }
 }
@@ -262,9 +271,9 @@ enum TopLevelKey {
 }
 
 impl TopLevelKey {
-    /// The longest spelling of a name the gateway looks for: `safety_identifier` as
-    /// seventeen `\uXXXX`.
-    const MAX_ESCAPED_LEN: usize = 2 + 6 * "safety_identifier".len();
+    /// The longest spelling of a name the gateway looks for: `previous_response_id` as
+    /// twenty `\uXXXX`.
+    const MAX_ESCAPED_LEN: usize = 2 + 6 * "previous_response_id".len();
 
     /// Classifies a validated JSON string (with its quotes).
     fn of(quoted: &[u8]) -> TopLevelKey {

@@ -9,11 +9,17 @@
 //! `sequence_number` it relayed: its own closing events carry `sequence_number: 0` (no
 //! client we know of checks the order of a closing event).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ErrorKind;
+use crate::body::FieldSpans;
+
+/// The longest response id the gateway reads or remembers; longer ones are ignored.
+pub const MAX_RESPONSE_ID_LEN: usize = 256;
 
 /// The id of the `response.failed` the gateway writes (the upstream's id is not parsed).
 const FAILED_RESPONSE_ID: &str = "resp_switchyard_failed";
@@ -84,9 +90,77 @@ pub fn cut_stream_event(reason: &str, summary: &str, failures: &impl Serialize) 
     )
 }
 
+/// The stored response a request continues (`previous_response_id`), if it names one.
+pub fn previous_response_id(body: &[u8], spans: &FieldSpans) -> Option<Box<str>> {
+    let id: Cow<'_, str> =
+        serde_json::from_slice(&body[spans.previous_response_id.clone()?]).ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.len() <= MAX_RESPONSE_ID_LEN).then(|| id.into())
+}
+
+/// Whether the provider stores the answer: `store` defaults to true in the Responses API.
+pub fn stores(body: &[u8], spans: &FieldSpans) -> bool {
+    spans
+        .store
+        .clone()
+        .is_none_or(|r| body[r].trim_ascii() != b"false")
+}
+
+/// The `id` of a Response object (a non-stream answer).
+pub fn response_id_of_body(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Response<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Response<'_>>(body)
+        .ok()
+        .map(|r| r.id.into_owned())
+}
+
+/// The response id in a stream's first bytes: `response.created` carries the Response.
+pub fn response_id_of_stream(held: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    }
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        response: Inner<'a>,
+    }
+    held.split(|b| *b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"data:"))
+        .find_map(|data| serde_json::from_slice::<Event<'_>>(data.trim_ascii()).ok())
+        .map(|e| e.response.id.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_ids_are_read_from_an_answer_and_from_a_streams_first_event() {
+        assert_eq!(
+            response_id_of_body(br#"{"id":"resp_1","object":"response","output":[]}"#).as_deref(),
+            Some("resp_1")
+        );
+        let held = b"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_2\",\"status\":\"in_progress\"}}\n\nevent: response.in_progress\n";
+        assert_eq!(response_id_of_stream(held).as_deref(), Some("resp_2"));
+        assert_eq!(response_id_of_stream(b"event: x\ndata: {}\n\n"), None);
+        let body = br#"{"model":"m","previous_response_id":"resp_9","store":false,"input":"hi"}"#;
+        let spans = crate::body::scan(body).unwrap().spans;
+        assert_eq!(
+            previous_response_id(body, &spans).as_deref(),
+            Some("resp_9")
+        );
+        assert!(!stores(body, &spans));
+        let body = br#"{"model":"m","input":"hi"}"#;
+        let spans = crate::body::scan(body).unwrap().spans;
+        assert_eq!(previous_response_id(body, &spans), None);
+        assert!(stores(body, &spans), "store defaults to true");
+    }
 
     #[test]
     fn a_failed_stream_ends_with_an_error_event_then_response_failed() {

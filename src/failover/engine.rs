@@ -81,11 +81,33 @@ impl Gateway {
         };
         let mut cooling: Vec<(Instant, usize)> = Vec::new();
         let mut excluded: Vec<usize> = Vec::new();
+        // A continued Responses response lives on one backend identity: only its entries
+        // can serve the request (see `health::stored`).
+        let stored_home = req
+            .previous_response
+            .as_deref()
+            .and_then(|id| self.stored.home(id, now));
         for entry_idx in self.entry_order(req, now) {
             if Instant::now() >= run.deadline {
                 break;
             }
             let entry = &req.route.chain[entry_idx];
+            if let Some(home) = stored_home {
+                if self
+                    .health
+                    .scopes_for(entry.backend, &entry.model, None)
+                    .backend
+                    != home
+                {
+                    let id = req.previous_response.as_deref().unwrap_or("");
+                    run.skip(
+                        entry_idx,
+                        format!("does not hold the stored response {id} (previous_response_id); resend the full input with store: false to fail over"),
+                        None,
+                    );
+                    continue;
+                }
+            }
             match run.admit_entry(entry_idx, AdmitMode::Normal) {
                 Admitted::Yes(permit, credential) => {
                     if let Some(outcome) = run.try_entry(entry_idx, credential, permit).await {
@@ -210,6 +232,18 @@ impl Gateway {
                 self.count_failed_attempt(entry.backend, reason);
                 self.metrics.upstream_duration(name, elapsed);
             }
+        }
+    }
+
+    /// Where the Responses answer just served is stored, for requests that continue it.
+    fn remember_stored_response(&self, served: &Served, scopes: AttemptScopes) {
+        use crate::dialect::responses::{response_id_of_body, response_id_of_stream};
+        let id = match served {
+            Served::Full { body, .. } => response_id_of_body(body),
+            Served::Stream(c) => c.held.iter().find_map(|h| response_id_of_stream(h)),
+        };
+        if let Some(id) = id {
+            self.stored.remember(&id, scopes.backend, Instant::now());
         }
     }
 
@@ -584,6 +618,9 @@ impl<'g> Run<'g, '_> {
                 Ok(served) => {
                     let scopes = permit_now.scopes();
                     gw.health.record_success(permit_now, Instant::now());
+                    if req.stores_response {
+                        gw.remember_stored_response(&served, scopes);
+                    }
                     let stream = matches!(served, Served::Stream(_));
                     span.in_scope(|| {
                         gw.observe_attempt(req, entry_idx, elapsed, AttemptEnd::Served { stream })

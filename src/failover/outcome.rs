@@ -29,6 +29,10 @@ pub struct ClientRequest {
     pub session: Option<SessionKey>,
     /// The client product (`claude-cli`, `hermes`…), for alerts.
     pub platform: Option<Box<str>>,
+    /// Responses: the stored response this request continues (`previous_response_id`).
+    pub previous_response: Option<Box<str>>,
+    /// Responses: whether the provider will store the answer (`store`, default true).
+    pub stores_response: bool,
     /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
     pub accept_problem: bool,
 }

@@ -15,6 +15,7 @@
 pub mod redis_sessions;
 pub mod redis_store;
 pub mod sessions;
+pub mod stored;
 pub mod state;
 
 use std::collections::HashMap;

@@ -96,10 +96,17 @@ pub(super) async fn prepare(
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(crate::dialect::PROBLEM_JSON));
+    let responses = dialect == Dialect::Responses;
+    let previous_response = responses
+        .then(|| crate::dialect::responses::previous_response_id(&bytes, &scanned.spans))
+        .flatten();
+    let stores_response = responses && crate::dialect::responses::stores(&bytes, &scanned.spans);
     Ok(ClientRequest {
         accept_problem,
         session,
         platform,
+        previous_response,
+        stores_response,
         dialect,
         request_id: request_id.clone(),
         body: bytes,

@@ -306,3 +306,75 @@ routes:
     assert!(e.contains("routes.mixed.chain[1].backend"), "{e}");
     assert!(e.contains("cannot share a chain"), "{e}");
 }
+
+/// `previous_response_id` continues state one provider keeps: the gateway remembers which
+/// backend served (and stored) each response, and sends a continuation only there. When that
+/// backend cannot serve, the client gets a report saying so, not an answer from a backend that
+/// never saw the conversation. `store: false` requests, and ids the gateway never served, go
+/// down the chain as usual.
+#[tokio::test]
+async fn a_continued_response_goes_only_to_the_backend_that_stored_it() {
+    let p = pair().await;
+    let stored_on_primary = rs::body("Hello from primary").replace("resp_hostile", "resp_p1");
+    p.fallback
+        .set_default(Script::json(200, &[], rs::body("Hello from fallback")));
+    p.primary.set_default(Script::json(
+        529,
+        &[],
+        r#"{"error":{"message":"Overloaded","type":"server_error","param":null,"code":null}}"#,
+    ));
+    let continued = |previous: &str, store: bool| {
+        json!({"model": "codex", "stream": false, "store": store, "previous_response_id": previous,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "And now?"}]}]})
+    };
+    let send = |body: Value| {
+        let http = p.http.clone();
+        let url = format!("{}/v1/responses", p.gateway);
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let backend = r
+                .headers()
+                .get("x-switchyard-backend")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, backend, r.text().await.unwrap())
+        }
+    };
+    // The first answer is stored by the primary (`store` defaults to true).
+    p.primary.push(Script::json(200, &[], &stored_on_primary));
+    let first = json!({"model": "codex", "input": "Say hello"});
+    let (status, backend, text) = send(first).await;
+    assert_eq!(
+        (status, backend.as_deref()),
+        (200, Some("primary")),
+        "{text}"
+    );
+    let fallback_before = p.fallback.request_count();
+    let (status, _, text) = send(continued("resp_p1", true)).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(
+        p.fallback.request_count(),
+        fallback_before,
+        "the continuation went to a backend that does not hold resp_p1"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let skipped = &v["error"]["failures"][1];
+    assert_eq!(skipped["backend"], "fallback", "{v}");
+    assert_eq!(skipped["skipped"], true, "{v}");
+    assert!(
+        skipped["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not hold the stored response resp_p1")
+            || skipped
+                .to_string()
+                .contains("does not hold the stored response resp_p1"),
+        "{v}"
+    );
+
+    // An id the gateway never served: the chain as usual.
+    p.forget_health().await;
+    let (status, backend, text) = send(continued("resp_elsewhere", true)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(backend.as_deref(), Some("fallback"));
+}

@@ -187,6 +187,8 @@ fn request(gw: &Gateway, stream: bool) -> ClientRequest {
         fwd: ForwardHeaders::default(),
         session: None,
         platform: None,
+        previous_response: None,
+        stores_response: false,
         accept_problem: false,
     }
 }
