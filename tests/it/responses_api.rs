@@ -378,3 +378,24 @@ async fn a_continued_response_goes_only_to_the_backend_that_stored_it() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(backend.as_deref(), Some("fallback"));
 }
+
+#[tokio::test]
+async fn a_responses_request_to_a_route_of_another_api_gets_a_clear_400() {
+    let h = start(FAST, "").await;
+    let r = post(
+        &h,
+        "/v1/responses",
+        &json!({"model": "gpt", "input": "Say hello"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let v = r.json();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no translation between openai_responses and openai_chat"),
+        "{v}"
+    );
+    assert_eq!(h.primary_requests().await, 0);
+}
