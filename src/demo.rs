@@ -32,6 +32,14 @@ backends:
     api: openai_chat
     base_url: FALLBACK_URL/v1
     api_key_env: DEMO_FALLBACK_KEY
+  primary-responses:
+    api: openai_responses
+    base_url: PRIMARY_URL/v1
+    api_key_env: DEMO_PRIMARY_KEY
+  fallback-responses:
+    api: openai_responses
+    base_url: FALLBACK_URL/v1
+    api_key_env: DEMO_FALLBACK_KEY
 routes:
   claude:
     chain:
@@ -41,6 +49,10 @@ routes:
     chain:
       - { backend: primary-openai, model: gpt-4o }
       - { backend: fallback-openai, model: gpt-4o-mini }
+  codex:
+    chain:
+      - { backend: primary-responses, model: gpt-5 }
+      - { backend: fallback-responses, model: gpt-5-mini }
 failover:
   retries: 2
   backoff: { base: 100ms, max: 1s }
@@ -101,7 +113,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
         primary.url()
     );
     println!("  fallback  {}  (simulated, healthy)", fallback.url());
-    println!("  routes    claude: primary → fallback (Anthropic dialect), gpt: the same in OpenAI dialect");
+    println!("  routes    claude: primary → fallback (Anthropic dialect); gpt and codex: the same in the OpenAI chat and Responses dialects");
     println!();
 
     let http = reqwest::Client::new();
@@ -188,6 +200,14 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
         },
         Scenario {
             fresh: true,
+            title: "a Responses API stream (Codex CLI's dialect); the primary is overloaded (529)",
+            plan: json!({"steps": [], "then": {"kind": "status", "status": 529}}),
+            route: "codex",
+            stream: true,
+            agent: None,
+        },
+        Scenario {
+            fresh: true,
             title: "an agent with no Switchyard header (Claude Code's session header only); the primary's key is revoked (401)",
             plan: json!({"steps": [], "then": {"kind": "status", "status": 401}}),
             route: "claude",
@@ -205,7 +225,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     ];
     for (i, s) in scenarios.iter().enumerate() {
         if s.fresh {
-            for name in ["primary", "primary-openai"] {
+            for name in ["primary", "primary-openai", "primary-responses"] {
                 gw.health.reset_backend(name);
             }
         }
@@ -283,7 +303,12 @@ async fn send(
     stream: bool,
     agent: Option<AgentCall>,
 ) -> Result<DemoResponse, String> {
-    let (path, mut body) = if route == "gpt" {
+    let (path, mut body) = if route == "codex" {
+        (
+            "/v1/responses",
+            json!({"model": route, "stream": stream, "store": false, "input": "Say hello"}),
+        )
+    } else if route == "gpt" {
         (
             "/v1/chat/completions",
             json!({"model": route, "stream": stream, "messages": [{"role": "user", "content": "Say hello"}]}),
@@ -356,9 +381,20 @@ fn summarize(body: &str, stream: bool) -> String {
             if let Some(e) = v.get("error") {
                 error = e.get("message").and_then(Value::as_str).map(str::to_string);
             }
+            if v.get("type").and_then(Value::as_str) == Some("response.failed") {
+                error = v
+                    .pointer("/response/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            let responses_delta = (v.get("type").and_then(Value::as_str)
+                == Some("response.output_text.delta"))
+            .then(|| v.get("delta"))
+            .flatten();
             for t in [
                 v.pointer("/delta/text"),
                 v.pointer("/choices/0/delta/content"),
+                responses_delta,
             ]
             .into_iter()
             .flatten()
@@ -380,6 +416,7 @@ fn summarize(body: &str, stream: bool) -> String {
     let text = v
         .pointer("/content/0/text")
         .or_else(|| v.pointer("/choices/0/message/content"))
+        .or_else(|| v.pointer("/output/0/content/0/text"))
         .and_then(Value::as_str)
         .unwrap_or("");
     format!("answer {text:?}")

@@ -51,9 +51,12 @@ backends:
   fallback:    {{ api: anthropic_messages, base_url: "{fallback}", api_key_env: FALLBACK_KEY }}
   oa-primary:  {{ api: openai_chat, base_url: "{primary}/v1", api_key_env: PRIMARY_KEY }}
   oa-fallback: {{ api: openai_chat, base_url: "{fallback}/v1", api_key_env: FALLBACK_KEY }}
+  r-primary:   {{ api: openai_responses, base_url: "{primary}/v1", api_key_env: PRIMARY_KEY }}
+  r-fallback:  {{ api: openai_responses, base_url: "{fallback}/v1", api_key_env: FALLBACK_KEY }}
 routes:
   claude-main: {{ chain: [ {{ backend: primary, model: claude-opus-4-7 }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
   gpt-main:    {{ chain: [ {{ backend: oa-primary, model: gpt-4o }}, {{ backend: oa-fallback, model: gpt-4o-mini }} ] }}
+  codex-main:  {{ chain: [ {{ backend: r-primary, model: gpt-5 }}, {{ backend: r-fallback, model: gpt-5-mini }} ] }}
   # Mixed-dialect chains (translation): the first backend of each speaks the other dialect
   # than the one whose name the route starts with, or the fallback does.
   oa-over-claude: {{ chain: [ {{ backend: primary, model: claude-opus-4-7 }}, {{ backend: oa-fallback, model: gpt-4o-mini }} ] }}
