@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::plan::ToolCall;
 
@@ -20,6 +20,8 @@ use super::plan::ToolCall;
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    /// OpenAI's Responses API (`POST /v1/responses`).
+    Responses,
 }
 
 /// What the handler learned from the request, needed to shape any answer.
@@ -34,13 +36,29 @@ pub(crate) struct Ctx {
     /// Sent as `x-request-id` / `request-id` and inside Anthropic error bodies.
     pub request_id: String,
     pub started: Instant,
+    /// Responses: the `resp_…` id, shared by every event of a stream (its failure too).
+    pub response_id: String,
+    /// Responses: `created_at`, the same in every event of a stream.
+    pub created_at: u64,
+    /// Responses: `include` asks for `reasoning.encrypted_content`.
+    pub include_encrypted: bool,
+    /// Responses: delta events carry an `obfuscation` field unless
+    /// `stream_options.include_obfuscation` is false.
+    pub obfuscation: bool,
+    /// Responses: the request parameters a Response object echoes back, defaults filled in.
+    pub echo: Map<String, Value>,
 }
 
 impl Ctx {
     pub(crate) fn new(dialect: Dialect, started: Instant) -> Ctx {
         let request_id = match dialect {
-            Dialect::OpenAi => random_id("req_", 32, HEX),
+            Dialect::OpenAi | Dialect::Responses => random_id("req_", 32, HEX),
             Dialect::Anthropic => random_id("req_011C", 20, BASE62),
+        };
+        let (response_id, created_at) = if dialect == Dialect::Responses {
+            (random_id("resp_", 48, HEX), unix_now())
+        } else {
+            (String::new(), 0)
         };
         Ctx {
             dialect,
@@ -50,6 +68,11 @@ impl Ctx {
             input_tokens: 1,
             request_id,
             started,
+            response_id,
+            created_at,
+            include_encrypted: false,
+            obfuscation: true,
+            echo: Map::new(),
         }
     }
 
@@ -64,6 +87,14 @@ impl Ctx {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         self.input_tokens = (body_len as u64 / 4).max(1);
+        self.include_encrypted = body
+            .get("include")
+            .and_then(Value::as_array)
+            .is_some_and(|i| i.iter().any(|v| v == "reasoning.encrypted_content"));
+        self.obfuscation = body
+            .pointer("/stream_options/include_obfuscation")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
     }
 }
 
@@ -117,7 +148,7 @@ impl Content {
             let arguments = t.arguments.to_string();
             let pieces = split(&arguments, chunks);
             let id = match dialect {
-                Dialect::OpenAi => random_id("call_", 24, BASE62),
+                Dialect::OpenAi | Dialect::Responses => random_id("call_", 24, BASE62),
                 Dialect::Anthropic => random_id("toolu_01", 22, BASE62),
             };
             RenderedTool {

@@ -1,4 +1,5 @@
-//! `switchyard mock`: the faithful simulated provider, speaking the OpenAI and Anthropic APIs.
+//! `switchyard mock`: the faithful simulated provider, speaking the OpenAI (Chat Completions
+//! and Responses) and Anthropic APIs.
 //!
 //! It answers like the real providers: response bodies and headers of the real shapes, the
 //! SSE event sequences of each dialect, their error bodies, and request validation (the 400s a
@@ -20,7 +21,7 @@
 //!
 //! Submodules: `plan` (behaviours, the plan queue), `control` (shared state and
 //! `/_mock/*`), `respond` (behaviour → response), `body` (scripted response
-//! bodies and completion accounting), `openai` / `anthropic` (wire shapes),
+//! bodies and completion accounting), `openai` / `anthropic` / `responses` (wire shapes),
 //! `content` (dialect-neutral reply pieces), `validate` (request validation).
 
 mod anthropic;
@@ -30,6 +31,7 @@ mod control;
 mod openai;
 pub mod plan;
 mod respond;
+mod responses;
 pub(crate) mod validate;
 
 use std::convert::Infallible;
@@ -208,6 +210,7 @@ async fn handle(
     let dialect = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => Some(Dialect::OpenAi),
         (&Method::POST, "/v1/messages") => Some(Dialect::Anthropic),
+        (&Method::POST, "/v1/responses" | "/responses") => Some(Dialect::Responses),
         _ => None,
     };
     let (parts, body) = req.into_parts();
@@ -234,7 +237,7 @@ async fn handle(
     let mut ctx = Ctx::new(dialect, started);
     let invalid = match serde_json::from_slice::<serde_json::Value>(&body) {
         Err(e) => Some(match dialect {
-            Dialect::OpenAi => openai::invalid_json(),
+            Dialect::OpenAi | Dialect::Responses => openai::invalid_json(),
             Dialect::Anthropic => anthropic::error(
                 &ctx,
                 "invalid_request_error",
@@ -266,6 +269,17 @@ async fn handle(
                 )
                 .err()
                 .map(|message| anthropic::error(&ctx, "invalid_request_error", &message)),
+                Dialect::Responses => {
+                    ctx.echo = responses::echo(&json);
+                    validate::responses(&json).err().map(|e| {
+                        openai::error(
+                            &e.message,
+                            "invalid_request_error",
+                            e.param.as_deref(),
+                            e.code,
+                        )
+                    })
+                }
             }
         }
     };

@@ -399,6 +399,19 @@ fn typed_error(error_type: &str) -> (&str, &'static str, Option<&'static str>) {
             "Rate limit reached. Please try again later.",
             Some("rate_limit_exceeded"),
         ),
+        "insufficient_quota" | "billing_error" => (
+            "insufficient_quota",
+            "You exceeded your current quota, please check your plan and billing details. For \
+             more information on this error, read the docs: \
+             https://platform.openai.com/docs/guides/error-codes/api-errors.",
+            Some("insufficient_quota"),
+        ),
+        "context_length_exceeded" => (
+            "invalid_request_error",
+            "Your input exceeds the context window of this model. Please adjust your input and \
+             try again.",
+            Some("context_length_exceeded"),
+        ),
         "timeout_error" => ("timeout", "Request timed out.", None),
         "authentication_error" => (
             "invalid_request_error",

@@ -104,7 +104,8 @@ pub struct Reply {
     pub text: Option<String>,
     #[serde(default)]
     pub tool_call: Option<ToolCall>,
-    /// Reasoning to emit before the answer (Anthropic `thinking`, OpenAI `reasoning_content`).
+    /// Reasoning to emit before the answer (Anthropic `thinking`, OpenAI `reasoning_content`,
+    /// a Responses `reasoning` item's summary).
     #[serde(default)]
     pub thinking: Option<String>,
     /// Extra response headers.
@@ -175,7 +176,8 @@ pub struct StreamErrorFault {
     #[serde(default)]
     pub after_chunks: usize,
     /// Anthropic error type (`overloaded_error`, `api_error`, …) or an OpenAI one
-    /// (`server_error`, …); also picks the status for non-streaming requests.
+    /// (`server_error`, `insufficient_quota`, …); also picks the status for non-streaming
+    /// requests and the `code` of a Responses `response.failed`.
     #[serde(default = "default_error_type")]
     pub error_type: String,
     /// Overrides the error message.

@@ -1,7 +1,7 @@
 //! Turns a behaviour into an HTTP answer for one request: which status, headers and
 //! body script, or no answer at all (hold / reset before any byte).
 //!
-//! Dialect specifics live in `openai` / `anthropic`; this module only decides the
+//! Dialect specifics live in `openai` / `anthropic` / `responses`; this module only decides the
 //! shape of the fault and where in the event sequence it strikes.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,7 +15,7 @@ use http::{Response, StatusCode};
 use super::body::{ConnCtl, Flight, MockBody, Step};
 use super::content::{json_bytes, Content, Ctx, Dialect, Frame};
 use super::plan::{fault_chunks, Behavior, Reply};
-use super::{anthropic, openai};
+use super::{anthropic, openai, responses};
 
 /// What the handler does with a request.
 pub(crate) enum Answer {
@@ -53,7 +53,7 @@ pub(crate) fn answer(
                 Some(serde_json::Value::String(raw)) => Bytes::copy_from_slice(raw.as_bytes()),
                 Some(v) => json_bytes(v),
                 None => match ctx.dialect {
-                    Dialect::OpenAi => openai::status_body(ctx, s.status),
+                    Dialect::OpenAi | Dialect::Responses => openai::status_body(ctx, s.status),
                     Dialect::Anthropic => anthropic::status_body(ctx, s.status),
                 },
             };
@@ -70,7 +70,7 @@ pub(crate) fn answer(
             if !ctx.stream {
                 let status = status_for_error_type(ctx.dialect, &s.error_type);
                 let body = match ctx.dialect {
-                    Dialect::OpenAi => {
+                    Dialect::OpenAi | Dialect::Responses => {
                         openai::typed_error_body(&s.error_type, s.message.as_deref())
                     }
                     Dialect::Anthropic => {
@@ -86,15 +86,16 @@ pub(crate) fn answer(
                 fault_chunks(s.chunks, s.after_chunks),
             );
             let mut steps = VecDeque::new();
-            push_frames(
-                &mut steps,
-                cut(frames(ctx, &content), s.after_chunks),
-                s.chunk_interval_ms,
-            );
+            let sent = cut(frames(ctx, &content), s.after_chunks);
+            let seq = sent.len();
+            push_frames(&mut steps, sent, s.chunk_interval_ms);
             steps.push_back(Step::Data(match ctx.dialect {
                 Dialect::OpenAi => openai::stream_error_frame(&s.error_type, s.message.as_deref()),
                 Dialect::Anthropic => {
                     anthropic::stream_error_frame(ctx, &s.error_type, s.message.as_deref())
+                }
+                Dialect::Responses => {
+                    responses::stream_error_frame(ctx, &s.error_type, s.message.as_deref(), seq)
                 }
             }));
             Answer::Respond(sse(ctx, steps, flight, conn))
@@ -120,7 +121,7 @@ pub(crate) fn answer(
             } else {
                 Step::Heartbeat {
                     frame: Bytes::from_static(match ctx.dialect {
-                        Dialect::OpenAi => openai::HEARTBEAT,
+                        Dialect::OpenAi | Dialect::Responses => openai::HEARTBEAT,
                         Dialect::Anthropic => anthropic::HEARTBEAT,
                     }),
                     every: Duration::from_millis(s.heartbeat_ms),
@@ -153,12 +154,14 @@ pub(crate) fn answer(
                 let body = match ctx.dialect {
                     Dialect::OpenAi => openai::malformed_body(ctx),
                     Dialect::Anthropic => anthropic::malformed_body(ctx),
+                    Dialect::Responses => responses::malformed_body(ctx),
                 };
                 return Answer::Respond(full(ctx, 200, JSON, body, flight));
             }
             let steps = match ctx.dialect {
                 Dialect::OpenAi => openai::malformed_frames(),
                 Dialect::Anthropic => anthropic::malformed_frames(),
+                Dialect::Responses => responses::malformed_frames(),
             };
             Answer::Respond(sse(
                 ctx,
@@ -243,6 +246,7 @@ fn reply_json(ctx: &Ctx, content: &Content) -> Bytes {
     match ctx.dialect {
         Dialect::OpenAi => openai::completion(ctx, content),
         Dialect::Anthropic => anthropic::message(ctx, content),
+        Dialect::Responses => responses::response(ctx, content),
     }
 }
 
@@ -250,6 +254,7 @@ fn frames(ctx: &Ctx, content: &Content) -> Vec<Frame> {
     match ctx.dialect {
         Dialect::OpenAi => openai::stream_frames(ctx, content),
         Dialect::Anthropic => anthropic::stream_frames(ctx, content),
+        Dialect::Responses => responses::stream_frames(ctx, content),
     }
 }
 
@@ -291,7 +296,7 @@ fn push_frames(steps: &mut VecDeque<Step>, frames: Vec<Frame>, interval_ms: u64)
 /// The status a non-streaming request gets for a `stream_error` of this type.
 fn status_for_error_type(dialect: Dialect, error_type: &str) -> u16 {
     match error_type {
-        "invalid_request_error" => 400,
+        "invalid_request_error" | "context_length_exceeded" => 400,
         "authentication_error" | "invalid_api_key" => 401,
         "billing_error" => 402,
         "permission_error" => 403,
@@ -349,7 +354,7 @@ pub(crate) fn common_headers<B>(resp: &mut Response<B>, ctx: &Ctx, content_type:
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let id = HeaderValue::from_str(&ctx.request_id).ok();
     match ctx.dialect {
-        Dialect::OpenAi => {
+        Dialect::OpenAi | Dialect::Responses => {
             if let Some(id) = id {
                 headers.insert(X_REQUEST_ID.clone(), id);
             }

@@ -280,6 +280,291 @@ fn openai_tool_calls(messages: &[Value], i: usize, calls: &[Value]) -> Result<()
     }
 }
 
+/// The top-level parameters of `POST /v1/responses`: openai-python's
+/// `ResponseCreateParams` (3.51.0), `stream`, and `client_metadata`, which Codex CLI
+/// 0.171.0 sends on every request (tests/it/fixtures/agents/codex). Anything else is
+/// refused as the API refuses it (`Unknown parameter: 'reasoning'.` with code
+/// `unknown_parameter`, quoted in teabranch/open-responses-server#41 and
+/// 1jehuang/jcode#1028).
+const RESPONSES_PARAMS: [&str; 34] = [
+    "access_programs",
+    "background",
+    "client_metadata",
+    "context_management",
+    "conversation",
+    "image",
+    "include",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "model",
+    "moderation",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning",
+    "safety_identifier",
+    "service_tier",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "truncation",
+    "user",
+];
+
+/// The `type`s of openai-python's `ResponseInputItemParam` union (3.51.0).
+const RESPONSES_ITEM_TYPES: [&str; 31] = [
+    "message",
+    "reasoning",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "item_reference",
+    "compaction",
+    "compaction_trigger",
+    "additional_tools",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "code_interpreter_call",
+    "computer_call",
+    "computer_call_output",
+    "configuration_update",
+    "file_search_call",
+    "image_generation_call",
+    "local_shell_call",
+    "local_shell_call_output",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    "mcp_list_tools",
+    "program",
+    "program_output",
+    "shell_call",
+    "shell_call_output",
+    "tool_search_call",
+    "tool_search_output",
+    "web_search_call",
+];
+
+/// `'a', 'b', and 'c'`: how the API lists supported values.
+fn supported(values: &[&str]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{}, and {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+fn require_string(item: &Map<String, Value>, path: &str, field: &str) -> Result<(), OpenAiInvalid> {
+    match item.get(field) {
+        Some(Value::String(_)) => Ok(()),
+        None | Some(Value::Null) => Err(oa_missing(format!("{path}.{field}"))),
+        Some(other) => Err(oa_type(format!("{path}.{field}"), "a string", other)),
+    }
+}
+
+/// Validates a Responses request body. The messages follow the platform's validator
+/// (the same `Missing required parameter` / `Invalid type` / `Invalid value` forms as
+/// Chat Completions); the Responses-specific ones are quoted from real answers:
+/// `max_output_tokens` below 16 (vectorize-io/hindsight#58), an unknown
+/// `previous_response_id` (bigduu/Bamboo-agent#513, maximhq/bifrost#2441: the mock keeps
+/// no responses, so every id is unknown), and a `function_call_output` answering no
+/// `function_call` of the input (james-6-23/codex2api#414).
+pub(crate) fn responses(body: &Value) -> Result<(), OpenAiInvalid> {
+    let Some(obj) = body.as_object() else {
+        return Err(oa(
+            format!(
+                "Invalid type for body: expected an object, but got {} instead.",
+                oa_kind(body)
+            ),
+            None,
+            Some("invalid_type"),
+        ));
+    };
+    if let Some(key) = obj.keys().find(|k| !RESPONSES_PARAMS.contains(&k.as_str())) {
+        return Err(oa(
+            format!("Unknown parameter: '{key}'."),
+            Some(key.clone()),
+            Some("unknown_parameter"),
+        ));
+    }
+    match obj.get("model") {
+        None | Some(Value::Null) => return Err(oa_missing("model".to_owned())),
+        Some(Value::String(_)) => {}
+        Some(other) => return Err(oa_type("model".to_owned(), "a string", other)),
+    }
+    match obj.get("previous_response_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(id)) => {
+            return Err(oa(
+                format!("Previous response with id '{id}' not found."),
+                Some("previous_response_id".to_owned()),
+                Some("previous_response_not_found"),
+            ))
+        }
+        Some(other) => {
+            return Err(oa_type(
+                "previous_response_id".to_owned(),
+                "a string",
+                other,
+            ))
+        }
+    }
+    match obj.get("input") {
+        // A stored prompt template may stand in for the input.
+        None | Some(Value::Null) if obj.get("prompt").is_some_and(|p| !p.is_null()) => {}
+        None | Some(Value::Null) => return Err(oa_missing("input".to_owned())),
+        Some(Value::String(_)) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                responses_item(i, item)?;
+            }
+            responses_tool_pairing(items)?;
+        }
+        Some(other) => {
+            return Err(oa_type(
+                "input".to_owned(),
+                "one of a string or array of objects",
+                other,
+            ))
+        }
+    }
+    match obj.get("max_output_tokens") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_i64() {
+            Some(n) if n < 16 => {
+                return Err(oa(
+                    format!(
+                        "Invalid 'max_output_tokens': integer below minimum value. Expected a \
+                         value >= 16, but got {n} instead."
+                    ),
+                    Some("max_output_tokens".to_owned()),
+                    Some("integer_below_min_value"),
+                ))
+            }
+            Some(_) => {}
+            None if v.is_u64() => {}
+            None => return Err(oa_type("max_output_tokens".to_owned(), "an integer", v)),
+        },
+    }
+    if let Some(stream) = obj.get("stream") {
+        if !stream.is_boolean() && !stream.is_null() {
+            return Err(oa_type("stream".to_owned(), "a boolean", stream));
+        }
+    }
+    Ok(())
+}
+
+const RESPONSES_ROLES: [&str; 4] = ["assistant", "system", "developer", "user"];
+
+fn responses_item(i: usize, item: &Value) -> Result<(), OpenAiInvalid> {
+    let path = format!("input[{i}]");
+    let Some(obj) = item.as_object() else {
+        return Err(oa_type(path, "an object", item));
+    };
+    let kind = match obj.get("type") {
+        // An "easy" input message: `{role, content}` without a type.
+        None | Some(Value::Null) => "message",
+        Some(Value::String(t)) if RESPONSES_ITEM_TYPES.contains(&t.as_str()) => t.as_str(),
+        Some(Value::String(t)) => {
+            return Err(oa(
+                format!(
+                    "Invalid value: '{t}'. Supported values are: {}.",
+                    supported(&RESPONSES_ITEM_TYPES)
+                ),
+                Some(format!("{path}.type")),
+                Some("invalid_value"),
+            ))
+        }
+        Some(other) => return Err(oa_type(format!("{path}.type"), "a string", other)),
+    };
+    match kind {
+        "message" => {
+            match obj.get("role") {
+                None | Some(Value::Null) => return Err(oa_missing(format!("{path}.role"))),
+                Some(Value::String(r)) if RESPONSES_ROLES.contains(&r.as_str()) => {}
+                Some(Value::String(r)) => {
+                    return Err(oa(
+                        format!(
+                            "Invalid value: '{r}'. Supported values are: {}.",
+                            supported(&RESPONSES_ROLES)
+                        ),
+                        Some(format!("{path}.role")),
+                        Some("invalid_value"),
+                    ))
+                }
+                Some(other) => return Err(oa_type(format!("{path}.role"), "a string", other)),
+            }
+            match obj.get("content") {
+                None | Some(Value::Null) => return Err(oa_missing(format!("{path}.content"))),
+                Some(Value::String(_) | Value::Array(_)) => {}
+                Some(other) => {
+                    return Err(oa_type(
+                        format!("{path}.content"),
+                        "one of a string or array of objects",
+                        other,
+                    ))
+                }
+            }
+        }
+        "function_call" => {
+            require_string(obj, &path, "call_id")?;
+            require_string(obj, &path, "name")?;
+            require_string(obj, &path, "arguments")?;
+        }
+        "function_call_output" => {
+            require_string(obj, &path, "call_id")?;
+            match obj.get("output") {
+                None | Some(Value::Null) => return Err(oa_missing(format!("{path}.output"))),
+                Some(Value::String(_) | Value::Array(_)) => {}
+                Some(other) => {
+                    return Err(oa_type(
+                        format!("{path}.output"),
+                        "one of a string or array of objects",
+                        other,
+                    ))
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Each `function_call_output` must answer a `function_call` earlier in the input.
+fn responses_tool_pairing(items: &[Value]) -> Result<(), OpenAiInvalid> {
+    let mut calls = HashSet::new();
+    for item in items {
+        let call_id = item.get("call_id").and_then(Value::as_str);
+        match (item.get("type").and_then(Value::as_str), call_id) {
+            (Some("function_call"), Some(id)) => {
+                calls.insert(id);
+            }
+            (Some("function_call_output"), Some(id)) if !calls.contains(id) => {
+                return Err(oa(
+                    format!("No tool call found for function call output with call_id {id}."),
+                    Some("input".to_owned()),
+                    None,
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Validates a Messages request body; the error is the API's `path: problem` message.
 /// `system_turns`: the `mid-conversation-system` beta (sent by Claude Code) lets `system`
 /// messages appear inside `messages`.
@@ -595,6 +880,69 @@ mod tests {
         assert_eq!(e.code, Some("invalid_type"));
         let e = openai(&json!({"model":"m","messages":[{"content":"x"}]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn responses_table() {
+        let ok = json!({"model":"m","input":"hi"});
+        assert_eq!(responses(&ok), Ok(()));
+        let items = json!({"model":"m","input":[
+            {"role":"user","content":"weather?"},
+            {"type":"message","role":"developer","content":[{"type":"input_text","text":"x"}]},
+            {"type":"reasoning","id":"rs_1","summary":[]},
+            {"type":"function_call","call_id":"call_1","name":"w","arguments":"{}"},
+            {"type":"function_call_output","call_id":"call_1","output":"sunny"}
+        ],"max_output_tokens":16,"stream":true,"store":false,"client_metadata":{"a":"b"}});
+        assert_eq!(responses(&items), Ok(()));
+        let cases: [(Value, &str, Option<&str>, Option<&str>); 12] = [
+            (json!({"input":"x"}), "Missing required parameter: 'model'.", Some("model"),
+             Some("missing_required_parameter")),
+            (json!({"model":"m"}), "Missing required parameter: 'input'.", Some("input"),
+             Some("missing_required_parameter")),
+            (json!({"model":"m","input":5}),
+             "Invalid type for 'input': expected one of a string or array of objects, but got an integer instead.",
+             Some("input"), Some("invalid_type")),
+            (json!({"model":"m","input":"x","messages":[]}), "Unknown parameter: 'messages'.",
+             Some("messages"), Some("unknown_parameter")),
+            (json!({"model":"m","input":"x","previous_response_id":"resp_9"}),
+             "Previous response with id 'resp_9' not found.", Some("previous_response_id"),
+             Some("previous_response_not_found")),
+            (json!({"model":"m","input":"x","max_output_tokens":10}),
+             "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got 10 instead.",
+             Some("max_output_tokens"), Some("integer_below_min_value")),
+            (json!({"model":"m","input":[{"type":"function_call_output","call_id":"call_9","output":"x"}]}),
+             "No tool call found for function call output with call_id call_9.", Some("input"), None),
+            (json!({"model":"m","input":[{"role":"robot","content":"x"}]}),
+             "Invalid value: 'robot'. Supported values are: 'assistant', 'system', 'developer', and 'user'.",
+             Some("input[0].role"), Some("invalid_value")),
+            (json!({"model":"m","input":[{"content":"x"}]}), "Missing required parameter: 'input[0].role'.",
+             Some("input[0].role"), Some("missing_required_parameter")),
+            (json!({"model":"m","input":[{"type":"function_call","call_id":"c","name":"w"}]}),
+             "Missing required parameter: 'input[0].arguments'.", Some("input[0].arguments"),
+             Some("missing_required_parameter")),
+            (json!({"model":"m","input":["x"]}),
+             "Invalid type for 'input[0]': expected an object, but got a string instead.",
+             Some("input[0]"), Some("invalid_type")),
+            (json!({"model":"m","input":"x","stream":"yes"}),
+             "Invalid type for 'stream': expected a boolean, but got a string instead.",
+             Some("stream"), Some("invalid_type")),
+        ];
+        for (body, message, param, code) in cases {
+            let e = responses(&body).expect_err("invalid");
+            assert_eq!(e.message, message, "{body}");
+            assert_eq!(e.param.as_deref(), param, "{body}");
+            assert_eq!(e.code, code, "{body}");
+        }
+        let e = responses(&json!({"model":"m","input":[{"type":"chat"}]})).expect_err("invalid");
+        assert!(e
+            .message
+            .starts_with("Invalid value: 'chat'. Supported values are: 'message', "));
+        assert_eq!(e.param.as_deref(), Some("input[0].type"));
+        // A prompt template stands in for the input.
+        assert_eq!(
+            responses(&json!({"model":"m","prompt":{"id":"pmpt_1"}})),
+            Ok(())
+        );
     }
 
     #[test]

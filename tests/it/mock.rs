@@ -1037,3 +1037,549 @@ async fn throughput() {
         );
     }
 }
+
+// --- OpenAI Responses API (`POST /v1/responses`) ---
+
+fn responses_body(stream: bool) -> Value {
+    json!({"model":"gpt-test","stream":stream,"input":"Hi"})
+}
+
+/// The body of a captured Codex CLI request (`tests/it/fixtures/agents/codex/{name}.json`).
+fn codex_body(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/it/fixtures/agents/codex/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    json_of(&text)["body"].clone()
+}
+
+/// Checks a Responses stream is a valid event sequence and returns its (name, data) events:
+/// every event named, its data's `type` the same name, `sequence_number` counting from 0,
+/// one response id throughout, no `[DONE]`.
+fn responses_events(text: &str) -> Vec<(String, Value)> {
+    let events: Vec<(String, Value)> = parse_sse(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, data))| {
+            let name = name.unwrap_or_else(|| panic!("unnamed event {data} in {text}"));
+            let v = json_of(&data);
+            assert_eq!(v["type"], name.as_str(), "{text}");
+            assert_eq!(v["sequence_number"], i, "{text}");
+            (name, v)
+        })
+        .collect();
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(events[0].0, "response.created", "{text}");
+    assert_eq!(events[1].0, "response.in_progress", "{text}");
+    let id = &events[0].1["response"]["id"];
+    assert!(id.as_str().is_some_and(|s| s.starts_with("resp_")), "{id}");
+    for (_, v) in &events {
+        if let Some(r) = v.get("response") {
+            assert_eq!(&r["id"], id);
+        }
+    }
+    events
+}
+
+fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// The streamed text deltas, joined.
+fn streamed_text(events: &[(String, Value)]) -> String {
+    events
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, v)| v["delta"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn responses_replay_codex_requests() {
+    let mock = spawn_mock("alpha").await;
+    for name in ["01_exec_main", "04_tool_loop_function_output"] {
+        let body = codex_body(name);
+        let resp = post(&mock, "/v1/responses", &body).await;
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        assert!(resp.headers()["x-request-id"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("req_")));
+        let text = resp.text().await.expect("body");
+        let events = responses_events(&text);
+        assert_eq!(
+            names(&events),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed"
+            ],
+            "{name}"
+        );
+        assert_eq!(streamed_text(&events), "Hello from alpha");
+        let item = &events[2].1["item"];
+        assert_eq!(item["type"], "message");
+        assert_eq!(item["status"], "in_progress");
+        assert_eq!(item["content"], json!([]));
+        assert_eq!(
+            events[3].1["part"],
+            json!({"type":"output_text","annotations":[],"logprobs":[],"text":""})
+        );
+        for (_, v) in &events[4..10] {
+            assert_eq!(v["item_id"], item["id"]);
+            assert_eq!(v["output_index"], 0);
+        }
+        let done = &events[11].1["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["model"], "gpt-5.5");
+        assert_eq!(done["store"], false);
+        assert_eq!(done["tools"], body["tools"]);
+        assert_eq!(done["prompt_cache_key"], body["prompt_cache_key"]);
+        assert_eq!(done["output"][0], events[10].1["item"]);
+        assert_eq!(done["usage"]["output_tokens"], 4);
+        assert!(done["usage"]["input_tokens"].as_u64() > Some(1000));
+    }
+    // The same API without the /v1 prefix.
+    let resp = post(&mock, "/responses", &codex_body("01_exec_main")).await;
+    assert_eq!(resp.status(), 200);
+    responses_events(&resp.text().await.expect("body"));
+    assert_eq!(
+        mock.stats()["by_path"],
+        json!({"/v1/responses":2,"/responses":1})
+    );
+}
+
+#[tokio::test]
+async fn responses_ok_non_stream() {
+    let mock = spawn_mock("alpha").await;
+    let mut body = responses_body(false);
+    body["instructions"] = json!("be brief");
+    body["metadata"] = json!({"k":"v"});
+    let resp = post(&mock, "/v1/responses", &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(resp.headers().contains_key("openai-processing-ms"));
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("resp_")));
+    assert_eq!(v["object"], "response");
+    assert!(v["created_at"].as_u64() > Some(1_700_000_000));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["model"], "gpt-test");
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(v["incomplete_details"], Value::Null);
+    assert_eq!(v["instructions"], "be brief");
+    assert_eq!(v["metadata"], json!({"k":"v"}));
+    assert_eq!(v["parallel_tool_calls"], true);
+    assert_eq!(v["tool_choice"], "auto");
+    assert_eq!(v["tools"], json!([]));
+    assert_eq!(v["temperature"], 1.0);
+    assert_eq!(v["top_p"], 1.0);
+    assert_eq!(v["truncation"], "disabled");
+    assert_eq!(v["text"]["format"], json!({"type":"text"}));
+    let output = v["output"].as_array().expect("output");
+    assert_eq!(output.len(), 1);
+    assert!(output[0]["id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("msg_")));
+    assert_eq!(output[0]["type"], "message");
+    assert_eq!(output[0]["status"], "completed");
+    assert_eq!(output[0]["role"], "assistant");
+    assert_eq!(
+        output[0]["content"],
+        json!([{"type":"output_text","annotations":[],"logprobs":[],"text":"Hello from alpha"}])
+    );
+    let usage = &v["usage"];
+    assert!(usage["input_tokens"].as_u64() >= Some(1));
+    assert_eq!(usage["input_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(usage["output_tokens"], 4);
+    assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 0);
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["input_tokens"].as_u64().unwrap_or(0) + 4)
+    );
+}
+
+#[tokio::test]
+async fn responses_tool_call_and_reasoning() {
+    let mock = spawn_mock("alpha").await;
+    mock.set_plan(tool_plan());
+    let mut body = responses_body(false);
+    body["include"] = json!(["reasoning.encrypted_content"]);
+    let v: Value = post(&mock, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let output = v["output"].as_array().expect("output");
+    assert_eq!(output.len(), 2, "{v}");
+    assert_eq!(output[0]["type"], "reasoning");
+    assert!(output[0]["id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("rs_")));
+    assert_eq!(
+        output[0]["summary"],
+        json!([{"type":"summary_text","text":"some reasoning"}])
+    );
+    assert!(output[0]["encrypted_content"].is_string());
+    let call = &output[1];
+    assert_eq!(call["type"], "function_call");
+    assert!(call["id"].as_str().is_some_and(|s| s.starts_with("fc_")));
+    assert!(call["call_id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("call_")));
+    assert_eq!(call["name"], "get_weather");
+    assert_eq!(call["status"], "completed");
+    assert_eq!(
+        json_of(call["arguments"].as_str().expect("string arguments")),
+        json!({"city":"Paris"})
+    );
+    assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 4);
+
+    let text = post(&mock, "/v1/responses", &responses_body(true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let events = responses_events(&text);
+    let n = names(&events);
+    assert_eq!(
+        &n[2..5],
+        [
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta"
+        ]
+    );
+    assert!(!n.contains(&"response.output_text.delta"));
+    let mut summary = String::new();
+    let mut args = String::new();
+    for (name, v) in &events {
+        match name.as_str() {
+            "response.reasoning_summary_text.delta" => {
+                assert_eq!(v["output_index"], 0);
+                summary.push_str(v["delta"].as_str().unwrap_or(""));
+            }
+            "response.function_call_arguments.delta" => {
+                assert_eq!(v["output_index"], 1);
+                args.push_str(v["delta"].as_str().unwrap_or(""));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(summary, "some reasoning");
+    assert_eq!(json_of(&args), json!({"city":"Paris"}));
+    let added = events
+        .iter()
+        .find(|(n, v)| n == "response.output_item.added" && v["item"]["type"] == "function_call")
+        .map(|(_, v)| v["item"].clone())
+        .expect("function_call added");
+    assert_eq!(added["arguments"], "");
+    assert_eq!(added["status"], "in_progress");
+    assert_eq!(added["name"], "get_weather");
+    let args_done = events
+        .iter()
+        .find(|(n, _)| n == "response.function_call_arguments.done")
+        .map(|(_, v)| v.clone())
+        .expect("arguments done");
+    assert_eq!(args_done["item_id"], added["id"]);
+    assert_eq!(
+        json_of(args_done["arguments"].as_str().unwrap_or("")),
+        json!({"city":"Paris"})
+    );
+    let completed = &events.last().expect("completed").1;
+    assert_eq!(completed["type"], "response.completed");
+    assert_eq!(
+        completed["response"]["output"][1]["call_id"],
+        added["call_id"]
+    );
+    // No encrypted reasoning when `include` does not ask for it.
+    assert!(completed["response"]["output"][0]
+        .get("encrypted_content")
+        .is_none());
+}
+
+#[tokio::test]
+async fn responses_status_and_stream_error() {
+    let mock = spawn_mock("alpha").await;
+    let plan: Plan = serde_json::from_value(json!({"steps":[
+        {"kind":"status","status":429},
+        {"kind":"status","status":401},
+        {"kind":"status","status":500},
+        {"kind":"status","status":503},
+        {"kind":"status","status":429,"body":{"error":{"message":"quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}},
+        {"kind":"stream_error","after_chunks":2,"error_type":"rate_limit_error"},
+        {"kind":"stream_error","error_type":"insufficient_quota"},
+        {"kind":"stream_error","after_chunks":0,"error_type":"overloaded_error","message":"busy"}
+    ]}))
+    .expect("plan");
+    mock.set_plan(plan);
+    for (status, kind, code) in [
+        (429, "requests", Some("rate_limit_exceeded")),
+        (401, "invalid_request_error", Some("invalid_api_key")),
+        (500, "server_error", None),
+        (503, "server_error", None),
+    ] {
+        let resp = post(&mock, "/v1/responses", &responses_body(true)).await;
+        assert_eq!(resp.status(), status);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(v["error"]["type"], kind, "{status}");
+        assert_eq!(v["error"]["code"].as_str(), code, "{status}");
+        assert!(v["error"]["message"].is_string());
+    }
+    let resp = post(&mock, "/v1/responses", &responses_body(false)).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"]["code"],
+        "insufficient_quota"
+    );
+
+    // In a stream: response.failed after two deltas, numbered after them.
+    let resp = post(&mock, "/v1/responses", &responses_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    let events = responses_events(&text);
+    assert_eq!(
+        names(&events),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.failed"
+        ]
+    );
+    let failed = &events[6].1["response"];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["code"], "rate_limit_exceeded");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("Rate limit reached for gpt-test")));
+
+    // Not streaming: the matching status error, insufficient_quota's own body.
+    let resp = post(&mock, "/v1/responses", &responses_body(false)).await;
+    assert_eq!(resp.status(), 429);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["type"], "insufficient_quota");
+    assert_eq!(v["error"]["code"], "insufficient_quota");
+
+    let text = post(&mock, "/v1/responses", &responses_body(true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let events = responses_events(&text);
+    assert_eq!(events.len(), 5, "{text}");
+    assert_eq!(
+        events[4].1["response"]["error"],
+        json!({"code":"server_is_overloaded","message":"busy"})
+    );
+}
+
+#[tokio::test]
+async fn responses_stall_reset_and_cancel() {
+    let mock = spawn_mock("alpha").await;
+    let plan: Plan = serde_json::from_value(json!({"steps":[
+        {"kind":"stall","after_chunks":1,"heartbeat_ms":20},
+        {"kind":"reset","after_chunks":2},
+        {"kind":"ok","chunk_interval_ms":200}
+    ]}))
+    .expect("plan");
+    mock.set_plan(plan);
+
+    let mut s = raw_post(&mock, "/v1/responses", &responses_body(true)).await;
+    let got = read_until(&mut s, ": keep-alive\n\n", 2).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert_eq!(got.matches("event: response.output_text.delta").count(), 1);
+    assert!(!got.contains("response.completed"));
+    drop(s);
+    wait_for(&mock, "cancelled", 1).await;
+
+    let mut s = raw_post(&mock, "/v1/responses", &responses_body(true)).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let err = loop {
+        match tokio::time::timeout(PROMPTLY, s.read(&mut buf))
+            .await
+            .expect("no reset in time")
+        {
+            Ok(0) => panic!("clean EOF instead of RST"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(got.matches("event: response.output_text.delta").count(), 2);
+    assert!(!got.contains("response.completed"));
+
+    // A client leaving mid-stream counts as cancelled.
+    let mut resp = post(&mock, "/v1/responses", &responses_body(true)).await;
+    assert!(resp.chunk().await.expect("chunk").is_some());
+    drop(resp);
+    wait_for(&mock, "cancelled", 2).await;
+    assert_eq!(mock.stats()["by_path"], json!({"/v1/responses":3}));
+}
+
+#[tokio::test]
+async fn responses_malformed_empty_trickle() {
+    let mock = spawn_mock("gamma").await;
+    let plan: Plan = serde_json::from_value(json!({"steps":[
+        {"kind":"malformed"},
+        {"kind":"malformed"},
+        {"kind":"empty"},
+        {"kind":"trickle","chunk_interval_ms":0},
+        {"kind":"trickle","chunk_interval_ms":0}
+    ]}))
+    .expect("plan");
+    mock.set_plan(plan);
+
+    let resp = post(&mock, "/v1/responses", &responses_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    assert!(body.starts_with(b"{\"id\":\"resp_"));
+
+    let text = post(&mock, "/v1/responses", &responses_body(true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let events = parse_sse(&text);
+    assert!(!events.is_empty());
+    assert!(events
+        .iter()
+        .all(|(name, d)| name.is_some() && serde_json::from_str::<Value>(d).is_err()));
+
+    let resp = post(&mock, "/v1/responses", &responses_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.expect("body").is_empty());
+
+    let mut resp = post(&mock, "/v1/responses", &responses_body(true)).await;
+    let mut bytes = Vec::new();
+    let mut reads = 0;
+    while let Some(chunk) = resp.chunk().await.expect("chunk") {
+        reads += 1;
+        bytes.extend_from_slice(&chunk);
+    }
+    assert!(reads > 50, "only {reads} reads");
+    let text = String::from_utf8(bytes).expect("utf-8 once reassembled");
+    assert_eq!(
+        streamed_text(&responses_events(&text)),
+        "Hello from gamma — ok"
+    );
+
+    let resp = post(&mock, "/v1/responses", &responses_body(false)).await;
+    assert!(resp.headers().contains_key("content-length"));
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(
+        v["output"][0]["content"][0]["text"],
+        "Hello from gamma — ok"
+    );
+}
+
+#[tokio::test]
+async fn responses_validation_errors() {
+    let mock = spawn_mock("alpha").await;
+    // Invalid requests do not consume plan steps.
+    mock.set_plan(Plan {
+        steps: vec![Behavior::Empty(EmptyFault::default())],
+        then: None,
+    });
+    let mut orphan = codex_body("04_tool_loop_function_output");
+    let input = orphan["input"].as_array_mut().expect("input");
+    input.retain(|item| item["type"] != "function_call");
+    let call_id = input.last().expect("output item")["call_id"]
+        .as_str()
+        .expect("call_id")
+        .to_owned();
+    for (body, message, param, code) in [
+        (
+            json!({"input":"x"}),
+            "Missing required parameter: 'model'.".to_owned(),
+            json!("model"),
+            json!("missing_required_parameter"),
+        ),
+        (
+            json!({"model":"m","input":{"role":"user"}}),
+            "Invalid type for 'input': expected one of a string or array of objects, but got an \
+             object instead."
+                .to_owned(),
+            json!("input"),
+            json!("invalid_type"),
+        ),
+        (
+            json!({"model":"m","input":"x","previous_response_id":"resp_abc"}),
+            "Previous response with id 'resp_abc' not found.".to_owned(),
+            json!("previous_response_id"),
+            json!("previous_response_not_found"),
+        ),
+        (
+            json!({"model":"m","input":"x","max_output_tokens":8}),
+            "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, \
+             but got 8 instead."
+                .to_owned(),
+            json!("max_output_tokens"),
+            json!("integer_below_min_value"),
+        ),
+        (
+            json!({"model":"m","input":"x","max_tokens":100}),
+            "Unknown parameter: 'max_tokens'.".to_owned(),
+            json!("max_tokens"),
+            json!("unknown_parameter"),
+        ),
+        (
+            orphan,
+            format!("No tool call found for function call output with call_id {call_id}."),
+            json!("input"),
+            Value::Null,
+        ),
+    ] {
+        let resp = post(&mock, "/v1/responses", &body).await;
+        assert_eq!(resp.status(), 400, "{message}");
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(
+            v,
+            json!({"error":{"message":message,"type":"invalid_request_error","param":param,"code":code}})
+        );
+    }
+    let resp = post(
+        &mock,
+        "/v1/responses",
+        &json!({"model":"m","input":[{"type":"chat_message","content":"x"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["param"], "input[0].type");
+    assert_eq!(v["error"]["code"], "invalid_value");
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/responses", mock.url()))
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("We could not parse the JSON body")));
+
+    let resp = post(&mock, "/v1/responses", &responses_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.expect("body").is_empty());
+    assert_eq!(mock.stats()["by_path"]["/v1/responses"], 9);
+}
