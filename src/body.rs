@@ -350,9 +350,10 @@ pub fn with_model(body: &[u8], span: &Range<usize>, model_json: &[u8]) -> Bytes 
     Bytes::from(out)
 }
 
-/// Which of `keys` are present at the top level of a JSON object (bit i for `keys[i]`), in
-/// one pass without a full parse; `None` when `body` is not a JSON object. Used on upstream
-/// 2xx bodies, to catch an `{"error":…}` object some providers send with status 200.
+/// Which of `keys` are present at the top level of a JSON object with a value other than
+/// `null` (bit i for `keys[i]`), in one pass without a full parse; `None` when `body` is not a
+/// JSON object. Used on upstream 2xx bodies, to catch an `{"error":…}` object some providers
+/// send with status 200 (a Responses answer carries `"error": null`: that is no error).
 pub fn top_level_keys(body: &[u8], keys: &[&str]) -> Option<u32> {
     let mut s = Scanner { b: body, i: 0 };
     s.ws();
@@ -368,15 +369,18 @@ pub fn top_level_keys(body: &[u8], keys: &[&str]) -> Option<u32> {
         s.ws();
         let k = s.string_span().ok()?;
         let raw = &body[k.start + 1..k.end - 1];
-        for (i, key) in keys.iter().enumerate() {
-            if raw == key.as_bytes() {
-                found |= 1 << i;
-            }
-        }
         s.ws();
         s.expect(b':', "").ok()?;
         s.ws();
+        let start = s.i;
         s.value(1).ok()?;
+        if &body[start..s.i] != b"null" {
+            for (i, key) in keys.iter().enumerate() {
+                if raw == key.as_bytes() {
+                    found |= 1 << i;
+                }
+            }
+        }
         s.ws();
         match s.next() {
             Some(b',') => continue,
@@ -801,9 +805,14 @@ mod tests {
             top_level_keys(br#"{"choices":[{"error":1}]}"#, &keys),
             Some(0b10)
         );
+        // A null value is no value: a Responses answer carries `"error": null`.
         assert_eq!(
             top_level_keys(br#"{"error":null,"choices":[]}"#, &keys),
-            Some(0b11)
+            Some(0b10)
+        );
+        assert_eq!(
+            top_level_keys(br#"{"id":"resp_1","error":null,"output":[]}"#, &keys),
+            Some(0)
         );
         assert_eq!(top_level_keys(b"not json", &keys), None);
         assert!(is_valid_json(b" [1, {\"a\": 2}] "));

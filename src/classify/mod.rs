@@ -385,6 +385,7 @@ pub fn answer_or_error(body: &[u8]) -> Result<(), Classified> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid_response("empty response body"));
     }
+    // A Responses answer has `output` and `"error": null`; a failed one a non-null `error`.
     match crate::body::top_level_keys(body, &["error", "choices", "content"]) {
         None => Err(invalid_response("response body is not a JSON object")),
         Some(0b001) => Err(classify_stream_error(body)),
@@ -407,6 +408,25 @@ mod tests {
 
     fn reason(status: u16, body: &str) -> FailureReason {
         classify_response(status, &HeaderMap::new(), body.as_bytes()).reason
+    }
+
+    /// A 2xx body is an answer unless it is an error object: a Responses answer carries
+    /// `"error": null` and is an answer; a failed Response (`"error": {…}`, no output to speak
+    /// of) is a failure.
+    #[test]
+    fn a_responses_answer_with_a_null_error_is_an_answer() {
+        assert!(answer_or_error(
+            br#"{"id":"resp_1","object":"response","status":"completed","error":null,"output":[]}"#
+        )
+        .is_ok());
+        let failed = answer_or_error(
+            br#"{"id":"resp_1","object":"response","status":"failed","error":{"code":"server_error","message":"boom"},"output":[]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(failed.reason, ServerError);
+        assert_eq!(failed.detail, "boom");
+        assert!(answer_or_error(br#"{"choices":[{"message":{"content":"hi"}}]}"#).is_ok());
+        assert!(answer_or_error(br#"{"error":{"message":"x","type":"server_error"}}"#).is_err());
     }
 
     /// Real error bodies from the providers' API references, one row per reason.
