@@ -74,11 +74,18 @@ pub fn cut_stream_event(
 }
 
 /// `GET /v1/models` for an Anthropic SDK: one `model` object per route name.
+fn model(name: &str) -> serde_json::Value {
+    json!({"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"})
+}
+
+/// `GET /v1/models/{id}`: one route as a model object.
+pub fn model_object(name: &str) -> Bytes {
+    Bytes::from(model(name).to_string())
+}
+
 pub fn models_list(names: &[&str]) -> Bytes {
     let v = json!({
-        "data": names.iter().map(|n| json!({
-            "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"
-        })).collect::<Vec<_>>(),
+        "data": names.iter().map(|n| model(n)).collect::<Vec<_>>(),
         "has_more": false,
         "first_id": names.first(),
         "last_id": names.last(),

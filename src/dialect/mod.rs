@@ -147,6 +147,14 @@ pub fn models_list(dialect: Dialect, names: &[&str]) -> Bytes {
     }
 }
 
+/// `GET /v1/models/{id}` in `dialect`'s model object shape.
+pub fn model_object(dialect: Dialect, name: &str) -> Bytes {
+    match dialect {
+        Dialect::OpenAi | Dialect::Responses => openai::model_object(name),
+        Dialect::Anthropic => anthropic::model_object(name),
+    }
+}
+
 /// The RFC 9457 problem document for an exhausted chain, for clients of either dialect that
 /// `Accept: application/problem+json`.
 pub fn exhausted_problem(

@@ -72,13 +72,20 @@ pub fn cut_stream_event(reason: &str, summary: &str, failures: &impl Serialize) 
     }}))
 }
 
+fn model(name: &str) -> serde_json::Value {
+    json!({"id": name, "object": "model", "created": 0, "owned_by": "switchyard"})
+}
+
+/// `GET /v1/models/{id}`: one route as a `model` object.
+pub fn model_object(name: &str) -> Bytes {
+    Bytes::from(model(name).to_string())
+}
+
 /// `GET /v1/models`: one `model` object per route name.
 pub fn models_list(names: &[&str]) -> Bytes {
     let v = json!({
         "object": "list",
-        "data": names.iter().map(|n| json!({
-            "id": n, "object": "model", "created": 0, "owned_by": "switchyard"
-        })).collect::<Vec<_>>(),
+        "data": names.iter().map(|n| model(n)).collect::<Vec<_>>(),
     });
     Bytes::from(v.to_string())
 }

@@ -46,6 +46,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/models/", get(models))
         .route("/models", get(models))
+        .route("/v1/models/{id}", get(model_by_id))
+        .route("/models/{id}", get(model_by_id))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(crate::admin::router())
@@ -172,6 +174,37 @@ async fn models(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) ->
         Dialect::OpenAi
     };
     json_response(StatusCode::OK, dialect::models_list(dialect, &names))
+}
+
+/// `GET /v1/models/{id}`: a route as a model object in the client's dialect (Anthropic's when
+/// `anthropic-version` is sent), or a 404 in that dialect naming the routes there are.
+async fn model_by_id(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let dialect = if headers.contains_key("anthropic-version") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
+    if let Err(e) = prepare::gateway_key(&gw.config, &headers) {
+        return e.response(guess_dialect(&uri, &headers), None);
+    }
+    match gw.config.route_names.iter().find(|n| ***n == *id) {
+        Some(name) => json_response(StatusCode::OK, dialect::model_object(dialect, name)),
+        None => GatewayError::UnknownRoute {
+            model: crate::scrub::truncate_chars(&id, 100),
+            available: gw
+                .config
+                .route_names
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        }
+        .response(dialect, None),
+    }
 }
 
 async fn openai_chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {

@@ -239,3 +239,40 @@ fn serve_refuses_a_bad_config_and_names_file_line_and_key() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GET /v1/models/{id}` (what SDKs' `models.retrieve` call): a route in the client's shape,
+/// an unknown one as the dialect's 404 naming the routes there are.
+#[tokio::test]
+async fn a_model_by_id_is_a_route_in_each_dialects_shape() {
+    let h = start(FAST, "").await;
+    let get = |path: String, anthropic: bool| {
+        let mut rb = h.http.get(format!("{}{path}", h.gateway));
+        if anthropic {
+            rb = rb.header("anthropic-version", "2023-06-01");
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, v) = get("/v1/models/claude".into(), false).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        json!({"id": "claude", "object": "model", "created": 0, "owned_by": "switchyard"})
+    );
+    let (status, v) = get("/v1/models/gpt".into(), true).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["type"], "model");
+    assert_eq!(v["id"], "gpt");
+    let (status, v) = get("/models/nope".into(), false).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("claude"),
+        "{v}"
+    );
+    let (status, v) = get("/v1/models/nope".into(), true).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["type"], "not_found_error");
+}
