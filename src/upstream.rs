@@ -87,6 +87,8 @@ impl ForwardHeaders {
 /// Everything one upstream attempt needs.
 pub struct Call<'a> {
     pub backend: &'a Backend,
+    /// Where on the backend: its generate endpoint, or a side endpoint (`Backend::uri_for`).
+    pub uri: &'a http::Uri,
     /// The credential's ready-made auth header value (see `config::auth_header_value`).
     pub auth: Option<HeaderValue>,
     pub body: Bytes,
@@ -221,6 +223,7 @@ impl Upstream {
     ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'static {
         let Call {
             backend,
+            uri,
             auth,
             body,
             stream,
@@ -230,7 +233,7 @@ impl Upstream {
         } = call;
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = backend.endpoint_uri.clone();
+        *req.uri_mut() = uri.clone();
         let h = req.headers_mut();
         h.insert(CONTENT_TYPE, JSON.clone());
         h.insert(
@@ -422,6 +425,7 @@ mod tests {
         let backend = &config.backends[0];
         Call {
             backend,
+            uri: &backend.endpoint_uri,
             auth: Some(backend.credentials[0].auth_header()),
             body: Bytes::from_static(b"{}"),
             stream: true,

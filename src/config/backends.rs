@@ -32,6 +32,8 @@ pub struct Backend {
     pub endpoint: Url,
     /// The same, parsed once for the HTTP client.
     pub endpoint_uri: http::Uri,
+    /// The side endpoints this backend's API serves (count_tokens, embeddings), parsed once.
+    side_uris: Vec<(crate::dialect::Operation, http::Uri)>,
     /// The credential pool, in order of preference; empty for keyless local servers.
     pub credentials: Vec<Credential>,
     pub anthropic_version: Arc<str>,
@@ -45,6 +47,17 @@ impl Backend {
     pub fn credential_choices(&self) -> impl Iterator<Item = Option<usize>> {
         let n = self.credentials.len();
         (0..n.max(1)).map(move |i| (n > 0).then_some(i))
+    }
+
+    /// Where `op` goes on this backend; None when its API does not serve it.
+    pub fn uri_for(&self, op: crate::dialect::Operation) -> Option<&http::Uri> {
+        if op == crate::dialect::Operation::Generate {
+            return Some(&self.endpoint_uri);
+        }
+        self.side_uris
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, u)| u)
     }
 
     /// The configured base URL, parsed (validated at load, so this cannot fail).
@@ -120,8 +133,20 @@ fn build_one(
         .as_str()
         .parse()
         .map_err(|e: http::uri::InvalidUri| src.invalid(url_line, &url_key, e.to_string()))?;
+    let side_uris = [
+        crate::dialect::Operation::CountTokens,
+        crate::dialect::Operation::Embeddings,
+    ]
+    .into_iter()
+    .filter_map(|op| {
+        let path = op.upstream_path(api)?;
+        let uri: http::Uri = format!("{base_url}{path}").parse().ok()?;
+        Some((op, uri))
+    })
+    .collect();
     Ok(Backend {
         id,
+        side_uris,
         name: name.into(),
         name_header: http::HeaderValue::from_str(name).ok(),
         api,

@@ -47,6 +47,48 @@ impl Dialect {
     }
 }
 
+/// What a client request asks a backend to do. Generating is the gateway's purpose; the
+/// others are the side endpoints agents call on the same base URL, served same-dialect only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Chat completions, messages, responses: the dialect's own endpoint.
+    Generate,
+    /// Anthropic's `POST /v1/messages/count_tokens` (Claude Code calls it).
+    CountTokens,
+    /// OpenAI's `POST /v1/embeddings`.
+    Embeddings,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Generate => "generate",
+            Operation::CountTokens => "count_tokens",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+
+    /// The only API that serves this operation, for the side endpoints.
+    pub fn only_api(self) -> Option<Dialect> {
+        match self {
+            Operation::Generate => None,
+            Operation::CountTokens => Some(Dialect::Anthropic),
+            Operation::Embeddings => Some(Dialect::OpenAi),
+        }
+    }
+
+    /// Appended to a backend's `base_url` for this operation on a backend of `api`, when
+    /// that API serves it.
+    pub fn upstream_path(self, api: Dialect) -> Option<&'static str> {
+        match (self, api) {
+            (Operation::Generate, api) => Some(api.upstream_path()),
+            (Operation::CountTokens, Dialect::Anthropic) => Some("/v1/messages/count_tokens"),
+            (Operation::Embeddings, Dialect::OpenAi) => Some("/embeddings"),
+            _ => None,
+        }
+    }
+}
+
 /// What kind of gateway-side error this is; each dialect maps it onto its own type names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -92,6 +92,19 @@ impl Gateway {
                 break;
             }
             let entry = &req.route.chain[entry_idx];
+            let side_uri = self.config.backend(entry.backend).uri_for(req.operation);
+            if side_uri.is_none() {
+                run.skip(
+                    entry_idx,
+                    format!(
+                        "does not serve {} (its API is {})",
+                        req.operation.as_str(),
+                        self.config.backend(entry.backend).api.as_str()
+                    ),
+                    None,
+                );
+                continue;
+            }
             if let Some(home) = stored_home {
                 if self
                     .health
@@ -330,6 +343,9 @@ impl Gateway {
         };
         let send = self.upstream().send(Call {
             backend,
+            uri: backend
+                .uri_for(req.operation)
+                .unwrap_or(&backend.endpoint_uri),
             auth,
             body,
             stream: stream_requested,
@@ -617,7 +633,9 @@ impl<'g> Run<'g, '_> {
             let failed = match result {
                 Ok(served) => {
                     let scopes = permit_now.scopes();
-                    gw.health.record_success(permit_now, Instant::now());
+                    if req.tracks_health() {
+                        gw.health.record_success(permit_now, Instant::now());
+                    }
                     if req.stores_response {
                         gw.remember_stored_response(&served, scopes);
                     }
@@ -646,13 +664,17 @@ impl<'g> Run<'g, '_> {
             );
             let c = &failed.classified;
             let scopes = permit_now.scopes();
-            let target = gw.health.record_failure(
-                permit_now,
-                c.reason,
-                &c.detail,
-                c.retry_after,
-                Instant::now(),
-            );
+            let target = if req.tracks_health() {
+                gw.health.record_failure(
+                    permit_now,
+                    c.reason,
+                    &c.detail,
+                    c.retry_after,
+                    Instant::now(),
+                )
+            } else {
+                None
+            };
             if let (Some(scope), Some(s)) = (target, &req.session) {
                 gw.sessions.exclude(s, scope, Instant::now());
                 self.excluded.push(scope);
@@ -704,7 +726,9 @@ impl<'g> Run<'g, '_> {
                 facts.key_reloadable = false;
                 decision = decide(&facts, policy, jitter);
             }
-            if matches!(decision, Decision::NextCredential(_) | Decision::Failover) {
+            if req.tracks_health()
+                && matches!(decision, Decision::NextCredential(_) | Decision::Failover)
+            {
                 // Moving on from this scope: it is out now, not after `failure_threshold` more
                 // calls of the same agent (a title, a summary) have hit it too.
                 gw.health
@@ -742,7 +766,7 @@ impl<'g> Run<'g, '_> {
                     });
                     decision = Decision::Failover;
                 }
-                if decision == Decision::Failover {
+                if decision == Decision::Failover && req.tracks_health() {
                     gw.health
                         .give_up(scopes, c.reason, &c.detail, Instant::now());
                 }

@@ -10,7 +10,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::body::Scanned;
 use crate::config::{BackendId, Route};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Operation};
 use crate::failure::FailureReason;
 use crate::health::sessions::SessionKey;
 use crate::health::AttemptScopes;
@@ -20,6 +20,8 @@ use crate::upstream::ForwardHeaders;
 /// A client request, validated and routed.
 pub struct ClientRequest {
     pub dialect: Dialect,
+    /// Generate (the dialect's endpoint) or a side endpoint (count_tokens, embeddings).
+    pub operation: Operation,
     pub request_id: Arc<str>,
     pub body: Bytes,
     pub scanned: Scanned,
@@ -38,6 +40,13 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
+    /// Whether this request's outcomes count for backend health and sessions: generating
+    /// does; a side endpoint (count_tokens, embeddings) only respects them, since a provider
+    /// that lacks it (a 404) may serve its models perfectly well.
+    pub fn tracks_health(&self) -> bool {
+        self.operation == Operation::Generate
+    }
+
     /// Whether the client asked for a usage chunk at the end of its stream
     /// (`stream_options.include_usage`), for a translated stream (parses the body).
     pub fn wants_usage(&self) -> bool {

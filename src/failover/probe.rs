@@ -71,6 +71,7 @@ async fn probe(
     let fwd = ForwardHeaders::default();
     let request = gw.upstream().send(Call {
         backend,
+        uri: &backend.endpoint_uri,
         auth,
         body: Bytes::from(body.to_string()),
         stream: false,

@@ -207,7 +207,15 @@ async fn handle(
         return Ok(control::handle(req, &shared).await);
     }
     let flight = Flight::start(&shared.counters);
+    // The side endpoints agents call on the same base URL: token counting and embeddings.
+    let side = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/messages/count_tokens") => Some(Side::CountTokens),
+        (&Method::POST, "/v1/embeddings") => Some(Side::Embeddings),
+        _ => None,
+    };
     let dialect = match (req.method(), req.uri().path()) {
+        _ if side == Some(Side::CountTokens) => Some(Dialect::Anthropic),
+        _ if side == Some(Side::Embeddings) => Some(Dialect::OpenAi),
         (&Method::POST, "/v1/chat/completions") => Some(Dialect::OpenAi),
         (&Method::POST, "/v1/messages") => Some(Dialect::Anthropic),
         (&Method::POST, "/v1/responses" | "/responses") => Some(Dialect::Responses),
@@ -244,6 +252,10 @@ async fn handle(
                 &format!("The request body is not valid JSON: {e}"),
             ),
         }),
+        Ok(json) if side.is_some() => {
+            ctx.read_body(&json, body.len());
+            side_invalid(side, &json, &ctx)
+        }
         Ok(json) => {
             ctx.read_body(&json, body.len());
             match dialect {
@@ -312,6 +324,11 @@ async fn handle(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    if let (Some(side), Behavior::Ok(_)) = (side, behavior) {
+        let mut resp = Response::new(MockBody::full(side_answer(side, &body), Some(flight)));
+        respond::common_headers(&mut resp, &ctx, "application/json");
+        return Ok(resp);
+    }
     let names = Names {
         default_text: &shared.default_text,
         trickle_text: &shared.trickle_text,
@@ -325,4 +342,64 @@ async fn handle(
             std::future::pending().await
         }
     }
+}
+
+/// A side endpoint of the real APIs. Only a successful answer is its own; every fault
+/// behaviour answers as on the dialect's main endpoint (status bodies, stalls, resets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Anthropic `POST /v1/messages/count_tokens` → `{"input_tokens": N}`.
+    CountTokens,
+    /// OpenAI `POST /v1/embeddings` → a list of `embedding` objects.
+    Embeddings,
+}
+
+/// The 400 the real API gives a side request without the fields it needs.
+fn side_invalid(side: Option<Side>, json: &serde_json::Value, ctx: &Ctx) -> Option<Bytes> {
+    let missing = |field: &str| json.get(field).is_none_or(serde_json::Value::is_null);
+    match side? {
+        Side::CountTokens if missing("model") => Some(anthropic::error(
+            ctx,
+            "invalid_request_error",
+            "model: Field required",
+        )),
+        Side::CountTokens if missing("messages") => Some(anthropic::error(
+            ctx,
+            "invalid_request_error",
+            "messages: Field required",
+        )),
+        Side::Embeddings if missing("input") || missing("model") => Some(openai::error(
+            "you must provide a model and an input",
+            "invalid_request_error",
+            None,
+            None,
+        )),
+        _ => None,
+    }
+}
+
+/// A successful side answer: a token count of about a quarter of the body's bytes, or one
+/// small deterministic vector per input.
+fn side_answer(side: Side, body: &[u8]) -> Bytes {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let approx_tokens = (body.len() / 4).max(1);
+    let v = match side {
+        Side::CountTokens => serde_json::json!({"input_tokens": approx_tokens}),
+        Side::Embeddings => {
+            let inputs = match json.get("input") {
+                Some(serde_json::Value::Array(a)) => a.len().max(1),
+                _ => 1,
+            };
+            let data: Vec<serde_json::Value> = (0..inputs)
+                .map(|i| {
+                    serde_json::json!({"object": "embedding", "index": i,
+                    "embedding": [0.1, -0.2, 0.3, (i as f64) / 10.0]})
+                })
+                .collect();
+            serde_json::json!({"object": "list", "data": data,
+                "model": json.get("model").cloned().unwrap_or_default(),
+                "usage": {"prompt_tokens": approx_tokens, "total_tokens": approx_tokens}})
+        }
+    };
+    Bytes::from(v.to_string())
 }

@@ -41,9 +41,20 @@ pub enum GatewayError {
         model: String,
         available: Vec<String>,
     },
+    /// A side endpoint (count_tokens, embeddings) on a route with no backend of its API.
     #[error(
-        "no such endpoint: {method} {path}; Switchyard serves POST /v1/chat/completions and \
-         POST /v1/messages"
+        "route {route:?} has no {api} backend, and only {api} backends serve {operation}; \
+         add one to the route's chain or call this endpoint on another route"
+    )]
+    OperationNotServed {
+        route: String,
+        operation: &'static str,
+        api: &'static str,
+    },
+    #[error(
+        "no such endpoint: {method} {path}; Switchyard serves POST /v1/chat/completions, \
+         POST /v1/messages, POST /v1/responses, POST /v1/messages/count_tokens and \
+         POST /v1/embeddings"
     )]
     UnknownEndpoint { method: Method, path: String },
     #[error("{method} is not allowed on {path}; use POST")]
@@ -68,6 +79,7 @@ impl GatewayError {
             GatewayError::BodyReadTimeout { .. }
             | GatewayError::BodyRead(_)
             | GatewayError::InvalidBody(_)
+            | GatewayError::OperationNotServed { .. }
             | GatewayError::MethodNotAllowed { .. } => ErrorKind::InvalidRequest,
             GatewayError::UnknownRoute { .. } | GatewayError::UnknownEndpoint { .. } => {
                 ErrorKind::NotFound
@@ -90,6 +102,7 @@ impl GatewayError {
             GatewayError::InvalidBody(e) => e.code(),
             GatewayError::UnknownRoute { .. } => "model_not_found",
             GatewayError::UnknownEndpoint { .. } => "unknown_endpoint",
+            GatewayError::OperationNotServed { .. } => "operation_not_served",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Internal | GatewayError::RelayInternal => "internal_error",
         }

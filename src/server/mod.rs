@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::app::Gateway;
 use crate::config::MetricsAccess;
-use crate::dialect::{self, Dialect};
+use crate::dialect::{self, Dialect, Operation};
 use error::panic_message;
 use headers::json_response;
 
@@ -40,6 +40,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/chat/completions", post(openai_chat))
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1/messages/", post(anthropic_messages))
+        .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
+        .route("/v1/messages/count_tokens/", post(anthropic_count_tokens))
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/v1/embeddings/", post(openai_embeddings))
+        .route("/embeddings", post(openai_embeddings))
         .route("/v1/responses", post(openai_responses))
         .route("/v1/responses/", post(openai_responses))
         .route("/responses", post(openai_responses))
@@ -208,7 +213,7 @@ async fn model_by_id(
 }
 
 async fn openai_chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    guarded(gw, Dialect::OpenAi, headers, body).await
+    guarded(gw, Dialect::OpenAi, Operation::Generate, headers, body).await
 }
 
 async fn openai_responses(
@@ -216,7 +221,33 @@ async fn openai_responses(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    guarded(gw, Dialect::Responses, headers, body).await
+    guarded(gw, Dialect::Responses, Operation::Generate, headers, body).await
+}
+
+/// `POST /v1/messages/count_tokens` (Claude Code calls it, with `?beta=true`): forwarded with
+/// failover to the route's Anthropic backends.
+async fn anthropic_count_tokens(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    guarded(
+        gw,
+        Dialect::Anthropic,
+        Operation::CountTokens,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// `POST /v1/embeddings`: forwarded with failover to the route's OpenAI backends.
+async fn openai_embeddings(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    guarded(gw, Dialect::OpenAi, Operation::Embeddings, headers, body).await
 }
 
 async fn anthropic_messages(
@@ -224,15 +255,21 @@ async fn anthropic_messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    guarded(gw, Dialect::Anthropic, headers, body).await
+    guarded(gw, Dialect::Anthropic, Operation::Generate, headers, body).await
 }
 
 /// [`handle`], with a panic turned into a 500 in the client's dialect instead of a dropped
 /// connection. A panic is a bug of ours: it is logged loudly, and the tests abort on one.
-async fn guarded(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
+async fn guarded(
+    gw: Arc<Gateway>,
+    dialect: Dialect,
+    operation: Operation,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     use futures_util::FutureExt;
     let request_id = request_id(&headers);
-    match std::panic::AssertUnwindSafe(handle(gw, dialect, headers, body))
+    match std::panic::AssertUnwindSafe(handle(gw, dialect, operation, headers, body))
         .catch_unwind()
         .await
     {
@@ -244,11 +281,17 @@ async fn guarded(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: B
     }
 }
 
-async fn handle(gw: Arc<Gateway>, dialect: Dialect, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    gw: Arc<Gateway>,
+    dialect: Dialect,
+    operation: Operation,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
     let in_flight = gw.metrics.in_flight();
-    match prepare::prepare(&gw, dialect, &headers, body, &request_id).await {
+    match prepare::prepare(&gw, dialect, operation, &headers, body, &request_id).await {
         Err(e) => {
             gw.metrics.request("-", "-", "rejected");
             tracing::info!(request_id = %request_id, code = e.code(), "request rejected: {e}");

@@ -13,7 +13,7 @@ use crate::app::Gateway;
 use crate::auth::GatewayKey;
 use crate::body;
 use crate::config::Config;
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Operation};
 use crate::failover::outcome::ClientRequest;
 use crate::health::sessions::SessionKey;
 use crate::session::Turn;
@@ -32,6 +32,7 @@ pub(super) fn gateway_key(config: &Config, headers: &HeaderMap) -> Result<(), Ga
 pub(super) async fn prepare(
     gw: &Gateway,
     dialect: Dialect,
+    operation: Operation,
     headers: &HeaderMap,
     body: Body,
     request_id: &Arc<str>,
@@ -90,7 +91,24 @@ pub(super) async fn prepare(
             }
         },
     };
-    let session = session_key(gw, headers, &bytes, &scanned);
+    if let Some(api) = operation.only_api() {
+        let served = route
+            .chain
+            .iter()
+            .any(|e| config.backend(e.backend).api == api);
+        if !served {
+            return Err(GatewayError::OperationNotServed {
+                route: route.name.to_string(),
+                operation: operation.as_str(),
+                api: api.as_str(),
+            });
+        }
+    }
+    // A side endpoint's call is no turn of the conversation.
+    let session = match operation {
+        Operation::Generate => session_key(gw, headers, &bytes, &scanned),
+        _ => None,
+    };
     let platform = crate::session::platform(headers, config.alerts.platform_header.as_ref());
     let accept_problem = headers
         .get(http::header::ACCEPT)
@@ -102,6 +120,7 @@ pub(super) async fn prepare(
         .flatten();
     let stores_response = responses && crate::dialect::responses::stores(&bytes, &scanned.spans);
     Ok(ClientRequest {
+        operation,
         accept_problem,
         session,
         platform,

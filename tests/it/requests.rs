@@ -276,3 +276,67 @@ async fn a_model_by_id_is_a_route_in_each_dialects_shape() {
     assert_eq!(status, 404);
     assert_eq!(v["error"]["type"], "not_found_error");
 }
+
+/// The side endpoints agents call on the same base URL: `POST /v1/messages/count_tokens`
+/// (Claude Code, with `?beta=true`) over the route's Anthropic backends and `POST
+/// /v1/embeddings` over its OpenAI backends, with failover; neither changes backend health.
+#[tokio::test]
+async fn count_tokens_and_embeddings_fail_over_without_touching_health() {
+    let h = start(FAST, "").await;
+    h.primary_always(status(529)).await;
+    let r = post(
+        &h,
+        "/v1/messages/count_tokens?beta=true",
+        &json!({"model": "claude", "messages": [{"role": "user", "content": "Say hello"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.backend(), Some("fallback"));
+    assert!(r.json()["input_tokens"].as_u64().unwrap() > 0, "{}", r.text);
+    let r = post(
+        &h,
+        "/v1/embeddings",
+        &json!({"model": "gpt", "input": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.backend(), Some("oa-fallback"));
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    // A provider without the endpoint (its 404) must not take its models out.
+    let admin = h.admin_backends().await;
+    assert!(
+        admin["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "healthy"),
+        "{admin}"
+    );
+}
+
+#[tokio::test]
+async fn a_side_endpoint_on_a_route_without_its_api_is_a_clear_400() {
+    let h = start(FAST, "").await;
+    let r = post(
+        &h,
+        "/v1/messages/count_tokens",
+        &json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("only anthropic_messages backends serve count_tokens"));
+    let r = post(
+        &h,
+        "/v1/embeddings",
+        &json!({"model": "claude", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "operation_not_served");
+    assert_eq!(h.primary_requests().await, 0);
+}

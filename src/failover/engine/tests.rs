@@ -180,6 +180,7 @@ fn request(gw: &Gateway, stream: bool) -> ClientRequest {
     ));
     ClientRequest {
         dialect: Dialect::Anthropic,
+        operation: crate::dialect::Operation::Generate,
         request_id: "req_test".into(),
         scanned: crate::body::scan(&body).unwrap(),
         body,
