@@ -9,36 +9,9 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// A captured request: its path, headers and body.
-pub struct Captured {
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Value,
-}
-
-pub fn captured(name: &str) -> Captured {
-    let path = format!(
-        "{}/tests/it/fixtures/agents/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let headers = v["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "accept-encoding" | "connection"))
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    Captured {
-        path: v["path"].as_str().unwrap().to_string(),
-        headers,
-        body: v["body"].clone(),
-    }
-}
-
 /// Sends a captured request as the agent did (its path, headers and body).
 async fn replay(h: &Harness, name: &str) -> Reply {
-    let c = captured(name);
+    let c = captured_request(name);
     let headers: Vec<(&str, &str)> = c
         .headers
         .iter()

@@ -67,19 +67,8 @@ alerts:
 
 /// A captured Claude Code request (fixtures/agents/claude_code): its headers and body.
 fn claude_code(name: &str) -> (Vec<(String, String)>, Value) {
-    let path = format!(
-        "{}/tests/it/fixtures/agents/claude_code/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let headers = v["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "accept-encoding" | "connection"))
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    (headers, v["body"].clone())
+    let c = captured_request(&format!("claude_code/{name}"));
+    (c.headers, c.body)
 }
 
 impl Replicas {

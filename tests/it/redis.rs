@@ -149,7 +149,7 @@ impl Cluster {
     /// Sends a captured agent request (`tests/it/fixtures/agents/{name}.json`) to replica
     /// `gateway` exactly as the agent did: (status, serving backend).
     async fn replay(&self, gateway: usize, name: &str) -> (u16, String) {
-        let c = crate::agents::captured(name);
+        let c = captured_request(name);
         let mut rb = self
             .http
             .post(format!("{}{}", self.gateways[gateway], c.path))

@@ -161,15 +161,7 @@ impl Rig {
     /// Every backend healthy again: each case of a table test starts where the first did
     /// (a stream that failed after content ejects the backend that served it).
     async fn forget_health(&self) {
-        for backend in ["primary", "fallback", "oa-primary", "oa-fallback"] {
-            let r = self
-                .http
-                .post(format!("{}/admin/backends/{backend}/reset", self.gateway))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{backend}: {}", r.status());
-        }
+        forget_health(&self.http, &self.gateway).await;
     }
 }
 

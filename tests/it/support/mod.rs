@@ -381,25 +381,7 @@ impl Harness {
 
     /// Every backend healthy again, as an operator's reset would leave them.
     pub async fn forget_health(&self) {
-        let admin = self.admin_backends().await;
-        let mut names: Vec<String> = admin["scopes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|s| s["backends"].as_array().unwrap().clone())
-            .map(|b| b.as_str().unwrap().to_string())
-            .collect();
-        names.sort();
-        names.dedup();
-        for backend in names {
-            let r = self
-                .http
-                .post(format!("{}/admin/backends/{backend}/reset", self.gateway))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{backend}: {}", r.status());
-        }
+        forget_health(&self.http, &self.gateway).await;
     }
 
     pub async fn primary_requests(&self) -> u64 {
@@ -503,6 +485,57 @@ where
 
 /// How often [`eventually`] looks again.
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// Every backend of the gateway at `gateway` healthy again, as an operator's reset through
+/// `POST /admin/backends/{name}/reset` would leave them.
+pub async fn forget_health(http: &reqwest::Client, gateway: &str) {
+    let admin = get_json(http, &format!("{gateway}/admin/backends")).await;
+    let mut names: Vec<String> = admin["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["backends"].as_array().unwrap().clone())
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    for backend in names {
+        let r = http
+            .post(format!("{gateway}/admin/backends/{backend}/reset"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{backend}: {}", r.status());
+    }
+}
+
+/// A request captured from a real agent (`tests/it/fixtures/agents/{name}.json`, each with its
+/// `source`): its path, its headers (minus transport ones) and its body.
+pub struct CapturedRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+pub fn captured_request(name: &str) -> CapturedRequest {
+    let path = format!(
+        "{}/tests/it/fixtures/agents/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let headers = v["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "accept-encoding" | "connection"))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    CapturedRequest {
+        path: v["path"].as_str().unwrap().to_string(),
+        headers,
+        body: v["body"].clone(),
+    }
+}
 
 /// The one-sided bound for "at once": far above any real run, far below the waits it rules out.
 pub const PROMPTLY: Duration = Duration::from_secs(10);
