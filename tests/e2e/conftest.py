@@ -12,8 +12,10 @@ Environment:
                               relative paths are taken from the repository root)
   SWITCHYARD_E2E_START_TIMEOUT seconds to wait for a process's "listening on" line
                               (default 20)
-  CLAUDE_CODE_BIN, HERMES_BIN the real agent CLIs (test_claude_code.py, test_hermes.py;
-                              scripts/test installs both into .agents/ and exports these)
+  CLAUDE_CODE_BIN, HERMES_BIN, CODEX_BIN
+                              the real agent CLIs (test_claude_code.py, test_hermes.py,
+                              test_codex.py; scripts/test installs them into .agents/ and
+                              exports these)
   CI                          "true": a missing agent CLI fails its tests instead of skipping
 """
 
@@ -176,8 +178,9 @@ def json_body(recorded: dict) -> dict:
 
 
 def missing_agent(why: str):
-    """A real agent CLI (installed by scripts/test) is missing: skip locally, fail under CI
-    (``CI=true``), where its tests must never pass silently without it."""
+    """A real agent CLI (Claude Code, Hermes, Codex; installed by scripts/test) is missing:
+    skip locally, fail under CI (``CI=true``), where its tests must never pass silently
+    without it."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(why, pytrace=False)
     pytest.skip(why)
