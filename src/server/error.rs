@@ -244,7 +244,19 @@ mod tests {
                 "unknown_endpoint",
                 "invalid_request_error",
                 "not_found_error",
-                "GET /v2/chat; Switchyard serves POST /v1/chat/completions and POST /v1/messages",
+                "GET /v2/chat; Switchyard serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses",
+            ),
+            (
+                GatewayError::OperationNotServed {
+                    route: "gpt".into(),
+                    operation: "count_tokens",
+                    api: "anthropic_messages",
+                },
+                400,
+                "operation_not_served",
+                "invalid_request_error",
+                "invalid_request_error",
+                "route \"gpt\" has no anthropic_messages backend, and only anthropic_messages backends serve count_tokens",
             ),
             (
                 GatewayError::MethodNotAllowed {
