@@ -58,6 +58,8 @@
 mod common;
 mod request;
 mod response;
+mod responses_chat;
+mod responses_stream;
 mod stream;
 
 // The tests check translated requests with the mock's validator (the independent oracle).
@@ -113,6 +115,9 @@ pub fn request(
     let value = match (from, to) {
         (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
         (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
+        (Dialect::Responses, Dialect::OpenAi) => {
+            responses_chat::responses_to_chat(body, model, opts)?
+        }
         (a, b) if a == b => request::same_dialect(body, model)?,
         (a, b) => return Err(no_pair(a, b)),
     };
@@ -131,6 +136,9 @@ pub fn response(
     let value = match (from, to) {
         (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
+        (Dialect::OpenAi, Dialect::Responses) => {
+            responses_chat::chat_to_responses(body, client_model)?
+        }
         (a, b) if a == b => response::same_dialect(body, client_model)?,
         (a, b) => return Err(no_pair(a, b)),
     };
