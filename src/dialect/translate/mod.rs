@@ -1,4 +1,5 @@
-//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, requests,
+//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and a Responses
+//! API client over a chat-completions backend (`responses_chat`, `responses_stream`): requests,
 //! responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never
@@ -53,6 +54,15 @@
 //!   the output (`cache_control`, image `detail`, `store`, `service_tier`, …) are always
 //!   dropped silently (debug log only).
 //!
+//! - **Responses client → chat backend.** `input` items become chat messages
+//!   (`function_call` items join the assistant message before them, `function_call_output`
+//!   items become `tool` messages); encrypted `reasoning` items are dropped (only the provider
+//!   that wrote them can read them); built-in tools are dropped when offered and refused when
+//!   `tool_choice` forces one; stored state (`previous_response_id`, `conversation`,
+//!   `item_reference`, `prompt`) is always refused. Answers become Response objects, streams
+//!   `response.*` events numbered from 0, ending with `response.completed` (or
+//!   `response.incomplete`) carrying the whole Response.
+//!
 //! The full table is in the README ("Cross-dialect translation").
 
 mod common;
@@ -92,7 +102,8 @@ impl Default for Options {
     }
 }
 
-/// A pair of dialects with no translation (the Responses API, for now: same-dialect only).
+/// A pair of dialects with no translation (the Responses API with anything but a Responses
+/// client over a chat backend).
 fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
     TranslateError::Unsupported(format!(
         "no translation between {} and {} yet; route {} clients to {} backends",
