@@ -636,7 +636,8 @@ impl<'g> Run<'g, '_> {
                     if req.tracks_health() {
                         gw.health.record_success(permit_now, Instant::now());
                     }
-                    if req.stores_response {
+                    // A translated answer was stored by no Responses provider.
+                    if req.stores_response && leg.errors_pass_through() {
                         gw.remember_stored_response(&served, scopes);
                     }
                     let stream = matches!(served, Served::Stream(_));

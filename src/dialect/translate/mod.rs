@@ -1,4 +1,5 @@
-//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, requests,
+//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and a Responses
+//! API client over a chat-completions backend (`responses_chat`, `responses_stream`): requests,
 //! responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never
@@ -53,11 +54,22 @@
 //!   the output (`cache_control`, image `detail`, `store`, `service_tier`, …) are always
 //!   dropped silently (debug log only).
 //!
+//! - **Responses client → chat backend.** `input` items become chat messages
+//!   (`function_call` items join the assistant message before them, `function_call_output`
+//!   items become `tool` messages); encrypted `reasoning` items are dropped (only the provider
+//!   that wrote them can read them); built-in tools are dropped when offered and refused when
+//!   `tool_choice` forces one; stored state (`previous_response_id`, `conversation`,
+//!   `item_reference`, `prompt`) is always refused. Answers become Response objects, streams
+//!   `response.*` events numbered from 0, ending with `response.completed` (or
+//!   `response.incomplete`) carrying the whole Response.
+//!
 //! The full table is in the README ("Cross-dialect translation").
 
 mod common;
 mod request;
 mod response;
+mod responses_chat;
+mod responses_stream;
 mod stream;
 
 // The tests check translated requests with the mock's validator (the independent oracle).
@@ -90,7 +102,8 @@ impl Default for Options {
     }
 }
 
-/// A pair of dialects with no translation (the Responses API, for now: same-dialect only).
+/// A pair of dialects with no translation (the Responses API with anything but a Responses
+/// client over a chat backend).
 fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
     TranslateError::Unsupported(format!(
         "no translation between {} and {} yet; route {} clients to {} backends",
@@ -113,6 +126,9 @@ pub fn request(
     let value = match (from, to) {
         (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
         (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
+        (Dialect::Responses, Dialect::OpenAi) => {
+            responses_chat::responses_to_chat(body, model, opts)?
+        }
         (a, b) if a == b => request::same_dialect(body, model)?,
         (a, b) => return Err(no_pair(a, b)),
     };
@@ -131,6 +147,9 @@ pub fn response(
     let value = match (from, to) {
         (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
+        (Dialect::OpenAi, Dialect::Responses) => {
+            responses_chat::chat_to_responses(body, client_model)?
+        }
         (a, b) if a == b => response::same_dialect(body, client_model)?,
         (a, b) => return Err(no_pair(a, b)),
     };

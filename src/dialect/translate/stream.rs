@@ -26,6 +26,8 @@ pub struct StreamTranslator {
 enum Inner {
     ToOpenAi(Box<AnthropicToOpenAi>),
     ToAnthropic(Box<OpenAiToAnthropic>),
+    /// Chat-completions backend → Responses client.
+    ChatToResponses(Box<super::responses_stream::ChatToResponses>),
     /// Same dialect on both sides (not used by the gateway): events are re-framed unchanged.
     Passthrough,
 }
@@ -39,6 +41,9 @@ impl StreamTranslator {
             (Dialect::OpenAi, Dialect::Anthropic) => {
                 Inner::ToAnthropic(Box::new(OpenAiToAnthropic::new(client_model)))
             }
+            (Dialect::OpenAi, Dialect::Responses) => Inner::ChatToResponses(Box::new(
+                super::responses_stream::ChatToResponses::new(client_model),
+            )),
             _ => Inner::Passthrough,
         };
         StreamTranslator { inner }
@@ -50,6 +55,7 @@ impl StreamTranslator {
         match &mut self.inner {
             Inner::ToOpenAi(t) => t.push(ev, out),
             Inner::ToAnthropic(t) => t.push(ev, out),
+            Inner::ChatToResponses(t) => t.push(ev, out),
             Inner::Passthrough => reframe(ev, out),
         }
     }
@@ -61,6 +67,7 @@ impl StreamTranslator {
         match &mut self.inner {
             Inner::ToOpenAi(t) => t.close(out),
             Inner::ToAnthropic(t) => t.close(out),
+            Inner::ChatToResponses(t) => t.end(out),
             Inner::Passthrough => {}
         }
     }
@@ -68,8 +75,13 @@ impl StreamTranslator {
     /// Fixes the `created` timestamp of OpenAI chunks (tests compare byte for byte).
     #[cfg(test)]
     pub(crate) fn set_created(&mut self, created: u64) {
-        if let Inner::ToOpenAi(t) = &mut self.inner {
-            t.created = created;
+        match &mut self.inner {
+            Inner::ToOpenAi(t) => t.created = created,
+            Inner::ChatToResponses(t) => {
+                t.created = created;
+                t.fixed_clock = true;
+            }
+            _ => {}
         }
     }
 }

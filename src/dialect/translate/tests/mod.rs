@@ -8,6 +8,7 @@ mod golden;
 mod mapping;
 mod mock_e2e;
 mod props;
+mod responses;
 mod streams;
 
 // The mock's request validator (what the real APIs reject) checks translated requests.
