@@ -55,10 +55,12 @@
 //!
 //! The full table is in the README ("Cross-dialect translation").
 
+mod chat_responses;
 mod common;
 mod request;
 mod response;
 mod stream;
+mod stream_responses;
 
 // The tests check translated requests with the mock's validator (the independent oracle).
 #[cfg(all(test, feature = "mock"))]
@@ -113,6 +115,9 @@ pub fn request(
     let value = match (from, to) {
         (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
         (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
+        (Dialect::OpenAi, Dialect::Responses) => {
+            chat_responses::chat_to_responses(body, model, opts)?
+        }
         (a, b) if a == b => request::same_dialect(body, model)?,
         (a, b) => return Err(no_pair(a, b)),
     };
@@ -131,6 +136,9 @@ pub fn response(
     let value = match (from, to) {
         (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
+        (Dialect::Responses, Dialect::OpenAi) => {
+            chat_responses::responses_to_chat(body, client_model)?
+        }
         (a, b) if a == b => response::same_dialect(body, client_model)?,
         (a, b) => return Err(no_pair(a, b)),
     };

@@ -26,6 +26,8 @@ pub struct StreamTranslator {
 enum Inner {
     ToOpenAi(Box<AnthropicToOpenAi>),
     ToAnthropic(Box<OpenAiToAnthropic>),
+    /// Responses API backend → chat completions client.
+    ResponsesToChat(Box<super::stream_responses::ResponsesToOpenAi>),
     /// Same dialect on both sides (not used by the gateway): events are re-framed unchanged.
     Passthrough,
 }
@@ -39,6 +41,9 @@ impl StreamTranslator {
             (Dialect::OpenAi, Dialect::Anthropic) => {
                 Inner::ToAnthropic(Box::new(OpenAiToAnthropic::new(client_model)))
             }
+            (Dialect::Responses, Dialect::OpenAi) => Inner::ResponsesToChat(Box::new(
+                super::stream_responses::ResponsesToOpenAi::new(client_model, include_usage),
+            )),
             _ => Inner::Passthrough,
         };
         StreamTranslator { inner }
@@ -50,6 +55,7 @@ impl StreamTranslator {
         match &mut self.inner {
             Inner::ToOpenAi(t) => t.push(ev, out),
             Inner::ToAnthropic(t) => t.push(ev, out),
+            Inner::ResponsesToChat(t) => t.push(ev, out),
             Inner::Passthrough => reframe(ev, out),
         }
     }
@@ -61,6 +67,7 @@ impl StreamTranslator {
         match &mut self.inner {
             Inner::ToOpenAi(t) => t.close(out),
             Inner::ToAnthropic(t) => t.close(out),
+            Inner::ResponsesToChat(t) => t.close(out),
             Inner::Passthrough => {}
         }
     }
@@ -68,8 +75,10 @@ impl StreamTranslator {
     /// Fixes the `created` timestamp of OpenAI chunks (tests compare byte for byte).
     #[cfg(test)]
     pub(crate) fn set_created(&mut self, created: u64) {
-        if let Inner::ToOpenAi(t) = &mut self.inner {
-            t.created = created;
+        match &mut self.inner {
+            Inner::ToOpenAi(t) => t.created = created,
+            Inner::ResponsesToChat(t) => t.created = created,
+            _ => {}
         }
     }
 }
