@@ -1,5 +1,6 @@
-//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, requests,
-//! responses and streams.
+//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and chat
+//! completions clients → OpenAI Responses API backends ([`chat_responses`], with its own
+//! choices), requests, responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never
 //! comes here. Request and non-streaming response translation parse the whole body (they are
@@ -92,7 +93,8 @@ impl Default for Options {
     }
 }
 
-/// A pair of dialects with no translation (the Responses API, for now: same-dialect only).
+/// A pair of dialects with no translation (the Responses API, for now, except chat clients on
+/// Responses backends).
 fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
     TranslateError::Unsupported(format!(
         "no translation between {} and {} yet; route {} clients to {} backends",
