@@ -1,5 +1,5 @@
 //! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and chat
-//! completions clients → OpenAI Responses API backends ([`chat_responses`], with its own
+//! completions clients → OpenAI Responses API backends (`chat_responses`, with its own
 //! choices), requests, responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never

@@ -391,3 +391,41 @@ proptest! {
         prop_assert_eq!(acc.usage.is_some(), usage);
     }
 }
+
+#[test]
+fn reasoning_history_is_dropped_even_when_strict_and_files_and_refusals_keep_their_shape() {
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": "Read this"},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+            {"type": "file", "file": {"file_id": "file-abc"}}]},
+        {"role": "assistant", "content": null, "refusal": "I can't.", "reasoning_content": "hmm"},
+        {"role": "user", "content": "Please"},
+    ]});
+    let out = to_responses_with(&body, &strict()).unwrap();
+    validate::responses(&out).unwrap();
+    assert_eq!(
+        out["input"][0]["content"][1],
+        json!({"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"})
+    );
+    assert_eq!(
+        out["input"][0]["content"][2],
+        json!({"type": "input_file", "file_id": "file-abc"})
+    );
+    assert_eq!(
+        out["input"][1],
+        json!({"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]})
+    );
+    let audio = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]});
+    assert!(matches!(
+        to_responses_with(&audio, &strict()),
+        Err(TranslateError::Unsupported(_))
+    ));
+    let bad_tool = json!({"model": "m", "messages": [
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}]});
+    assert!(matches!(
+        to_responses_with(&bad_tool, &opts()),
+        Err(TranslateError::Invalid(_))
+    ));
+}
