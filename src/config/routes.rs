@@ -152,19 +152,25 @@ fn build_chain(
                     ),
                 )
             })?;
-        // Until the Responses API has translation pairs, a chain is all Responses or none: a
-        // failover must never end in a request no entry can take.
-        if let Some(first) = chain.first() {
-            let first_api = backends[first.backend.0].api;
-            let responses = crate::dialect::Dialect::Responses;
-            if (first_api == responses) != (backend.api == responses) {
+        // The Responses API translates to and from chat completions, not yet Anthropic
+        // messages: a chain must not hold both, or a failover could end in a request no entry
+        // can take.
+        {
+            use crate::dialect::Dialect::{Anthropic, Responses};
+            let clash = chain.iter().map(|e| backends[e.backend.0].api).find(|api| {
+                matches!(
+                    (*api, backend.api),
+                    (Responses, Anthropic) | (Anthropic, Responses)
+                )
+            });
+            if let Some(other) = clash {
                 return Err(src.invalid(
                     line(&entry.backend),
                     format!("{key}.chain[{i}].backend"),
                     format!(
-                        "{wanted:?} speaks {} but the chain's first backend speaks {}; openai_responses backends cannot share a chain with other APIs yet (no translation for the Responses API)",
+                        "{wanted:?} speaks {} but the chain already holds a {} backend; openai_responses and anthropic_messages backends cannot share a chain yet (no translation between them)",
                         backend.api.as_str(),
-                        first_api.as_str()
+                        other.as_str()
                     ),
                 ));
             }

@@ -18,3 +18,4 @@ mod requests;
 mod responses;
 mod responses_api;
 mod translate;
+mod translate_responses;

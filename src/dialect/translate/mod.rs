@@ -1,6 +1,7 @@
-//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and a Responses
-//! API client over a chat-completions backend (`responses_chat`, `responses_stream`): requests,
-//! responses and streams.
+//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and OpenAI chat
+//! completions ⇄ the OpenAI Responses API (`responses_chat` and `responses_stream`: a Responses
+//! client over a chat backend; `chat_responses` and `stream_responses`: a chat client over a
+//! Responses backend): requests, responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never
 //! comes here. Request and non-streaming response translation parse the whole body (they are
@@ -65,12 +66,14 @@
 //!
 //! The full table is in the README ("Cross-dialect translation").
 
+mod chat_responses;
 mod common;
 mod request;
 mod response;
 mod responses_chat;
 mod responses_stream;
 mod stream;
+mod stream_responses;
 
 // The tests check translated requests with the mock's validator (the independent oracle).
 #[cfg(all(test, feature = "mock"))]
@@ -102,8 +105,7 @@ impl Default for Options {
     }
 }
 
-/// A pair of dialects with no translation (the Responses API with anything but a Responses
-/// client over a chat backend).
+/// A pair of dialects with no translation yet (the Responses API with Anthropic messages).
 fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
     TranslateError::Unsupported(format!(
         "no translation between {} and {} yet; route {} clients to {} backends",
@@ -129,6 +131,9 @@ pub fn request(
         (Dialect::Responses, Dialect::OpenAi) => {
             responses_chat::responses_to_chat(body, model, opts)?
         }
+        (Dialect::OpenAi, Dialect::Responses) => {
+            chat_responses::chat_to_responses(body, model, opts)?
+        }
         (a, b) if a == b => request::same_dialect(body, model)?,
         (a, b) => return Err(no_pair(a, b)),
     };
@@ -149,6 +154,9 @@ pub fn response(
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
         (Dialect::OpenAi, Dialect::Responses) => {
             responses_chat::chat_to_responses(body, client_model)?
+        }
+        (Dialect::Responses, Dialect::OpenAi) => {
+            chat_responses::responses_to_chat(body, client_model)?
         }
         (a, b) if a == b => response::same_dialect(body, client_model)?,
         (a, b) => return Err(no_pair(a, b)),

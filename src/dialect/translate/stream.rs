@@ -28,6 +28,8 @@ enum Inner {
     ToAnthropic(Box<OpenAiToAnthropic>),
     /// Chat-completions backend → Responses client.
     ChatToResponses(Box<super::responses_stream::ChatToResponses>),
+    /// Responses API backend → chat completions client.
+    ResponsesToChat(Box<super::stream_responses::ResponsesToOpenAi>),
     /// Same dialect on both sides (not used by the gateway): events are re-framed unchanged.
     Passthrough,
 }
@@ -44,6 +46,9 @@ impl StreamTranslator {
             (Dialect::OpenAi, Dialect::Responses) => Inner::ChatToResponses(Box::new(
                 super::responses_stream::ChatToResponses::new(client_model),
             )),
+            (Dialect::Responses, Dialect::OpenAi) => Inner::ResponsesToChat(Box::new(
+                super::stream_responses::ResponsesToOpenAi::new(client_model, include_usage),
+            )),
             _ => Inner::Passthrough,
         };
         StreamTranslator { inner }
@@ -56,6 +61,7 @@ impl StreamTranslator {
             Inner::ToOpenAi(t) => t.push(ev, out),
             Inner::ToAnthropic(t) => t.push(ev, out),
             Inner::ChatToResponses(t) => t.push(ev, out),
+            Inner::ResponsesToChat(t) => t.push(ev, out),
             Inner::Passthrough => reframe(ev, out),
         }
     }
@@ -68,6 +74,7 @@ impl StreamTranslator {
             Inner::ToOpenAi(t) => t.close(out),
             Inner::ToAnthropic(t) => t.close(out),
             Inner::ChatToResponses(t) => t.end(out),
+            Inner::ResponsesToChat(t) => t.close(out),
             Inner::Passthrough => {}
         }
     }
@@ -81,6 +88,7 @@ impl StreamTranslator {
                 t.created = created;
                 t.fixed_clock = true;
             }
+            Inner::ResponsesToChat(t) => t.created = created,
             _ => {}
         }
     }

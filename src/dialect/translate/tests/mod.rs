@@ -4,6 +4,7 @@
 //! Golden files are reviewed snapshots: `UPDATE_GOLDEN=1 cargo test --lib translate`
 //! rewrites them from the current output (then review the diff).
 
+mod chat_responses;
 mod golden;
 mod mapping;
 mod mock_e2e;

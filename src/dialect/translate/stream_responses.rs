@@ -1,0 +1,395 @@
+//! Stream translation from a Responses API backend to a chat completions client, event by
+//! event (see [`super::StreamTranslator`]).
+//!
+//! `response.created` opens the client's stream with the role chunk (as `message_start`
+//! does for an Anthropic backend); text, refusal and reasoning deltas become chunks as they
+//! arrive; a `function_call` output item opens a tool call (its `tool_calls[i].index` counts
+//! function calls in output order) and its argument deltas follow it; `response.completed`
+//! or `response.incomplete` closes the stream: the finish chunk, the usage chunk when the
+//! client asked for `stream_options.include_usage`, then `data: [DONE]`. Failure events
+//! (`response.failed`, `error`) are the gateway's business (it classifies each event before
+//! translating it): nothing is emitted for them here.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::chat_responses::{chat_usage, finish_reason};
+use super::common::{fallback_tool_id, openai_id, unix_now};
+use crate::sse::SseEvent;
+
+#[derive(Deserialize)]
+struct REvent<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(borrow, default)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item: Option<RItem<'a>>,
+    #[serde(default)]
+    response: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RItem<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Writing plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+#[derive(Serialize)]
+struct RoleDelta {
+    role: &'static str,
+    content: &'static str,
+}
+
+#[derive(Serialize)]
+struct ContentDelta<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct RefusalDelta<'a> {
+    refusal: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReasoningDelta<'a> {
+    reasoning_content: &'a str,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct ToolCallsDelta<'a> {
+    tool_calls: [ToolCallDelta<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct EmptyDelta {}
+
+#[derive(Serialize)]
+struct UsageChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [(); 0],
+    usage: Value,
+}
+
+/// A function call seen in the stream.
+struct Call {
+    output_index: Option<u64>,
+    item_id: String,
+    /// The chat `tool_calls[i].index`.
+    index: u32,
+    args_sent: bool,
+}
+
+pub(super) struct ResponsesToOpenAi {
+    model: String,
+    include_usage: bool,
+    pub(super) created: u64,
+    id: String,
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":`
+    prefix: Vec<u8>,
+    started: bool,
+    calls: Vec<Call>,
+    finish: Option<&'static str>,
+    usage: Option<Value>,
+    done: bool,
+}
+
+impl ResponsesToOpenAi {
+    pub(super) fn new(model: &str, include_usage: bool) -> Self {
+        ResponsesToOpenAi {
+            model: model.to_owned(),
+            include_usage,
+            created: unix_now(),
+            id: String::new(),
+            prefix: Vec::new(),
+            started: false,
+            calls: Vec::new(),
+            finish: None,
+            usage: None,
+            done: false,
+        }
+    }
+
+    /// Sends the role chunk the first time anything is to be sent.
+    fn start(&mut self, upstream_id: Option<&str>, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.id = openai_id(upstream_id);
+        #[derive(Serialize)]
+        struct Head<'a> {
+            id: &'a str,
+            object: &'static str,
+            created: u64,
+            model: &'a str,
+        }
+        let mut prefix = b"data: ".to_vec();
+        write_json(
+            &mut prefix,
+            &Head {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+            },
+        );
+        prefix.pop(); // the closing brace
+        prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        self.prefix = prefix;
+        self.chunk(
+            out,
+            &RoleDelta {
+                role: "assistant",
+                content: "",
+            },
+            None,
+        );
+    }
+
+    fn chunk<D: Serialize>(&self, out: &mut Vec<u8>, delta: &D, finish: Option<&str>) {
+        out.extend_from_slice(&self.prefix);
+        write_json(out, delta);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => write_json(out, &f),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}]}\n\n");
+    }
+
+    fn call_position(&self, output_index: Option<u64>, item_id: Option<&str>) -> Option<usize> {
+        let item_id = item_id.filter(|s| !s.is_empty());
+        self.calls
+            .iter()
+            .position(|c| match (output_index, item_id) {
+                (Some(o), _) if c.output_index == Some(o) => true,
+                (_, Some(id)) => c.item_id == id,
+                _ => false,
+            })
+    }
+
+    /// Opens a tool call for a `function_call` item (once), returning its position.
+    fn open_call(
+        &mut self,
+        output_index: Option<u64>,
+        item: &RItem<'_>,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        if let Some(p) = self.call_position(output_index, item.id.as_deref()) {
+            return p;
+        }
+        let index = self.calls.len() as u32;
+        let call_id = match item.call_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(fallback_tool_id(&self.id, index as usize)),
+        };
+        self.chunk(
+            out,
+            &ToolCallsDelta {
+                tool_calls: [ToolCallDelta {
+                    index,
+                    id: Some(&call_id),
+                    kind: Some("function"),
+                    function: FunctionDelta {
+                        name: Some(item.name.as_deref().unwrap_or("")),
+                        arguments: "",
+                    },
+                }],
+            },
+            None,
+        );
+        self.calls.push(Call {
+            output_index,
+            item_id: item.id.as_deref().unwrap_or("").to_owned(),
+            index,
+            args_sent: false,
+        });
+        self.calls.len() - 1
+    }
+
+    fn call_args(&mut self, position: usize, args: &str, out: &mut Vec<u8>) {
+        if args.is_empty() {
+            return;
+        }
+        let call = &mut self.calls[position];
+        call.args_sent = true;
+        let index = call.index;
+        self.chunk(
+            out,
+            &ToolCallsDelta {
+                tool_calls: [ToolCallDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: FunctionDelta {
+                        name: None,
+                        arguments: args,
+                    },
+                }],
+            },
+            None,
+        );
+    }
+
+    pub(super) fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        let Some(data) = &ev.data else { return };
+        let e: REvent = match serde_json::from_slice(data) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
+                return;
+            }
+        };
+        let name = ev.event.as_deref().or(e.kind.as_deref()).unwrap_or("");
+        let delta = e.delta.as_deref().filter(|d| !d.is_empty());
+        match name {
+            "response.created" | "response.in_progress" => {
+                let id = e
+                    .response
+                    .as_ref()
+                    .and_then(|r| r.get("id"))
+                    .and_then(Value::as_str);
+                self.start(id, out);
+            }
+            "response.output_item.added" | "response.output_item.done" => {
+                let Some(item) = e.item.as_ref() else { return };
+                if item.kind.as_deref() != Some("function_call") {
+                    return;
+                }
+                self.start(None, out);
+                let p = self.open_call(e.output_index, item, out);
+                // A server that sends the arguments whole (at `added` or `done`) rather than
+                // as deltas: they go out once.
+                if !self.calls[p].args_sent {
+                    if let Some(args) = item.arguments.as_deref() {
+                        self.call_args(p, args, out);
+                    }
+                }
+            }
+            "response.output_text.delta" => {
+                if let Some(t) = delta {
+                    self.start(None, out);
+                    self.chunk(out, &ContentDelta { content: t }, None);
+                }
+            }
+            "response.refusal.delta" => {
+                if let Some(t) = delta {
+                    self.start(None, out);
+                    self.chunk(out, &RefusalDelta { refusal: t }, None);
+                }
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(t) = delta {
+                    self.start(None, out);
+                    self.chunk(
+                        out,
+                        &ReasoningDelta {
+                            reasoning_content: t,
+                        },
+                        None,
+                    );
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                let Some(args) = delta else { return };
+                match self.call_position(e.output_index, e.item_id.as_deref()) {
+                    Some(p) => self.call_args(p, args, out),
+                    None => tracing::debug!(
+                        "translation: skipped arguments for a function call never announced"
+                    ),
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let r = e.response.as_ref();
+                self.usage = r.and_then(|r| r.get("usage")).cloned();
+                let status = r.and_then(|r| r.get("status")).and_then(Value::as_str);
+                let status = status.or(Some(if name == "response.incomplete" {
+                    "incomplete"
+                } else {
+                    "completed"
+                }));
+                let reason = r
+                    .and_then(|r| r.pointer("/incomplete_details/reason"))
+                    .and_then(Value::as_str);
+                self.finish = Some(finish_reason(status, reason, !self.calls.is_empty()));
+                self.close(out);
+            }
+            // response.failed and error (the gateway handles those), envelopes (`.done`,
+            // `content_part.*`, `reasoning_summary_part.*`) and anything new.
+            _ => {}
+        }
+    }
+
+    pub(super) fn close(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start(None, out);
+        let finish = self.finish.unwrap_or(if self.calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        });
+        self.chunk(out, &EmptyDelta {}, Some(finish));
+        if self.include_usage {
+            out.extend_from_slice(b"data: ");
+            write_json(
+                out,
+                &UsageChunk {
+                    id: &self.id,
+                    object: "chat.completion.chunk",
+                    created: self.created,
+                    model: &self.model,
+                    choices: [],
+                    usage: chat_usage(self.usage.as_ref()),
+                },
+            );
+            out.extend_from_slice(b"\n\n");
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.done = true;
+    }
+}
