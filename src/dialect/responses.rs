@@ -5,9 +5,8 @@
 //! `event: response.failed` that Responses clients (Codex CLI, the SDKs' stream helpers) wait
 //! for, carrying the gateway's report as the response's `error`.
 //!
-//! The gateway relays the upstream's events without parsing them, so it does not know the last
-//! `sequence_number` it relayed: its own closing events carry `sequence_number: 0` (no
-//! client we know of checks the order of a closing event).
+//! The gateway writes its closing events with `sequence_number: 0`; on a relayed stream,
+//! [`ClosingNumbers`] renumbers them to follow the last event the client received.
 
 use std::borrow::Cow;
 
@@ -90,6 +89,51 @@ pub fn cut_stream_event(reason: &str, summary: &str, failures: &impl Serialize) 
     )
 }
 
+/// Renumbers the gateway's own closing events (`error`, `response.failed`) on a Responses
+/// stream so they follow the last `sequence_number` the client received. Fed every chunk in
+/// order; costs one backwards search per chunk.
+#[derive(Debug, Default)]
+pub struct ClosingNumbers {
+    next: u64,
+}
+
+const SEQUENCE_KEY: &[u8] = b"\"sequence_number\":";
+
+impl ClosingNumbers {
+    pub fn pass(&mut self, chunk: Bytes) -> Bytes {
+        if memchr::memmem::find(&chunk, FAILED_RESPONSE_ID.as_bytes()).is_some() {
+            let zero = b"\"sequence_number\":0";
+            let mut out = Vec::with_capacity(chunk.len() + 16);
+            let mut rest = &chunk[..];
+            while let Some(i) = memchr::memmem::find(rest, zero) {
+                out.extend_from_slice(&rest[..i]);
+                out.extend_from_slice(SEQUENCE_KEY);
+                out.extend_from_slice(self.next.to_string().as_bytes());
+                self.next += 1;
+                rest = &rest[i + zero.len()..];
+            }
+            out.extend_from_slice(rest);
+            return Bytes::from(out);
+        }
+        if let Some(i) = memchr::memmem::rfind(&chunk, SEQUENCE_KEY) {
+            let digits: &[u8] = &chunk[i + SEQUENCE_KEY.len()..];
+            let digits = digits.trim_ascii_start();
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            // Capped like every number from outside: a bogus value cannot overflow.
+            if let Some(n) = std::str::from_utf8(&digits[..end.min(18)])
+                .ok()
+                .and_then(|d| d.parse::<u64>().ok())
+            {
+                self.next = n + 1;
+            }
+        }
+        chunk
+    }
+}
+
 /// The stored response a request continues (`previous_response_id`), if it names one.
 pub fn previous_response_id(body: &[u8], spans: &FieldSpans) -> Option<Box<str>> {
     let id: Cow<'_, str> =
@@ -160,6 +204,37 @@ mod tests {
         let spans = crate::body::scan(body).unwrap().spans;
         assert_eq!(previous_response_id(body, &spans), None);
         assert!(stores(body, &spans), "store defaults to true");
+    }
+
+    #[test]
+    fn closing_events_follow_the_last_sequence_number_the_client_saw() {
+        let mut n = ClosingNumbers::default();
+        let relayed = Bytes::from_static(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":7,\"delta\":\"Hi\"}\n\n");
+        assert_eq!(
+            n.pass(relayed.clone()),
+            relayed,
+            "upstream events pass unchanged"
+        );
+        let closing =
+            String::from_utf8(n.pass(cut_stream_event("timeout", "s", &[0u8; 0])).to_vec())
+                .unwrap();
+        assert!(
+            closing.contains("\"sequence_number\":8,\"type\":\"error\""),
+            "{closing}"
+        );
+        assert!(
+            closing.contains("\"sequence_number\":9,\"type\":\"response.failed\""),
+            "{closing}"
+        );
+        let mut fresh = ClosingNumbers::default();
+        let alone = String::from_utf8(
+            fresh
+                .pass(cut_stream_event("timeout", "s", &[0u8; 0]))
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(alone.contains("\"sequence_number\":0,"), "{alone}");
+        assert!(alone.contains("\"sequence_number\":1,"), "{alone}");
     }
 
     #[test]

@@ -156,7 +156,16 @@ fn conclude(
                     // stream ends.
                     let finish =
                         relay_finisher(gw, req, entry, &failures, scopes, in_flight, alert);
-                    ServedBody::Stream(Box::pin(stream::relay(*c, finish)))
+                    let relayed = stream::relay(*c, finish);
+                    match req.dialect {
+                        Dialect::Responses => {
+                            let mut numbers = dialect::responses::ClosingNumbers::default();
+                            ServedBody::Stream(Box::pin(
+                                relayed.map(move |chunk| chunk.map(|c| numbers.pass(c))),
+                            ))
+                        }
+                        _ => ServedBody::Stream(Box::pin(relayed)),
+                    }
                 }
             };
             Conclusion::Served {

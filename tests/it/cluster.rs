@@ -52,6 +52,7 @@ alerts:
         gateways.push(format!("http://{addr}"));
         upstreams.push(addr.to_string());
     }
+    redis.until_subscribed("cluster", REPLICAS).await;
     let lb = Nginx::round_robin(&upstreams).await;
     Replicas {
         primary,

@@ -102,6 +102,7 @@ health:
         serve_on(listener, config);
         gateways.push(format!("http://{addr}"));
     }
+    crate::support::procs::until_subscribed(&spec.url, spec.prefix, spec.replicas).await;
     Cluster {
         primary,
         fallback,

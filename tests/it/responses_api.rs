@@ -221,6 +221,9 @@ async fn a_stream_that_dies_after_content_ends_with_error_and_response_failed() 
     assert_eq!(failed["response"]["error"]["code"], "connection");
     let (_, error) = &evs[evs.len() - 2];
     assert_eq!(error["failures"][0]["backend"], "primary");
+    // They follow the last event the client received (the delta, number 4).
+    assert_eq!(error["sequence_number"], 5);
+    assert_eq!(failed["sequence_number"], 6);
     assert_eq!(p.fallback.request_count(), 0, "no failover after content");
 }
 

@@ -68,9 +68,53 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Waits (bounded) until `n` replicas listen on the session channel of `prefix`: pub/sub
+    /// keeps no history, so a change published before a replica subscribed never reaches it.
+    pub async fn until_subscribed(&self, prefix: &str, n: usize) {
+        until_subscribed(&self.url(), prefix, n).await;
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// [`RedisServer::until_subscribed`] for a server known by its URL; returns at once when the
+/// server cannot be reached (a test that starts without Redis).
+pub async fn until_subscribed(url: &str, prefix: &str, n: usize) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(Ok(mut conn)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    else {
+        return;
+    };
+    let channel = format!("{prefix}:sessions");
+    let started = Instant::now();
+    loop {
+        let counts: Vec<(String, usize)> = match redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(c) => c,
+            // Not allowed (an ACL user without it): nothing to wait on.
+            Err(_) => return,
+        };
+        if counts.first().is_some_and(|(_, c)| *c >= n) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{n} replicas did not subscribe to {channel}: {counts:?}"
+        );
+        tokio::time::sleep(POLL).await;
     }
 }
 
