@@ -55,6 +55,19 @@ redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
 return 1
 "#;
 
+/// Takes a probe lease unless the scope's shared cooldown is running again: a prober's
+/// failure writes a new cooldown and releases its lease in one round trip, and a replica that
+/// read the old state just before must not take the released lease and probe a second time.
+const TAKE_LEASE: &str = r#"
+local cur = redis.call('GET', KEYS[2])
+if cur then
+  local until_ms = tonumber(string.match(cur, '^(%d+)'))
+  if until_ms and until_ms > tonumber(ARGV[3]) then return 0 end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"#;
+
 /// Deletes a probe lease only if this replica still holds it.
 const RELEASE_LEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -563,20 +576,23 @@ impl Store {
             return Ok(());
         }
         let mut b = Batch::default();
+        let now_ms = now_ms();
         for id in &wanted {
             let key = &registry.scope_info(*id).key;
-            let mut set = redis::cmd("SET");
-            set.arg(self.shared.key("probe", key))
+            let mut take = redis::cmd("EVAL");
+            take.arg(TAKE_LEASE)
+                .arg(2)
+                .arg(self.shared.key("probe", key))
+                .arg(self.shared.key("cooldown", key))
                 .arg(&*self.shared.replica)
-                .arg("NX")
-                .arg("PX")
-                .arg(ms(self.probe_lease));
-            b.add("set", set);
+                .arg(ms(self.probe_lease))
+                .arg(now_ms);
+            b.add("eval", take);
         }
         let values = self.shared.send(&b).await?;
         let now = Instant::now();
         for (id, v) in wanted.iter().zip(values) {
-            let won = matches!(v, Value::Okay);
+            let won = matches!(v, Value::Int(1));
             if won {
                 self.held.insert(*id, now + self.probe_lease);
                 tracing::info!(scope = %registry.scope_info(*id).key, "won the probe lease; this replica probes");
