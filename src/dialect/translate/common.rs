@@ -289,6 +289,54 @@ impl TranslateError {
     }
 }
 
+/// Writes `value` as JSON into `out`.
+pub(super) fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Writing plain structs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// The bytes every OpenAI chunk of one stream starts with, up to its `delta` value: written
+/// once per stream (the id, `created` and `model` do not change).
+pub(super) fn chunk_prefix(id: &str, created: u64, model: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        id: &'a str,
+        object: &'static str,
+        created: u64,
+        model: &'a str,
+    }
+    let mut prefix = b"data: ".to_vec();
+    write_json(
+        &mut prefix,
+        &Head {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+        },
+    );
+    prefix.pop(); // the closing brace
+    prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+    prefix
+}
+
+/// One OpenAI chunk: `prefix` (see [`chunk_prefix`]), the delta, the finish reason.
+pub(super) fn write_chunk<D: Serialize>(
+    prefix: &[u8],
+    out: &mut Vec<u8>,
+    delta: &D,
+    finish: Option<&str>,
+) {
+    out.extend_from_slice(prefix);
+    write_json(out, delta);
+    out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+    match finish {
+        Some(f) => write_json(out, &f),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}]}\n\n");
+}
+
 #[cfg(test)]
 mod token_tests {
     use super::*;

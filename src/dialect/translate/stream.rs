@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{
-    anthropic_id, fallback_tool_id, finish_reason, openai_id, stop_reason, tool_id, unix_now,
-    Tokens,
+    anthropic_id, chunk_prefix, fallback_tool_id, finish_reason, openai_id, stop_reason, tool_id,
+    unix_now, write_chunk, write_json, Tokens,
 };
 use crate::dialect::Dialect;
 use crate::sse::SseEvent;
@@ -107,11 +107,6 @@ fn reframe(ev: &SseEvent, out: &mut Vec<u8>) {
         out.push(b'\n');
     }
     out.push(b'\n');
-}
-
-fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    // Writing plain structs into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// A JSON string field that tolerates other types (some servers send objects or numbers
@@ -297,26 +292,7 @@ impl AnthropicToOpenAi {
         }
         self.started = true;
         self.id = openai_id(upstream_id);
-        #[derive(Serialize)]
-        struct Head<'a> {
-            id: &'a str,
-            object: &'static str,
-            created: u64,
-            model: &'a str,
-        }
-        let mut prefix = b"data: ".to_vec();
-        write_json(
-            &mut prefix,
-            &Head {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-            },
-        );
-        prefix.pop(); // the closing brace
-        prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
-        self.prefix = prefix;
+        self.prefix = chunk_prefix(&self.id, self.created, &self.model);
         self.chunk(
             out,
             &RoleDelta {
@@ -328,14 +304,7 @@ impl AnthropicToOpenAi {
     }
 
     fn chunk<D: Serialize>(&self, out: &mut Vec<u8>, delta: &D, finish: Option<&str>) {
-        out.extend_from_slice(&self.prefix);
-        write_json(out, delta);
-        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
-        match finish {
-            Some(f) => write_json(out, &f),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b"}]}\n\n");
+        write_chunk(&self.prefix, out, delta, finish);
     }
 
     fn block(&self, index: usize) -> ABlock {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chat_responses::{chat_usage, finish_reason};
-use super::common::{fallback_tool_id, openai_id, unix_now};
+use super::common::{chunk_prefix, fallback_tool_id, openai_id, unix_now, write_chunk, write_json};
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -47,11 +47,6 @@ struct RItem<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
-}
-
-fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    // Writing plain values into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[derive(Serialize)]
@@ -156,26 +151,7 @@ impl ResponsesToOpenAi {
         }
         self.started = true;
         self.id = openai_id(upstream_id);
-        #[derive(Serialize)]
-        struct Head<'a> {
-            id: &'a str,
-            object: &'static str,
-            created: u64,
-            model: &'a str,
-        }
-        let mut prefix = b"data: ".to_vec();
-        write_json(
-            &mut prefix,
-            &Head {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-            },
-        );
-        prefix.pop(); // the closing brace
-        prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
-        self.prefix = prefix;
+        self.prefix = chunk_prefix(&self.id, self.created, &self.model);
         self.chunk(
             out,
             &RoleDelta {
@@ -187,14 +163,7 @@ impl ResponsesToOpenAi {
     }
 
     fn chunk<D: Serialize>(&self, out: &mut Vec<u8>, delta: &D, finish: Option<&str>) {
-        out.extend_from_slice(&self.prefix);
-        write_json(out, delta);
-        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
-        match finish {
-            Some(f) => write_json(out, &f),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b"}]}\n\n");
+        write_chunk(&self.prefix, out, delta, finish);
     }
 
     fn call_position(&self, output_index: Option<u64>, item_id: Option<&str>) -> Option<usize> {
