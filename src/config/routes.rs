@@ -152,29 +152,6 @@ fn build_chain(
                     ),
                 )
             })?;
-        // The Responses API translates to and from chat completions, not yet Anthropic
-        // messages: a chain must not hold both, or a failover could end in a request no entry
-        // can take.
-        {
-            use crate::dialect::Dialect::{Anthropic, Responses};
-            let clash = chain.iter().map(|e| backends[e.backend.0].api).find(|api| {
-                matches!(
-                    (*api, backend.api),
-                    (Responses, Anthropic) | (Anthropic, Responses)
-                )
-            });
-            if let Some(other) = clash {
-                return Err(src.invalid(
-                    line(&entry.backend),
-                    format!("{key}.chain[{i}].backend"),
-                    format!(
-                        "{wanted:?} speaks {} but the chain already holds a {} backend; openai_responses and anthropic_messages backends cannot share a chain yet (no translation between them)",
-                        backend.api.as_str(),
-                        other.as_str()
-                    ),
-                ));
-            }
-        }
         let model = &entry.model.value;
         if model.trim().is_empty() {
             return Err(src.invalid(

@@ -46,7 +46,8 @@ impl Leg {
     }
 
     /// The body for the backend: the client's bytes with `model` spliced in (passthrough), or
-    /// the request translated into the backend's dialect.
+    /// the request translated into the backend's dialect (with the offered built-in tools the
+    /// backend cannot run, dropped).
     pub fn request(
         self,
         body: &[u8],
@@ -54,11 +55,14 @@ impl Leg {
         model_json: &[u8],
         model: &str,
         opts: &translate::Options,
-    ) -> Result<Bytes, TranslateError> {
+    ) -> Result<translate::Translated, TranslateError> {
         match self {
-            Leg::Passthrough(_) => Ok(crate::body::with_model(body, model_span, model_json)),
+            Leg::Passthrough(_) => Ok(translate::Translated {
+                body: crate::body::with_model(body, model_span, model_json),
+                dropped_tools: Vec::new(),
+            }),
             Leg::Translate { client, backend } => {
-                translate::request(client, backend, body, model, opts)
+                translate::translate_request(client, backend, body, model, opts)
             }
         }
     }
@@ -121,8 +125,8 @@ mod tests {
 
     #[test]
     fn a_leg_translates_exactly_when_the_dialects_differ() {
-        for client in [Dialect::OpenAi, Dialect::Anthropic] {
-            for backend in [Dialect::OpenAi, Dialect::Anthropic] {
+        for client in Dialect::ALL {
+            for backend in Dialect::ALL {
                 let leg = Leg::new(client, backend);
                 let same = client == backend;
                 assert_eq!((leg.client(), leg.backend()), (client, backend));
@@ -152,7 +156,8 @@ mod tests {
         let out = leg
             .request(body, &(9..16), br#""gpt-4o""#, "gpt-4o", &opts)
             .unwrap();
-        assert_eq!(&out[..], br#"{"model":"gpt-4o","x":[1, 2]}"#);
+        assert_eq!(&out.body[..], br#"{"model":"gpt-4o","x":[1, 2]}"#);
+        assert!(out.dropped_tools.is_empty());
         let answer = Bytes::from_static(b"{\"id\":1}");
         assert_eq!(leg.response(answer.clone(), "route").unwrap(), answer);
     }

@@ -28,6 +28,8 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    pub const ALL: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Responses];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::OpenAi => "openai_chat",

@@ -546,7 +546,7 @@ impl<'g> Run<'g, '_> {
             default_max_tokens: backend.default_max_tokens,
             strict: gw.config.translate_strict,
         };
-        let upstream_body = {
+        let translated = {
             match leg.request(
                 &req.body,
                 &req.scanned.model_span,
@@ -582,6 +582,8 @@ impl<'g> Run<'g, '_> {
                 }
             }
         };
+        let upstream_body = translated.body;
+        let dropped_tools = translated.dropped_tools;
         let budget = &gw.budgets[entry.backend.0];
         budget.deposit();
         let mut retries_done = 0u32;
@@ -651,6 +653,7 @@ impl<'g> Run<'g, '_> {
                         served,
                         failures: std::mem::take(&mut self.failures),
                         scopes,
+                        dropped_tools,
                     });
                 }
                 Err(f) => f,

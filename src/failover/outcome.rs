@@ -98,6 +98,9 @@ pub enum Outcome {
         /// The health scopes of the serving attempt: a stream that fails after its commit
         /// point counts against them.
         scopes: AttemptScopes,
+        /// Built-in tools the client offered that the serving backend cannot run (dropped
+        /// by translation).
+        dropped_tools: Vec<String>,
     },
     /// The upstream said the client must fix the request; its answer goes back unchanged.
     Returned {

@@ -628,6 +628,43 @@ pub(crate) fn anthropic(body: &Value, system_turns: bool) -> Result<(), String> 
             return Err("stream: Input should be a valid boolean".to_owned());
         }
     }
+    if let Some(tools) = obj.get("tools") {
+        anthropic_tools(tools)?;
+    }
+    Ok(())
+}
+
+/// Custom tools need a name and an `input_schema`; Anthropic-defined tools (server tools
+/// such as web search, and client tools such as bash) are named by a dated `type`.
+fn anthropic_tools(tools: &Value) -> Result<(), String> {
+    let Some(tools) = tools.as_array() else {
+        return Err("tools: Input should be a valid list".to_owned());
+    };
+    for (k, t) in tools.iter().enumerate() {
+        let Some(t) = t.as_object() else {
+            return Err(format!("tools.{k}: Input should be a valid dictionary"));
+        };
+        if !t.get("name").is_some_and(Value::is_string) {
+            return Err(format!("tools.{k}.name: Field required"));
+        }
+        match t.get("type").and_then(Value::as_str) {
+            None | Some("custom") => {
+                if !t.get("input_schema").is_some_and(Value::is_object) {
+                    return Err(format!("tools.{k}.custom.input_schema: Field required"));
+                }
+            }
+            Some(kind) => {
+                let dated = kind
+                    .rsplit_once('_')
+                    .is_some_and(|(_, d)| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
+                if !dated {
+                    return Err(format!(
+                        "tools.{k}: Input tag '{kind}' found using 'type' does not match any of the expected tags"
+                    ));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -9,12 +9,14 @@ pub const HDR_BACKEND: &str = "x-switchyard-backend";
 pub const HDR_ATTEMPTS: &str = "x-switchyard-attempts";
 pub const HDR_REASON: &str = "x-switchyard-reason";
 pub const HDR_REQUEST_ID: &str = "x-request-id";
+pub const HDR_DROPPED_TOOLS: &str = "x-switchyard-dropped-tools";
 
 // Built once: inserting by `&'static str` would validate the name on every response.
 pub(super) static H_BACKEND: HeaderName = HeaderName::from_static(HDR_BACKEND);
 static H_ATTEMPTS: HeaderName = HeaderName::from_static(HDR_ATTEMPTS);
 pub(super) static H_REQUEST_ID: HeaderName = HeaderName::from_static(HDR_REQUEST_ID);
 pub(super) static H_REASON: HeaderName = HeaderName::from_static(HDR_REASON);
+pub(super) static H_DROPPED_TOOLS: HeaderName = HeaderName::from_static(HDR_DROPPED_TOOLS);
 
 /// Sets `name` unless `value` cannot be a header value (then the header is left out).
 pub(super) fn set_header(h: &mut HeaderMap, name: &HeaderName, value: &str) {

@@ -15,7 +15,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 use super::error::{panic_message, GatewayError};
-use super::headers::{json_response, set_attempts, set_header, H_BACKEND, H_REASON, H_REQUEST_ID};
+use super::headers::{
+    json_response, set_attempts, set_header, H_BACKEND, H_DROPPED_TOOLS, H_REASON, H_REQUEST_ID,
+};
 use crate::alert::{Alert, SessionSeen, Target};
 use crate::app::Gateway;
 use crate::config::{AlertEvent, BackendId};
@@ -89,6 +91,8 @@ enum Conclusion {
         backend: Option<HeaderValue>,
         attempts: u32,
         body: ServedBody,
+        /// Built-in tools dropped by translation, comma-separated.
+        dropped_tools: Option<String>,
     },
     Returned {
         backend: Option<HeaderValue>,
@@ -133,6 +137,7 @@ fn conclude(
             served,
             failures,
             scopes,
+            dropped_tools,
         } => {
             let alert = after_served(gw, req, backend, entry, attempts, &failures, started);
             let body = match served {
@@ -172,6 +177,7 @@ fn conclude(
                 backend: config.backend(backend).name_header.clone(),
                 attempts,
                 body,
+                dropped_tools: (!dropped_tools.is_empty()).then(|| dropped_tools.join(",")),
             }
         }
         Outcome::Returned {
@@ -241,6 +247,7 @@ fn into_response(req: &ClientRequest, conclusion: Conclusion) -> Response {
             backend,
             attempts,
             body,
+            dropped_tools,
         } => {
             let mut r = match body {
                 ServedBody::Full {
@@ -258,6 +265,9 @@ fn into_response(req: &ClientRequest, conclusion: Conclusion) -> Response {
                 r.headers_mut().insert(H_BACKEND.clone(), v);
             }
             set_attempts(r.headers_mut(), attempts);
+            if let Some(tools) = dropped_tools {
+                set_header(r.headers_mut(), &H_DROPPED_TOOLS, &tools);
+            }
             r
         }
         Conclusion::Returned {

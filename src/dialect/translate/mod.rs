@@ -70,6 +70,7 @@ mod chat_responses;
 mod common;
 mod request;
 mod response;
+mod responses_anthropic;
 mod responses_chat;
 mod responses_stream;
 mod stream;
@@ -105,15 +106,12 @@ impl Default for Options {
     }
 }
 
-/// A pair of dialects with no translation yet (the Responses API with Anthropic messages).
-fn no_pair(from: Dialect, to: Dialect) -> TranslateError {
-    TranslateError::Unsupported(format!(
-        "no translation between {} and {} yet; route {} clients to {} backends",
-        from.as_str(),
-        to.as_str(),
-        from.as_str(),
-        from.as_str()
-    ))
+/// A translated request: the body for the backend, and the built-in tools the client offered
+/// that the backend cannot run (dropped; the gateway names them in a response header).
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Bytes,
+    pub dropped_tools: Vec<String>,
 }
 
 /// A client request body in `from` dialect → the body for a `to` backend, with `model` set to
@@ -125,19 +123,45 @@ pub fn request(
     model: &str,
     opts: &Options,
 ) -> Result<Bytes, TranslateError> {
-    let value = match (from, to) {
-        (Dialect::OpenAi, Dialect::Anthropic) => request::openai_to_anthropic(body, model, opts)?,
-        (Dialect::Anthropic, Dialect::OpenAi) => request::anthropic_to_openai(body, model, opts)?,
+    translate_request(from, to, body, model, opts).map(|t| t.body)
+}
+
+/// [`request`], saying which offered built-in tools were dropped.
+pub fn translate_request(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    model: &str,
+    opts: &Options,
+) -> Result<Translated, TranslateError> {
+    let (value, dropped_tools) = match (from, to) {
+        (Dialect::OpenAi, Dialect::Anthropic) => {
+            (request::openai_to_anthropic(body, model, opts)?, Vec::new())
+        }
+        (Dialect::Anthropic, Dialect::OpenAi) => {
+            responses_anthropic::anthropic_to_chat(body, model, opts)?
+        }
         (Dialect::Responses, Dialect::OpenAi) => {
-            responses_chat::responses_to_chat(body, model, opts)?
+            let via = responses_chat::Via::Chat;
+            let (v, b) = responses_chat::responses_to_chat_via(body, model, opts, via)?;
+            (v, b.dropped)
         }
-        (Dialect::OpenAi, Dialect::Responses) => {
-            chat_responses::chat_to_responses(body, model, opts)?
+        (Dialect::OpenAi, Dialect::Responses) => (
+            chat_responses::chat_to_responses(body, model, opts)?,
+            Vec::new(),
+        ),
+        (Dialect::Responses, Dialect::Anthropic) => {
+            responses_anthropic::responses_to_anthropic(body, model, opts)?
         }
-        (a, b) if a == b => request::same_dialect(body, model)?,
-        (a, b) => return Err(no_pair(a, b)),
+        (Dialect::Anthropic, Dialect::Responses) => {
+            responses_anthropic::anthropic_to_responses(body, model, opts)?
+        }
+        (_, _) => (request::same_dialect(body, model)?, Vec::new()),
     };
-    Ok(common::to_bytes(&value))
+    Ok(Translated {
+        body: common::to_bytes(&value),
+        dropped_tools,
+    })
 }
 
 /// A backend's successful non-streaming response body in `from` (backend) dialect → `to`
@@ -158,8 +182,13 @@ pub fn response(
         (Dialect::Responses, Dialect::OpenAi) => {
             chat_responses::responses_to_chat(body, client_model)?
         }
-        (a, b) if a == b => response::same_dialect(body, client_model)?,
-        (a, b) => return Err(no_pair(a, b)),
+        (Dialect::Anthropic, Dialect::Responses) => {
+            responses_anthropic::anthropic_answer_to_responses(body, client_model)?
+        }
+        (Dialect::Responses, Dialect::Anthropic) => {
+            responses_anthropic::responses_answer_to_anthropic(body, client_model)?
+        }
+        (_, _) => response::same_dialect(body, client_model)?,
     };
     Ok(common::to_bytes(&value))
 }

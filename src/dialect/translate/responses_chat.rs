@@ -70,17 +70,51 @@ fn tool_label(t: &Value) -> String {
     }
 }
 
-/// Responses request (client) → chat completions request (backend). The names of built-in
-/// tools dropped are logged at info.
-pub(super) fn responses_to_chat(
+/// Where a Responses request is going: straight to a chat-completions backend, or through
+/// chat completions on to an Anthropic backend (which runs a web search of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Chat,
+    Anthropic,
+}
+
+impl Via {
+    fn api(self) -> &'static str {
+        match self {
+            Via::Chat => "OpenAI chat completions",
+            Via::Anthropic => "Anthropic messages",
+        }
+    }
+}
+
+/// What became of the request's built-in tools.
+#[derive(Debug, Default)]
+pub(super) struct BuiltIns {
+    /// Offered tools the backend cannot run, dropped (labels such as `custom:apply_patch`).
+    pub dropped: Vec<String>,
+    /// The `web_search` tool, when the backend has its own (Anthropic's server tool).
+    pub web_search: Option<Value>,
+    /// `tool_choice` forces that web search.
+    pub web_search_forced: bool,
+}
+
+/// The Responses web search tool types (current, dated and preview names).
+pub(super) fn is_web_search(kind: &str) -> bool {
+    kind == "web_search" || kind.starts_with("web_search_")
+}
+
+/// Responses request (client) → chat completions request, for `via`'s backend, saying what
+/// became of built-in tools (the names of those dropped are logged at info).
+pub(super) fn responses_to_chat_via(
     body: &[u8],
     model: &str,
     opts: &Options,
-) -> Result<Value, TranslateError> {
+    via: Via,
+) -> Result<(Value, BuiltIns), TranslateError> {
     let mut req = parse_object(body)?;
     let lossy = Lossy {
         strict: opts.strict,
-        backend: "OpenAI chat completions",
+        backend: via.api(),
     };
     for (key, why) in STORED_STATE {
         if take(&mut req, key).is_some() {
@@ -195,27 +229,35 @@ pub(super) fn responses_to_chat(
 
     // Tools and tool choice.
     let mut tools = Vec::new();
-    let mut dropped: Vec<String> = Vec::new();
+    let mut built_ins = BuiltIns::default();
     if let Some(list) = take(&mut req, "tools") {
         let Value::Array(list) = list else {
             return Err(invalid("`tools` must be an array"));
         };
         for t in list {
-            if type_of(&t) == "function" {
+            let kind = type_of(&t);
+            if kind == "function" {
                 tools.push(function_tool(t)?);
+            } else if via == Via::Anthropic && is_web_search(kind) && live_search_allowed(&t) {
+                built_ins.web_search = Some(t);
             } else {
-                dropped.push(tool_label(&t));
+                built_ins.dropped.push(tool_label(&t));
             }
         }
     }
-    if !dropped.is_empty() {
+    if !built_ins.dropped.is_empty() {
         tracing::info!(
-            dropped_tools = %dropped.join(","),
-            "translation: built-in tools offered to a chat-completions backend were dropped"
+            backend = via.api(),
+            dropped_tools = %built_ins.dropped.join(","),
+            "translation: built-in tools the backend cannot run were dropped"
         );
     }
     let choice = match take(&mut req, "tool_choice") {
-        Some(c) => tool_choice(c)?,
+        Some(c) if built_ins.web_search.is_some() && is_web_search(type_of(&c)) => {
+            built_ins.web_search_forced = true;
+            None
+        }
+        Some(c) => tool_choice(c, via)?,
         None => None,
     };
     let parallel = take(&mut req, "parallel_tool_calls");
@@ -232,9 +274,10 @@ pub(super) fn responses_to_chat(
         }
     } else if matches!(&choice, Some(c) if c != "none" && c != "auto") {
         // `required` or a named function with no function tools left.
-        return Err(unsupported(
-            "`tool_choice` requires a tool call but no function tools remain for a chat-completions backend",
-        ));
+        return Err(unsupported(format!(
+            "`tool_choice` requires a tool call but no function tools remain for the {} backend",
+            via.api()
+        )));
     }
 
     for (key, value) in req {
@@ -247,7 +290,13 @@ pub(super) fn responses_to_chat(
         }
         lossy.drop(&format!("`{key}`"))?;
     }
-    Ok(Value::Object(out))
+    Ok((Value::Object(out), built_ins))
+}
+
+/// Codex offers `web_search` with `external_web_access: false`: OpenAI's cached index only.
+/// Another provider's search is live, so such a tool is dropped rather than widened.
+fn live_search_allowed(t: &Value) -> bool {
+    t.get("external_web_access") != Some(&Value::Bool(false))
 }
 
 /// `text.format` → `response_format`.
@@ -306,7 +355,7 @@ fn function_tool(t: Value) -> Result<Value, TranslateError> {
 }
 
 /// `tool_choice`: a built-in tool forced is refused (the backend cannot call it).
-fn tool_choice(c: Value) -> Result<Option<Value>, TranslateError> {
+fn tool_choice(c: Value, via: Via) -> Result<Option<Value>, TranslateError> {
     match &c {
         Value::String(s) => match s.as_str() {
             "auto" | "none" | "required" => Ok(Some(c)),
@@ -328,8 +377,9 @@ fn tool_choice(c: Value) -> Result<Option<Value>, TranslateError> {
                 _ => Ok(Some(json!("auto"))),
             },
             _ => Err(unsupported(format!(
-                "`tool_choice` forces the built-in tool {}, which a chat-completions backend cannot call",
-                tool_label(&c)
+                "`tool_choice` forces the built-in tool {}, which the {} backend cannot call",
+                tool_label(&c),
+                via.api()
             ))),
         },
         _ => Err(invalid("`tool_choice` must be a string or an object")),

@@ -15,7 +15,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::common::unix_now;
+use super::common::{finish_reason, json as to_json, unix_now, Tokens};
+use super::responses_anthropic::{annotation_of, char_len, sources_of, web_search_item};
 use super::responses_chat::{
     function_call_item, id_suffix, message_item, reasoning_item, response_object, status_of,
     usage_of,
@@ -60,17 +61,22 @@ enum Kind {
     Reasoning,
     Message,
     Call,
+    WebSearch,
 }
 
 struct Item {
     kind: Kind,
     id: String,
-    /// Text, summary text or arguments so far.
+    /// Text, summary text, arguments or the search query so far.
     text: String,
     /// Function calls: the chat tool-call index, call id and name.
     chat_index: u32,
     call_id: String,
     name: String,
+    /// Messages: `url_citation` annotations; web searches: the sources found.
+    extra: Vec<Value>,
+    /// A web search that failed.
+    failed: bool,
     done: bool,
 }
 
@@ -78,9 +84,19 @@ impl Item {
     fn value(&self, status: &str) -> Value {
         match self.kind {
             Kind::Reasoning => reasoning_item(&self.id, &self.text),
-            Kind::Message => message_item(&self.id, status, Some(&self.text)),
+            Kind::Message => {
+                let mut item = message_item(&self.id, status, Some(&self.text));
+                if !self.extra.is_empty() {
+                    item["content"][0]["annotations"] = Value::Array(self.extra.clone());
+                }
+                item
+            }
             Kind::Call => {
                 function_call_item(&self.id, status, &self.call_id, &self.name, &self.text)
+            }
+            Kind::WebSearch => {
+                let status = if self.failed { "failed" } else { status };
+                web_search_item(&self.id, status, &self.text, &self.extra)
             }
         }
     }
@@ -173,6 +189,7 @@ impl ChatToResponses {
             Kind::Reasoning => "rs",
             Kind::Message => "msg",
             Kind::Call => "fc",
+            Kind::WebSearch => "ws",
         };
         self.items.push(Item {
             kind,
@@ -181,6 +198,8 @@ impl ChatToResponses {
             chat_index: 0,
             call_id: String::new(),
             name: String::new(),
+            extra: Vec::new(),
+            failed: false,
             done: false,
         });
         index
@@ -256,6 +275,7 @@ impl ChatToResponses {
                 );
             }
             Kind::Message => {
+                let annotations = Value::Array(item.extra.clone());
                 self.emit(
                     out,
                     "response.output_text.done",
@@ -266,8 +286,16 @@ impl ChatToResponses {
                     out,
                     "response.content_part.done",
                     json!({"item_id": id, "output_index": index, "content_index": 0,
-                           "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": text}}),
+                           "part": {"type": "output_text", "annotations": annotations, "logprobs": [], "text": text}}),
                 );
+            }
+            Kind::WebSearch => {
+                for kind in [
+                    "response.web_search_call.searching",
+                    "response.web_search_call.completed",
+                ] {
+                    self.emit(out, kind, json!({"item_id": id, "output_index": index}));
+                }
             }
             Kind::Call => {
                 let name = self.items[index].name.clone();
@@ -362,24 +390,8 @@ impl ChatToResponses {
                 i
             }
             None => {
-                if let Some(c) = self.current {
-                    self.close(c, out);
-                }
-                let index = self.open(Kind::Call);
-                let call_id = match upstream_id {
-                    Some(id) => id.to_owned(),
-                    None => format!("call_{}_{index}", self.suffix),
-                };
-                let item = &mut self.items[index];
-                item.chat_index = chat_index;
-                item.call_id = call_id;
-                item.name = name.to_owned();
-                let added = item.value("in_progress");
-                self.emit(
-                    out,
-                    "response.output_item.added",
-                    json!({"output_index": index, "item": added}),
-                );
+                let index = self.open_call(upstream_id, name, out);
+                self.items[index].chat_index = chat_index;
                 index
             }
         };
@@ -388,19 +400,79 @@ impl ChatToResponses {
             .and_then(Value::as_str)
             .filter(|a| !a.is_empty());
         if let Some(args) = args {
-            self.items[index].text.push_str(args);
-            let id = std::mem::take(&mut self.items[index].id);
-            self.emit(
-                out,
-                "response.function_call_arguments.delta",
-                ArgsDelta {
-                    item_id: &id,
-                    output_index: index,
-                    delta: args,
-                },
-            );
-            self.items[index].id = id;
+            self.call_args(index, args, out);
         }
+    }
+
+    /// Opens a function call item (closing the open text), returning its output index.
+    fn open_call(&mut self, call_id: Option<&str>, name: &str, out: &mut Vec<u8>) -> usize {
+        if let Some(c) = self.current {
+            self.close(c, out);
+        }
+        let index = self.open(Kind::Call);
+        let call_id = match call_id {
+            Some(id) => id.to_owned(),
+            None => format!("call_{}_{index}", self.suffix),
+        };
+        let item = &mut self.items[index];
+        item.call_id = call_id;
+        item.name = name.to_owned();
+        let added = item.value("in_progress");
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": added}),
+        );
+        index
+    }
+
+    fn call_args(&mut self, index: usize, args: &str, out: &mut Vec<u8>) {
+        self.items[index].text.push_str(args);
+        let id = std::mem::take(&mut self.items[index].id);
+        self.emit(
+            out,
+            "response.function_call_arguments.delta",
+            ArgsDelta {
+                item_id: &id,
+                output_index: index,
+                delta: args,
+            },
+        );
+        self.items[index].id = id;
+    }
+
+    /// Opens a web search item (closing the open text), returning its output index.
+    fn open_web_search(&mut self, out: &mut Vec<u8>) -> usize {
+        if let Some(c) = self.current {
+            self.close(c, out);
+        }
+        let index = self.open(Kind::WebSearch);
+        let id = self.items[index].id.clone();
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index,
+                   "item": {"type": "web_search_call", "id": id, "status": "in_progress"}}),
+        );
+        self.emit(
+            out,
+            "response.web_search_call.in_progress",
+            json!({"item_id": id, "output_index": index}),
+        );
+        index
+    }
+
+    /// Adds an annotation to the message item at `index`.
+    fn annotate(&mut self, index: usize, annotation: Value, out: &mut Vec<u8>) {
+        let annotation_index = self.items[index].extra.len();
+        let id = self.items[index].id.clone();
+        self.emit(
+            out,
+            "response.output_text.annotation.added",
+            json!({"item_id": id, "output_index": index, "content_index": 0,
+                   "annotation_index": annotation_index, "annotation": annotation}),
+        );
+        self.items[index].extra.push(annotation);
     }
 
     pub(super) fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
@@ -479,5 +551,235 @@ impl ChatToResponses {
         };
         self.emit(out, kind, json!({ "response": r }));
         self.done = true;
+    }
+}
+
+/// What an Anthropic content block became in the Responses output.
+enum Block {
+    /// Text joins the open message item; `start` is where this block's text began in it
+    /// (characters), known at its first delta; citations wait for the block's end, when the
+    /// span they cover is known.
+    Text {
+        start: Option<usize>,
+        citations: Vec<Value>,
+    },
+    Thinking,
+    Call(usize),
+    /// A web search: its item, the `server_tool_use` id its result names, the query JSON.
+    Search {
+        item: usize,
+        tool_use_id: String,
+        input: String,
+    },
+    Other,
+}
+
+/// Stream: Anthropic messages events (backend) → Responses events (client), through the same
+/// writer as chat chunks. Text and thinking deltas become text and reasoning summary deltas,
+/// `tool_use` blocks function calls, `server_tool_use` web searches `web_search_call` items
+/// (the query from the block's input, the sources from its `web_search_tool_result`) and
+/// web search citations `url_citation` annotations; `message_delta`'s stop reason and usage
+/// decide `response.completed` or `response.incomplete`.
+pub(super) struct AnthropicToResponses {
+    pub(super) w: ChatToResponses,
+    blocks: Vec<(usize, Block)>,
+    tokens: Tokens,
+}
+
+#[derive(serde::Deserialize)]
+struct AEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    content_block: Option<Value>,
+    #[serde(default)]
+    delta: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+impl AnthropicToResponses {
+    pub(super) fn new(model: &str) -> Self {
+        AnthropicToResponses {
+            w: ChatToResponses::new(model),
+            blocks: Vec::new(),
+            tokens: Tokens::default(),
+        }
+    }
+
+    fn block(&mut self, index: Option<usize>) -> Option<&mut Block> {
+        let index = index?;
+        self.blocks
+            .iter_mut()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b)
+    }
+
+    pub(super) fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        if self.w.done {
+            return;
+        }
+        let Some(data) = &ev.data else { return };
+        let e: AEvent = match serde_json::from_slice(data) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
+                return;
+            }
+        };
+        let name = ev.event.as_deref().unwrap_or(&e.kind);
+        match name {
+            "message_start" => {
+                let m = e.message.as_ref();
+                let id = m.and_then(|m| m.get("id")).and_then(Value::as_str);
+                if let Some(u) = m.and_then(|m| m.get("usage")) {
+                    self.tokens.update_from_anthropic(u);
+                }
+                self.w
+                    .start(id.map(|id| id.strip_prefix("msg_").unwrap_or(id)), out);
+            }
+            "content_block_start" => {
+                self.w.start(None, out);
+                let Some(index) = e.index else { return };
+                let b = e.content_block.unwrap_or(Value::Null);
+                let s = |k: &str| b.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+                let block = match b.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text" => Block::Text {
+                        start: None,
+                        citations: Vec::new(),
+                    },
+                    "thinking" => Block::Thinking,
+                    "tool_use" => {
+                        let name = s("name").unwrap_or("");
+                        Block::Call(self.w.open_call(s("id"), name, out))
+                    }
+                    "server_tool_use" if s("name") == Some("web_search") => Block::Search {
+                        item: self.w.open_web_search(out),
+                        tool_use_id: s("id").unwrap_or("").to_owned(),
+                        input: String::new(),
+                    },
+                    "web_search_tool_result" => {
+                        let id = s("tool_use_id").unwrap_or("");
+                        let item = self.blocks.iter().find_map(|(_, b)| match b {
+                            Block::Search {
+                                item, tool_use_id, ..
+                            } if tool_use_id == id => Some(*item),
+                            _ => None,
+                        });
+                        if let Some(item) = item {
+                            match sources_of(&b) {
+                                Some(sources) => self.w.items[item].extra = sources,
+                                None => self.w.items[item].failed = true,
+                            }
+                            self.w.close(item, out);
+                        }
+                        Block::Other
+                    }
+                    _ => Block::Other,
+                };
+                self.blocks.push((index, block));
+            }
+            "content_block_delta" => {
+                let Some(d) = e.delta.as_ref() else { return };
+                let s = |k: &str| d.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+                let index = e.index;
+                match d.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text_delta" => {
+                        let Some(t) = s("text") else { return };
+                        let at = self.w.text_like(Kind::Message, out);
+                        let len = char_len(&self.w.items[at].text);
+                        if let Some(Block::Text { start, .. }) = self.block(index) {
+                            start.get_or_insert(len);
+                        }
+                        self.w.text(Kind::Message, t, out);
+                    }
+                    "thinking_delta" => {
+                        if let Some(t) = s("thinking") {
+                            self.w.text(Kind::Reasoning, t, out);
+                        }
+                    }
+                    "input_json_delta" => {
+                        let Some(j) = s("partial_json") else { return };
+                        match self.block(index) {
+                            Some(Block::Call(item)) => {
+                                let item = *item;
+                                self.w.call_args(item, j, out);
+                            }
+                            Some(Block::Search { input, .. }) => input.push_str(j),
+                            _ => {}
+                        }
+                    }
+                    "citations_delta" => {
+                        if let (Some(c), Some(Block::Text { citations, .. })) =
+                            (d.get("citation").cloned(), self.block(index))
+                        {
+                            citations.push(c);
+                        }
+                    }
+                    // signature_delta: a thinking block's signature has no Responses form.
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                let Some(block) = self.block(e.index) else {
+                    return;
+                };
+                if let Block::Search { item, input, .. } = block {
+                    // The query is known now; the item stays open until its result block
+                    // brings the sources.
+                    let query = serde_json::from_str::<Value>(input)
+                        .ok()
+                        .and_then(|v| v.get("query").and_then(Value::as_str).map(String::from));
+                    let item = *item;
+                    self.w.items[item].text = query.unwrap_or_default();
+                    return;
+                }
+                match std::mem::replace(block, Block::Other) {
+                    Block::Text {
+                        start: Some(start),
+                        citations,
+                    } if !citations.is_empty() => {
+                        let Some(at) = self.w.current else { return };
+                        let end = char_len(&self.w.items[at].text);
+                        for c in citations {
+                            if let Some(a) = annotation_of(&c, start, end) {
+                                self.w.annotate(at, a, out);
+                            }
+                        }
+                    }
+                    Block::Call(item) => self.w.close(item, out),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = &e.usage {
+                    self.tokens.update_from_anthropic(u);
+                }
+                let stop = e
+                    .delta
+                    .as_ref()
+                    .and_then(|d| d.get("stop_reason"))
+                    .and_then(Value::as_str);
+                if let Some(stop) = stop {
+                    self.w.finish = Some(finish_reason(stop).to_owned());
+                }
+            }
+            "message_stop" => self.end(out),
+            // ping, error (the gateway's business) and anything new.
+            _ => {}
+        }
+    }
+
+    pub(super) fn end(&mut self, out: &mut Vec<u8>) {
+        if self.w.done {
+            return;
+        }
+        self.w.usage = Some(to_json(&self.tokens.openai()));
+        self.w.end(out);
     }
 }

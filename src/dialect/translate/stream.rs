@@ -30,6 +30,10 @@ enum Inner {
     ChatToResponses(Box<super::responses_stream::ChatToResponses>),
     /// Responses API backend → chat completions client.
     ResponsesToChat(Box<super::stream_responses::ResponsesToOpenAi>),
+    /// Anthropic backend → Responses client.
+    AnthropicToResponses(Box<super::responses_stream::AnthropicToResponses>),
+    /// Responses API backend → Anthropic client: through chat chunks.
+    ResponsesToAnthropic(Box<ResponsesToAnthropic>),
     /// Same dialect on both sides (not used by the gateway): events are re-framed unchanged.
     Passthrough,
 }
@@ -49,6 +53,12 @@ impl StreamTranslator {
             (Dialect::Responses, Dialect::OpenAi) => Inner::ResponsesToChat(Box::new(
                 super::stream_responses::ResponsesToOpenAi::new(client_model, include_usage),
             )),
+            (Dialect::Anthropic, Dialect::Responses) => Inner::AnthropicToResponses(Box::new(
+                super::responses_stream::AnthropicToResponses::new(client_model),
+            )),
+            (Dialect::Responses, Dialect::Anthropic) => {
+                Inner::ResponsesToAnthropic(Box::new(ResponsesToAnthropic::new(client_model)))
+            }
             _ => Inner::Passthrough,
         };
         StreamTranslator { inner }
@@ -62,6 +72,8 @@ impl StreamTranslator {
             Inner::ToAnthropic(t) => t.push(ev, out),
             Inner::ChatToResponses(t) => t.push(ev, out),
             Inner::ResponsesToChat(t) => t.push(ev, out),
+            Inner::AnthropicToResponses(t) => t.push(ev, out),
+            Inner::ResponsesToAnthropic(t) => t.push(ev, out),
             Inner::Passthrough => reframe(ev, out),
         }
     }
@@ -75,6 +87,8 @@ impl StreamTranslator {
             Inner::ToAnthropic(t) => t.close(out),
             Inner::ChatToResponses(t) => t.end(out),
             Inner::ResponsesToChat(t) => t.close(out),
+            Inner::AnthropicToResponses(t) => t.end(out),
+            Inner::ResponsesToAnthropic(t) => t.close(out),
             Inner::Passthrough => {}
         }
     }
@@ -89,8 +103,59 @@ impl StreamTranslator {
                 t.fixed_clock = true;
             }
             Inner::ResponsesToChat(t) => t.created = created,
+            Inner::AnthropicToResponses(t) => {
+                t.w.created = created;
+                t.w.fixed_clock = true;
+            }
+            Inner::ResponsesToAnthropic(t) => t.first.created = created,
             _ => {}
         }
+    }
+}
+
+/// A Responses backend's events → chat chunks → Anthropic events: the two translators
+/// composed, the chunks between them parsed back as events. One more JSON write and parse per
+/// event than a direct translation; what chat cannot carry (web search calls) is not carried.
+struct ResponsesToAnthropic {
+    first: super::stream_responses::ResponsesToOpenAi,
+    second: OpenAiToAnthropic,
+    chunks: Vec<u8>,
+    parser: crate::sse::SseParser,
+    events: Vec<SseEvent>,
+}
+
+impl ResponsesToAnthropic {
+    fn new(client_model: &str) -> Self {
+        ResponsesToAnthropic {
+            // The usage chunk carries the token counts on to message_delta.
+            first: super::stream_responses::ResponsesToOpenAi::new(client_model, true),
+            second: OpenAiToAnthropic::new(client_model),
+            chunks: Vec::new(),
+            // Each chunk is as large as the backend event it came from, which the gateway's own
+            // parser already bounded.
+            parser: crate::sse::SseParser::with_limit(usize::MAX),
+            events: Vec::new(),
+        }
+    }
+
+    fn relay(&mut self, out: &mut Vec<u8>) {
+        // The chunks are the first translator's own output: well-formed and unlimited here.
+        let _ = self.parser.feed(&self.chunks, &mut self.events);
+        self.chunks.clear();
+        for ev in self.events.drain(..) {
+            self.second.push(&ev, out);
+        }
+    }
+
+    fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        self.first.push(ev, &mut self.chunks);
+        self.relay(out);
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        self.first.close(&mut self.chunks);
+        self.relay(out);
+        self.second.close(out);
     }
 }
 

@@ -276,7 +276,7 @@ fn incomplete_stream_finishes_with_length_and_arguments_sent_whole_go_out_once()
 }
 
 /// A Responses stream as the API sends it, for a reply of reasoning, text and calls.
-fn responses_sse(
+pub(super) fn responses_sse(
     reasoning: &[String],
     text: &[String],
     tools: &[(String, Vec<String>)],

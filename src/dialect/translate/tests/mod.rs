@@ -10,6 +10,7 @@ mod mapping;
 mod mock_e2e;
 mod props;
 mod responses;
+mod responses_anthropic;
 mod streams;
 
 // The mock's request validator (what the real APIs reject) checks translated requests.

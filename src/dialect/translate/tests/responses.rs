@@ -373,7 +373,7 @@ fn stream(chunks: &[&[u8]]) -> Vec<u8> {
 
 /// The events of a Responses stream, checked for well-formedness the way a client's
 /// accumulator relies on it; returns (name, data) pairs.
-fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
+pub(super) fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
     let events: Vec<(String, Value)> = parse_sse(bytes)
         .into_iter()
         .filter_map(|e| {
@@ -439,6 +439,15 @@ fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
             assert_eq!(id, s.id.as_str());
         }
         match name.as_str() {
+            "response.web_search_call.in_progress"
+            | "response.web_search_call.searching"
+            | "response.web_search_call.completed" => {
+                assert_eq!(s.kind, "web_search_call");
+            }
+            "response.output_text.annotation.added" => {
+                assert_eq!(s.kind, "message");
+                assert!(s.part, "{name} before its part was added");
+            }
             "response.content_part.added" | "response.reasoning_summary_part.added" => {
                 assert!(!s.part);
                 s.part = true;
@@ -477,6 +486,7 @@ fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
         let text = match s.kind.as_str() {
             "message" => &item["content"][0]["text"],
             "reasoning" => &item["summary"][0]["text"],
+            "web_search_call" => continue,
             _ => &item["arguments"],
         };
         assert_eq!(

@@ -146,7 +146,12 @@ pub(super) fn read_anthropic(bytes: &[u8]) -> Acc {
     acc
 }
 
-fn all_splits_agree(from: Dialect, to: Dialect, src: &[u8], include_usage: bool) -> Vec<u8> {
+pub(super) fn all_splits_agree(
+    from: Dialect,
+    to: Dialect,
+    src: &[u8],
+    include_usage: bool,
+) -> Vec<u8> {
     let whole = translate_chunks(from, to, &[src], include_usage);
     for i in 0..=src.len() {
         let split = translate_chunks(from, to, &[&src[..i], &src[i..]], include_usage);
@@ -360,10 +365,10 @@ fn openai_quirks_servers_send() {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
-struct Reply {
-    reasoning: Vec<String>,
-    text: Vec<String>,
-    tools: Vec<(String, Vec<String>)>,
+pub(super) struct Reply {
+    pub reasoning: Vec<String>,
+    pub text: Vec<String>,
+    pub tools: Vec<(String, Vec<String>)>,
 }
 
 fn pieces(s: &str, cuts: &[usize]) -> Vec<String> {
@@ -379,7 +384,7 @@ fn pieces(s: &str, cuts: &[usize]) -> Vec<String> {
         .collect()
 }
 
-fn reply() -> impl Strategy<Value = Reply> {
+pub(super) fn reply() -> impl Strategy<Value = Reply> {
     let text = prop::collection::vec(any::<String>(), 0..4);
     let args = prop::collection::btree_map("[a-z]{1,6}", any::<String>(), 0..3)
         .prop_map(|m| serde_json::to_string(&m).unwrap());
@@ -401,7 +406,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         })
 }
 
-fn anthropic_sse(r: &Reply) -> String {
+pub(super) fn anthropic_sse(r: &Reply) -> String {
     let mut s = String::new();
     let mut ev = |name: &str, v: Value| s.push_str(&format!("event: {name}\ndata: {v}\n\n"));
     ev(
