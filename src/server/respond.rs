@@ -177,7 +177,7 @@ fn conclude(
                 backend: config.backend(backend).name_header.clone(),
                 attempts,
                 body,
-                dropped_tools: (!dropped_tools.is_empty()).then(|| dropped_tools.join(",")),
+                dropped_tools: dropped_tools_header(&dropped_tools),
             }
         }
         Outcome::Returned {
@@ -238,6 +238,24 @@ fn conclude(
             }
         }
     }
+}
+
+/// The `x-switchyard-dropped-tools` value: the labels comma-separated, capped (the names come
+/// from the client's request).
+fn dropped_tools_header(tools: &[String]) -> Option<String> {
+    const MAX: usize = 1024;
+    let mut out = String::new();
+    for t in tools {
+        if out.len() + t.len() + 1 > MAX {
+            out.push_str(",...");
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Frames a conclusion as an HTTP response, headers included.

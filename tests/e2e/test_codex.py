@@ -109,14 +109,14 @@ def codex_bin(tmp_path_factory) -> Path:
 class Codex:
     """One Codex user: its own HOME / CODEX_HOME (config.toml, sessions) and work directory."""
 
-    def __init__(self, bin_path: Path, gateway: str, home: Path):
+    def __init__(self, bin_path: Path, gateway: str, home: Path, route: str = ROUTE):
         self.bin = bin_path
         self.work = home / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         codex_home = home / ".codex"
         codex_home.mkdir(parents=True, exist_ok=True)
         (codex_home / "config.toml").write_text(
-            CONFIG_TOML.format(route=ROUTE, gateway=gateway, idle_ms=CODEX_IDLE_TIMEOUT_S * 1000)
+            CONFIG_TOML.format(route=route, gateway=gateway, idle_ms=CODEX_IDLE_TIMEOUT_S * 1000)
         )
         env = {
             k: v
@@ -152,8 +152,9 @@ class Codex:
 
 @pytest.fixture
 def codex(codex_bin, tmp_path):
-    """A factory: ``codex(gateway)`` is a fresh Codex user pointed at that gateway."""
-    return lambda gateway: Codex(codex_bin, gateway, tmp_path / "codex")
+    """A factory: ``codex(gateway)`` is a fresh Codex user pointed at that gateway (and at
+    ``route``, ``codex-main`` unless given)."""
+    return lambda gateway, route=ROUTE: Codex(codex_bin, gateway, tmp_path / "codex", route)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -281,3 +282,32 @@ def test_codex_tool_call_round_trip_stays_on_the_fallback(codex, gateway_with, p
 
     elapsed = time.monotonic() - started
     assert elapsed < 20, f"took {elapsed:.1f}s"
+
+
+def test_codex_fails_over_to_an_anthropic_backend_tool_call_included(codex, gateway, primary, fallback):
+    """Route ``codex-claude``: r-primary (Responses) answers 529, the fallback speaks Anthropic
+    messages. Codex's requests are translated (its apply_patch, tool_search and cached-only
+    web_search dropped, named in x-switchyard-dropped-tools), the fallback's tool_use comes back
+    as a function call Codex runs, and its output goes back as a tool_result."""
+    set_plan(primary, [], then=OVERLOADED)
+    set_plan(
+        fallback,
+        [{"kind": "ok", "tool_call": {"name": "exec_command", "arguments": {"cmd": "echo codex-over-claude"}}}],
+        then={"kind": "ok"},
+    )
+    done = codex(gateway, "codex-claude").exec(
+        "--dangerously-bypass-approvals-and-sandbox", "Run echo codex-over-claude"
+    )
+    assert done.stdout.strip() == "Hello from fallback", f"stdout: {done.stdout}\nstderr: {done.stderr}"
+
+    first, follow_up = requests(fallback)
+    assert first["path"] == "/v1/messages" and follow_up["path"] == "/v1/messages"
+    body = json_body(first)
+    assert body["model"] == "claude-sonnet-4-5"
+    names = [t["name"] for t in body["tools"]]
+    assert "exec_command" in names and "apply_patch" not in names, names
+    blocks = [b for m in json_body(follow_up)["messages"] if isinstance(m["content"], list) for b in m["content"]]
+    (use,) = [b for b in blocks if b["type"] == "tool_use"]
+    (result,) = [b for b in blocks if b["type"] == "tool_result"]
+    assert use["name"] == "exec_command" and result["tool_use_id"] == use["id"]
+    assert "codex-over-claude" in json.dumps(result["content"]), result

@@ -19,3 +19,4 @@ mod responses;
 mod responses_api;
 mod translate;
 mod translate_responses;
+mod translate_responses_anthropic;

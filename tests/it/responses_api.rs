@@ -294,24 +294,6 @@ async fn an_exhausted_responses_chain_reports_in_the_openai_error_shape() {
     }
 }
 
-#[tokio::test]
-async fn a_chain_cannot_mix_the_responses_api_with_anthropic_messages_yet() {
-    let yaml = r#"
-backends:
-  r: { api: openai_responses, base_url: "http://127.0.0.1:9/v1" }
-  c: { api: openai_chat, base_url: "http://127.0.0.1:9/v1" }
-  a: { api: anthropic_messages, base_url: "http://127.0.0.1:9" }
-routes:
-  fine: { chain: [ { backend: r, model: gpt-5 }, { backend: c, model: gpt-4o } ] }
-  mixed: { chain: [ { backend: r, model: gpt-5 }, { backend: c, model: gpt-4o }, { backend: a, model: claude } ] }
-"#;
-    let e = switchyard::config::Config::from_yaml(yaml, "mixed.yaml", &|_| None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("routes.mixed.chain[2].backend"), "{e}");
-    assert!(e.contains("cannot share a chain"), "{e}");
-}
-
 /// `previous_response_id` continues state one provider keeps: the gateway remembers which
 /// backend served (and stored) each response, and sends a continuation only there. When that
 /// backend cannot serve, the client gets a report saying so, not an answer from a backend that

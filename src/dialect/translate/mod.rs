@@ -1,7 +1,10 @@
-//! Cross-dialect translation: OpenAI chat completions ⇄ Anthropic messages, and OpenAI chat
-//! completions ⇄ the OpenAI Responses API (`responses_chat` and `responses_stream`: a Responses
-//! client over a chat backend; `chat_responses` and `stream_responses`: a chat client over a
-//! Responses backend): requests, responses and streams.
+//! Cross-dialect translation between all three dialects: OpenAI chat completions ⇄ Anthropic
+//! messages, OpenAI chat completions ⇄ the OpenAI Responses API (`responses_chat` and
+//! `responses_stream`: a Responses client over a chat backend; `chat_responses` and
+//! `stream_responses`: a chat client over a Responses backend), and the Responses API ⇄
+//! Anthropic messages (`responses_anthropic`: mostly the two chat pairs composed, with the web
+//! search tool carried across; an Anthropic stream reaches a Responses client directly through
+//! `responses_stream`): requests, responses and streams.
 //!
 //! Only used when a client's dialect differs from the backend's; same-dialect traffic never
 //! comes here. Request and non-streaming response translation parse the whole body (they are
@@ -63,6 +66,11 @@
 //!   `item_reference`, `prompt`) is always refused. Answers become Response objects, streams
 //!   `response.*` events numbered from 0, ending with `response.completed` (or
 //!   `response.incomplete`) carrying the whole Response.
+//!
+//! - **Built-in tools.** Tools only the client's provider runs are dropped when offered and
+//!   named ([`Translated::dropped_tools`], the `x-switchyard-dropped-tools` header), refused
+//!   when `tool_choice` forces one; a web search crosses between the Responses API and
+//!   Anthropic, which both run one.
 //!
 //! The full table is in the README ("Cross-dialect translation").
 
