@@ -231,3 +231,18 @@ def test_claude_code_tool_loop_stays_off_the_primary_its_turn_failed_on(
 
     elapsed = time.monotonic() - started
     assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+def test_claude_codes_context_command_counts_tokens_on_the_fallback(claude_code_bin, gateway, primary, fallback, tmp_path):
+    """`claude -p /context` counts the tokens of its system prompt sections and tools with
+    ~25 `POST /v1/messages/count_tokens?beta=true` calls (captured in
+    tests/it/fixtures/agents/claude_code/14_…, 15_…). The primary is overloaded: every count
+    is answered by the fallback, Claude Code prints its context table, and the primary's
+    health is untouched by a side endpoint."""
+    set_plan(primary, [], then={"kind": "status", "status": 529})
+    cc = ClaudeCode(claude_code_bin, gateway, tmp_path / "cc")
+    done = cc.run("-p", "/context")
+    assert "Built-in" in done.stdout or "tokens" in done.stdout.lower(), done.stdout
+    counted = [r for r in requests(fallback) if r["path"].startswith("/v1/messages/count_tokens")]
+    assert len(counted) >= 5, [r["path"] for r in requests(fallback)]
+    assert all(json_body(r)["model"] == "claude-sonnet-4-5" for r in counted), "the chain entry's model"

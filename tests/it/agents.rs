@@ -155,3 +155,39 @@ async fn the_fallback_alert_names_the_derived_session_the_platform_and_the_finis
         json!({"backend": "fallback", "model": "claude-sonnet-4-5"})
     );
 }
+
+/// Claude Code's `/context` counts tokens (`POST /v1/messages/count_tokens?beta=true`, with
+/// its beta headers): the captured calls, replayed unchanged, are answered by the fallback
+/// while the primary is overloaded, with the chain entry's model, and leave health alone.
+#[tokio::test]
+async fn claude_code_token_counts_fail_over_to_the_fallback() {
+    let h = start_yaml(&agents_config("")).await;
+    h.primary_always(status(529)).await;
+    for name in [
+        "claude_code/14_context_count_tokens_probe",
+        "claude_code/15_context_count_tokens_tools",
+    ] {
+        let r = replay(&h, name).await;
+        assert_eq!(r.backend(), Some("fallback"), "{name}");
+        assert!(
+            r.json()["input_tokens"].as_u64().unwrap() > 0,
+            "{name}: {}",
+            r.text
+        );
+        let sent = request_log(&h, &h.fallback).await.pop().unwrap();
+        assert_eq!(
+            sent["path"], "/v1/messages/count_tokens",
+            "the backend's own URL"
+        );
+        assert_eq!(sent["body"]["model"], "claude-sonnet-4-5");
+    }
+    let admin = h.admin_backends().await;
+    assert!(
+        admin["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "healthy"),
+        "a side endpoint does not eject: {admin}"
+    );
+}
