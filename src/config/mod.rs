@@ -28,7 +28,7 @@ pub use alerts::{AlertEvent, AlertsConfig, SinkConfig, SinkSpec};
 pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
 pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
 pub use limits::Limits;
-pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route};
+pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
 pub use secret::{auth_header_value, Credential, CredentialSource, Secret};
 
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +244,10 @@ failover:
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
         let main = &c.routes["main"];
         assert_eq!(main.chain.len(), 2);
-        assert_eq!(main.failover.ttft_timeout, Duration::from_secs(120));
+        assert_eq!(
+            main.failover.ttft_timeout,
+            routes::ScaledTimeout::fixed(Duration::from_secs(120))
+        );
         assert_eq!(main.failover.retries, 3);
         assert_eq!(main.failover.backoff_base, Duration::from_millis(100));
         assert!(main.failover.eager_on_connection);
@@ -337,6 +340,10 @@ failover:
             (replace("api_key_env: OPENROUTER_API_KEY", "api_key_env:\n      - OPENROUTER_API_KEY\n      - NOPE"), "test.yaml:13: backends.openrouter.api_key_env[1]: environment variable NOPE is not set"),
             (replace("model: claude-opus-4-7", "model: \"\""), "test.yaml:15: routes.main.chain[0].model: model is empty"),
             (replace("ttft_timeout: 120s", "ttft_timeout: 0s"), "test.yaml:18: routes.main.failover.ttft_timeout: must be greater than 0"),
+            (replace("ttft_timeout: 120s", "ttft_timeout: { base: 20s, max: 10s }"), "test.yaml:18: routes.main.failover.ttft_timeout.max: max is below base"),
+            (replace("ttft_timeout: 120s", "ttft_timeout: { per_100k_tokens: 40s }"), "test.yaml:18: routes.main.failover.ttft_timeout: a scaled timeout needs `base`"),
+            (replace("ttft_timeout: 120s", "ttft_timeout: { base: 20s, per_token: 1s }"), "test.yaml:18: routes.main.failover.ttft_timeout: unknown key \"per_token\""),
+            (replace("ttft_timeout: 120s", "stall_timeout: { base: 20s, max: soon }"), "test.yaml:18: routes.main.failover.stall_timeout: max: invalid duration \"soon\""),
             (replace("ttft_timeout: 120s", "retry_budget:\n        ratio: 0.5"), "test.yaml:19: routes.main.failover.retry_budget: the retry budget is per backend"),
             (replace("ttft_timeout: 120s", "ttft_timeout: 120s\n      ttft_timeout: 60s"), "test.yaml:19: routes.main.failover.ttft_timeout: duplicate key \"ttft_timeout\""),
             (replace("retries: 3", "retries: 11"), "test.yaml:20: failover.retries: 11 retries per backend is a retry storm"),

@@ -339,8 +339,8 @@ pub(super) struct RawFailover {
     pub backoff: Option<RawBackoff>,
     pub max_retry_after: Option<YamlDuration>,
     pub connect_timeout: Option<Spanned<YamlDuration>>,
-    pub ttft_timeout: Option<Spanned<YamlDuration>>,
-    pub stall_timeout: Option<Spanned<YamlDuration>>,
+    pub ttft_timeout: Option<Spanned<RawTimeout>>,
+    pub stall_timeout: Option<Spanned<RawTimeout>>,
     pub deadline: Option<Spanned<YamlDuration>>,
     pub early_headers_after: Option<YamlDuration>,
     pub eager_on: Option<Vec<EagerOn>>,
@@ -388,39 +388,98 @@ pub(super) struct YamlDuration(pub Duration);
 /// No setting needs more than a year; the cap keeps every `now + setting` far from overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
-impl<'de> Deserialize<'de> for YamlDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Text(String),
-            Secs(f64),
-        }
-        let d = match Written::deserialize(d)? {
-            Written::Secs(s)
+/// A duration as written: humantime text or a number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WrittenDuration {
+    Text(String),
+    Secs(f64),
+}
+
+impl WrittenDuration {
+    fn parse(self) -> Result<Duration, String> {
+        let d = match self {
+            WrittenDuration::Secs(s)
                 if s.is_finite() && (0.0..=MAX_DURATION.as_secs_f64()).contains(&s) =>
             {
                 Duration::from_secs_f64(s)
             }
-            Written::Secs(s) => {
-                return Err(de::Error::custom(format!(
+            WrittenDuration::Secs(s) => {
+                return Err(format!(
                     "invalid duration {s}: must be a number of seconds from 0 to {}",
                     MAX_DURATION.as_secs()
-                )))
-            }
-            Written::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {t:?}: {e} (write e.g. 250ms, 8s, 5m)"
                 ))
-            })?,
+            }
+            WrittenDuration::Text(t) => humantime::parse_duration(t.trim())
+                .map_err(|e| format!("invalid duration {t:?}: {e} (write e.g. 250ms, 8s, 5m)"))?,
         };
         if d > MAX_DURATION {
-            return Err(de::Error::custom(format!(
+            return Err(format!(
                 "duration {} is too long: at most 365 days",
                 humantime::format_duration(d)
-            )));
+            ));
         }
-        Ok(YamlDuration(d))
+        Ok(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for YamlDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        WrittenDuration::deserialize(d)?
+            .parse()
+            .map(YamlDuration)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// `ttft_timeout` / `stall_timeout`: a duration, or one that grows with the prompt:
+/// `{ base: 20s, per_100k_tokens: 40s, max: 180s }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct RawTimeout {
+    pub base: Duration,
+    pub per_100k_tokens: Duration,
+    pub max: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for RawTimeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Fixed(WrittenDuration),
+            Scaled(std::collections::BTreeMap<String, WrittenDuration>),
+        }
+        let fixed = |base| RawTimeout {
+            base,
+            per_100k_tokens: Duration::ZERO,
+            max: None,
+        };
+        match Written::deserialize(d)? {
+            Written::Fixed(w) => w.parse().map(fixed).map_err(de::Error::custom),
+            Written::Scaled(map) => {
+                let mut t = fixed(Duration::ZERO);
+                let mut base = None;
+                for (key, value) in map {
+                    let v = value
+                        .parse()
+                        .map_err(|e| de::Error::custom(format!("{key}: {e}")))?;
+                    match key.as_str() {
+                        "base" => base = Some(v),
+                        "per_100k_tokens" => t.per_100k_tokens = v,
+                        "max" => t.max = Some(v),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key {other:?}: a scaled timeout has base, per_100k_tokens and max"
+                            )))
+                        }
+                    }
+                }
+                t.base = base.ok_or_else(|| {
+                    de::Error::custom("a scaled timeout needs `base` (e.g. { base: 20s, per_100k_tokens: 40s, max: 180s })")
+                })?;
+                Ok(t)
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::backends::{Backend, BackendId};
-use super::raw::{line, RawFailover, RawRoute, YamlDuration};
+use super::raw::{line, RawFailover, RawRoute, RawTimeout, YamlDuration};
 use super::{ConfigError, Source};
 
 #[derive(Debug)]
@@ -34,8 +34,8 @@ pub struct FailoverPolicy {
     pub backoff_max: Duration,
     pub max_retry_after: Duration,
     pub connect_timeout: Duration,
-    pub ttft_timeout: Duration,
-    pub stall_timeout: Duration,
+    pub ttft_timeout: ScaledTimeout,
+    pub stall_timeout: ScaledTimeout,
     pub deadline: Duration,
     pub early_headers_after: Option<Duration>,
     pub eager_on_timeout: bool,
@@ -52,14 +52,60 @@ impl Default for FailoverPolicy {
             backoff_max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            ttft_timeout: Duration::from_secs(30),
-            stall_timeout: Duration::from_secs(30),
+            ttft_timeout: ScaledTimeout::fixed(Duration::from_secs(30)),
+            stall_timeout: ScaledTimeout::fixed(Duration::from_secs(30)),
             deadline: Duration::from_secs(300),
             early_headers_after: None,
             eager_on_timeout: true,
             eager_on_connection: true,
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,
+        }
+    }
+}
+
+/// A timeout that may grow with the prompt: `base + per_100k_tokens × tokens / 100 000`, at
+/// most `max`. Large contexts start slowly (prefill), so one fixed first-token timeout would
+/// force a choice between slow failover for small prompts and false failovers for large ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaledTimeout {
+    pub base: Duration,
+    /// Zero: a fixed timeout.
+    pub per_100k_tokens: Duration,
+    pub max: Option<Duration>,
+}
+
+impl ScaledTimeout {
+    pub const fn fixed(d: Duration) -> ScaledTimeout {
+        ScaledTimeout {
+            base: d,
+            per_100k_tokens: Duration::ZERO,
+            max: None,
+        }
+    }
+
+    /// The timeout for a request of about `tokens` prompt tokens.
+    pub fn for_tokens(&self, tokens: u64) -> Duration {
+        if self.per_100k_tokens.is_zero() {
+            return self.base;
+        }
+        // Bounded well below overflow: tokens come from a size-capped body, and a year caps all.
+        let extra = self.per_100k_tokens.as_secs_f64() * (tokens as f64 / 100_000.0);
+        let extra = Duration::try_from_secs_f64(extra).unwrap_or(Duration::MAX);
+        let year = Duration::from_secs(365 * 86_400);
+        self.base
+            .saturating_add(extra)
+            .min(self.max.unwrap_or(year))
+            .min(year)
+    }
+}
+
+impl From<RawTimeout> for ScaledTimeout {
+    fn from(t: RawTimeout) -> Self {
+        ScaledTimeout {
+            base: t.base,
+            per_100k_tokens: t.per_100k_tokens,
+            max: t.max,
         }
     }
 }
@@ -199,8 +245,9 @@ pub(super) fn apply_failover(
     }
     p.max_retry_after = raw.max_retry_after.map_or(p.max_retry_after, |d| d.0);
     p.connect_timeout = secs(&raw.connect_timeout).unwrap_or(p.connect_timeout);
-    p.ttft_timeout = secs(&raw.ttft_timeout).unwrap_or(p.ttft_timeout);
-    p.stall_timeout = secs(&raw.stall_timeout).unwrap_or(p.stall_timeout);
+    let scaled = |t: &Option<Spanned<RawTimeout>>| t.as_ref().map(|t| ScaledTimeout::from(t.value));
+    p.ttft_timeout = scaled(&raw.ttft_timeout).unwrap_or(p.ttft_timeout);
+    p.stall_timeout = scaled(&raw.stall_timeout).unwrap_or(p.stall_timeout);
     p.deadline = secs(&raw.deadline).unwrap_or(p.deadline);
     if let Some(d) = raw.early_headers_after {
         p.early_headers_after = Some(d.0).filter(|d| !d.is_zero());
@@ -239,13 +286,23 @@ pub(super) fn apply_failover(
     }
     for (name, written) in [
         ("connect_timeout", &raw.connect_timeout),
-        ("ttft_timeout", &raw.ttft_timeout),
-        ("stall_timeout", &raw.stall_timeout),
         ("deadline", &raw.deadline),
     ] {
         // Only a written value can be zero: the defaults and the top level are checked.
         if let Some(d) = written.as_ref().filter(|d| d.value.0.is_zero()) {
             return Err(src.invalid(line(d), format!("{key}.{name}"), "must be greater than 0"));
+        }
+    }
+    for (name, written) in [
+        ("ttft_timeout", &raw.ttft_timeout),
+        ("stall_timeout", &raw.stall_timeout),
+    ] {
+        let Some(t) = written else { continue };
+        if t.value.base.is_zero() {
+            return Err(src.invalid(line(t), format!("{key}.{name}"), "must be greater than 0"));
+        }
+        if t.value.max.is_some_and(|m| m < t.value.base) {
+            return Err(src.invalid(line(t), format!("{key}.{name}.max"), "max is below base"));
         }
     }
     if p.backoff_max < p.backoff_base {
@@ -282,4 +339,43 @@ pub(super) fn default_route(
         )
     })?;
     Ok(Some(route.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_timeout_grows_with_the_prompt_up_to_its_max() {
+        let s = Duration::from_secs;
+        let t = ScaledTimeout {
+            base: s(20),
+            per_100k_tokens: s(40),
+            max: Some(s(180)),
+        };
+        // (estimated tokens, timeout)
+        let cases = [
+            (0, s(20)),
+            (50_000, s(40)),
+            (100_000, s(60)),
+            (250_000, s(120)),
+            (400_000, s(180)),
+            (u64::MAX, s(180)),
+        ];
+        for (tokens, want) in cases {
+            assert_eq!(t.for_tokens(tokens), want, "{tokens} tokens");
+        }
+        let fixed = ScaledTimeout::fixed(s(30));
+        assert_eq!(
+            fixed.for_tokens(10_000_000),
+            s(30),
+            "a fixed timeout stays fixed"
+        );
+        let uncapped = ScaledTimeout { max: None, ..t };
+        assert_eq!(
+            uncapped.for_tokens(u64::MAX),
+            s(365 * 86_400),
+            "a year caps every timeout"
+        );
+    }
 }

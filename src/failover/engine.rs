@@ -334,8 +334,12 @@ impl Gateway {
         let policy = &req.route.failover;
         let backend = self.config.backend(backend_id);
         let stream_requested = req.scanned.stream;
+        // Large prompts start slowly: the timeouts may grow with the prompt's size.
+        let tokens = req.estimated_prompt_tokens();
+        let ttft_timeout = policy.ttft_timeout.for_tokens(tokens);
+        let stall_timeout = policy.stall_timeout.for_tokens(tokens);
         let sent_at = Instant::now();
-        let first_token_at = (sent_at + policy.ttft_timeout).min(deadline);
+        let first_token_at = (sent_at + ttft_timeout).min(deadline);
         let timeout_kind = if first_token_at >= deadline {
             TimeoutKind::Deadline
         } else {
@@ -354,7 +358,7 @@ impl Gateway {
             connect_timeout: policy.connect_timeout,
         });
         let resp = match timeout_at(first_token_at, send).await {
-            Err(_) => return Err(classify::timeout(timeout_kind, policy.ttft_timeout).into()),
+            Err(_) => return Err(classify::timeout(timeout_kind, ttft_timeout).into()),
             Ok(Err(e)) if e.is_connect_timeout() => {
                 return Err(classify::timeout(TimeoutKind::Connect, policy.connect_timeout).into())
             }
@@ -369,7 +373,7 @@ impl Gateway {
             let (body, truncated) = read_body(
                 resp.into_body(),
                 self.config.limits.max_error_body_bytes,
-                policy.stall_timeout,
+                stall_timeout,
                 deadline,
                 true,
             )
@@ -394,9 +398,9 @@ impl Gateway {
                 leg.backend(),
                 upstream,
                 first_token_at,
-                policy.ttft_timeout,
+                ttft_timeout,
                 deadline,
-                policy.stall_timeout,
+                stall_timeout,
                 stream::StreamLimits {
                     max_event: self.config.limits.max_sse_event_bytes,
                     max_held: self.config.limits.max_held_bytes,
@@ -417,7 +421,7 @@ impl Gateway {
         let (body, _) = read_body(
             resp.into_body(),
             self.config.limits.max_response_body_bytes,
-            policy.stall_timeout,
+            stall_timeout,
             deadline,
             false,
         )

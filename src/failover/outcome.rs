@@ -17,6 +17,10 @@ use crate::health::AttemptScopes;
 use crate::stream::Committed;
 use crate::upstream::ForwardHeaders;
 
+/// Bytes of request body per prompt token, for [`ClientRequest::estimated_prompt_tokens`]:
+/// the usual ~4 characters per token of English prose and code.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
 /// A client request, validated and routed.
 pub struct ClientRequest {
     pub dialect: Dialect,
@@ -45,6 +49,14 @@ impl ClientRequest {
     /// that lacks it (a 404) may serve its models perfectly well.
     pub fn tracks_health(&self) -> bool {
         self.operation == Operation::Generate
+    }
+
+    /// The prompt's size in tokens, estimated from the body's length alone (one token per
+    /// [`BYTES_PER_TOKEN`] bytes): no parse on the hot path. JSON syntax, tool schemas and
+    /// base64 images all count, so the estimate runs high for image-heavy requests (the
+    /// scaled timeouts' `max` bounds that) and a little low for CJK text.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        (self.body.len() as u64).div_ceil(BYTES_PER_TOKEN)
     }
 
     /// Whether the client asked for a usage chunk at the end of its stream

@@ -79,14 +79,14 @@ async fn probe(
         fwd: &fwd,
         connect_timeout: policy.connect_timeout,
     });
-    let deadline = tokio::time::Instant::now() + policy.ttft_timeout;
+    let deadline = tokio::time::Instant::now() + policy.ttft_timeout.base;
     // Healthy means a real answer: a `200 {"error": …}` is as down as a 500.
     let ok = match tokio::time::timeout_at(deadline, request).await {
         Ok(Ok(resp)) if resp.status().is_success() => {
             match crate::upstream::read_body(
                 resp.into_body(),
                 gw.config.limits.max_response_body_bytes,
-                policy.stall_timeout,
+                policy.stall_timeout.base,
                 deadline,
                 false,
             )

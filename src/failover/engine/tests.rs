@@ -175,8 +175,12 @@ fn gateway(script: &Script, overrides: &[(&str, &str)]) -> Gateway {
 }
 
 fn request(gw: &Gateway, stream: bool) -> ClientRequest {
+    request_saying(gw, stream, "hi")
+}
+
+fn request_saying(gw: &Gateway, stream: bool, text: &str) -> ClientRequest {
     let body = Bytes::from(format!(
-        r#"{{"model":"r","max_tokens":8,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        r#"{{"model":"r","max_tokens":8,"stream":{stream},"messages":[{{"role":"user","content":"{text}"}}]}}"#
     ));
     ClientRequest {
         dialect: Dialect::Anthropic,
@@ -397,6 +401,35 @@ async fn a_stream_with_no_content_fails_over_after_exactly_the_ttft_timeout() {
     // Eager on timeout: no retry of the hung backend.
     assert_eq!(got, Got::Served("fallback", 2, vec![Timeout]));
     assert_eq!(took, Duration::from_secs(1));
+}
+
+/// `ttft_timeout: { base: 1s, per_100k_tokens: 2s, max: 4s }`: a small prompt fails over after
+/// 1 s; a ~100k-token prompt (400 kB) is given 3 s; a ~1M-token one the max, 4 s.
+#[tokio::test(start_paused = true)]
+async fn the_first_token_timeout_scales_with_the_prompt() {
+    let scaled = [("ttft_timeout", "{ base: 1s, per_100k_tokens: 2s, max: 4s }")];
+    for (bytes, want) in [(10, 1000), (400_000, 3000), (4_000_000, 4000)] {
+        let hang = Step::Sse(vec![], End::Hang);
+        let streams = Step::Sse(
+            vec![(Duration::ZERO, CONTENT), (Duration::ZERO, STOP)],
+            End::Close,
+        );
+        let s = Script::default()
+            .on("primary", vec![hang])
+            .on("fallback", vec![streams]);
+        let gw = gateway(&s, &scaled);
+        let req = request_saying(&gw, true, &"x".repeat(bytes));
+        let started = Instant::now();
+        let outcome = gw.run(&req).await;
+        let took = started.elapsed();
+        assert!(matches!(outcome, Outcome::Served { .. }), "{bytes} bytes");
+        // The body's JSON around the text adds a few bytes (a few tokens: microseconds).
+        let want = Duration::from_millis(want);
+        assert!(
+            took >= want && took < want + Duration::from_millis(5),
+            "{bytes} bytes: failed over after {took:?}, expected {want:?}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
