@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 use url::Url;
 
-use super::raw::{line, KeyEnv, RawApi, RawBackend};
-use super::secret::{Credential, CredentialSource, Secret};
+use super::raw::{line, KeyEnv, RawApi, RawBackend, RawKeyCommand};
+use super::secret::{Credential, CredentialSource, KeyCommand, Secret};
 use super::{ConfigError, Source};
 use crate::dialect::Dialect;
 
@@ -163,7 +163,7 @@ fn build_one(
     })
 }
 
-/// The env keys in the order written, then the key file.
+/// The env keys in the order written, then the key file, then the key command.
 fn credentials(
     key: &str,
     rb: &RawBackend,
@@ -228,6 +228,52 @@ fn credentials(
                 format!("{path:?} holds characters an HTTP header cannot carry"),
             )
         })?;
+        credentials.push(credential);
+    }
+    if let Some(cmd) = &rb.api_key_command {
+        let (place, at) = (format!("{key}.api_key_command"), line(cmd));
+        let command = match &cmd.value {
+            RawKeyCommand::Argv(argv) => KeyCommand {
+                argv: argv.clone(),
+                timeout: KeyCommand::DEFAULT_TIMEOUT,
+                refresh_every: None,
+            },
+            RawKeyCommand::Full(full) => KeyCommand {
+                argv: full.argv.clone(),
+                timeout: full.timeout.map_or(KeyCommand::DEFAULT_TIMEOUT, |t| t.0),
+                refresh_every: full.refresh_every.map(|d| d.0),
+            },
+        };
+        if command.argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(src.invalid(
+                at,
+                &place,
+                "the command is empty; write its argv, e.g. [gcloud, auth, print-access-token]",
+            ));
+        }
+        if command.timeout.is_zero() || command.refresh_every.is_some_and(|d| d.is_zero()) {
+            return Err(src.invalid(
+                at,
+                &place,
+                "timeout and refresh_every must be greater than 0",
+            ));
+        }
+        // The first token is needed to serve at all: a command that fails at load is a config
+        // error (its message scrubbed of anything key-shaped). Later failures only make this
+        // credential unhealthy.
+        let token = command.run_blocking().map_err(|e| {
+            let e = crate::scrub::Scrubber::new::<&str>(&[]).detail(&e, 400);
+            src.invalid(at, &place, format!("the key command failed: {e}"))
+        })?;
+        let label = format!("command:{}", command.program());
+        let credential = Credential::new(label, CredentialSource::Command(command), api, token)
+            .ok_or_else(|| {
+                src.invalid(
+                    at,
+                    &place,
+                    "the command printed characters an HTTP header cannot carry",
+                )
+            })?;
         credentials.push(credential);
     }
     Ok(credentials)

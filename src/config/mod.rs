@@ -29,7 +29,7 @@ pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
 pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
 pub use limits::Limits;
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
-pub use secret::{auth_header_value, Credential, CredentialSource, Secret};
+pub use secret::{auth_header_value, Credential, CredentialSource, KeyCommand, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -236,6 +236,76 @@ failover:
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         Config::from_yaml(text, "test.yaml", &env)
+    }
+
+    #[test]
+    fn key_commands_run_at_load_and_say_why_they_failed() {
+        let with = |cmd: &str| {
+            GOOD.replace(
+                "api_key_env: OPENROUTER_API_KEY",
+                &format!("api_key_command: {cmd}"),
+            )
+        };
+        let c = load(&with("[/bin/echo, sk-or-from-command]")).unwrap();
+        let b = c
+            .backends
+            .iter()
+            .find(|b| &*b.name == "openrouter")
+            .unwrap();
+        assert_eq!(&*b.credentials[0].label, "command:echo");
+        assert_eq!(b.credentials[0].secret().expose(), "sk-or-from-command");
+        let c = load(&with(
+            "{ argv: [/bin/echo, t], refresh_every: 30m, timeout: 2s }",
+        ))
+        .unwrap();
+        let b = c
+            .backends
+            .iter()
+            .find(|b| &*b.name == "openrouter")
+            .unwrap();
+        let CredentialSource::Command(cmd) = &b.credentials[0].source else {
+            panic!("{:?}", b.credentials[0].source)
+        };
+        assert_eq!(cmd.refresh_every, Some(Duration::from_secs(1800)));
+        assert_eq!(cmd.timeout, Duration::from_secs(2));
+        // (command, the start of the message after file:line: key:)
+        let cases = [
+            ("[]", "the command is empty"),
+            (
+                "[/bin/false]",
+                "the key command failed: false failed (exit status: 1)",
+            ),
+            (
+                "[/nonexistent/token-cmd]",
+                "the key command failed: cannot start token-cmd",
+            ),
+            (
+                "[/bin/true]",
+                "the key command failed: true printed no token",
+            ),
+            (
+                "{ argv: [/bin/echo, t], timeout: 0s }",
+                "timeout and refresh_every must be greater than 0",
+            ),
+        ];
+        for (cmd, want) in cases {
+            let e = load(&with(cmd)).unwrap_err().to_string();
+            let prefix = "test.yaml:11: backends.openrouter.api_key_command: ";
+            assert!(e.starts_with(prefix), "{cmd}: {e}");
+            assert!(e[prefix.len()..].starts_with(want), "{cmd}: {e}");
+        }
+        let e = load(&with("{ argv: [/bin/sleep, '5'], timeout: 200ms }"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sleep did not finish within 200ms (killed)"),
+            "{e}"
+        );
+        // What the command says on stderr is scrubbed of anything key-shaped.
+        let leaky = "[/bin/sh, -c, 'echo denied for sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345 >&2; exit 3']";
+        let e = load(&with(leaky)).unwrap_err().to_string();
+        assert!(e.contains("failed (exit status: 3): denied for"), "{e}");
+        assert!(!e.contains("abcdefghijklmnop"), "{e}");
     }
 
     #[test]

@@ -258,10 +258,28 @@ pub(super) struct RawBackend {
     pub api_key_env: Option<KeyEnv>,
     /// A file holding the key (re-read on 401, for tokens another process rotates).
     pub api_key_file: Option<Spanned<String>>,
+    /// A command that prints the key (re-run on 401 and on its refresh interval).
+    pub api_key_command: Option<Spanned<RawKeyCommand>>,
     /// Sent as `anthropic-version` when the client sent none (anthropic_messages only).
     pub anthropic_version: Option<String>,
     /// `max_tokens` for translated requests that carry none (Anthropic requires it).
     pub default_max_tokens: Option<u32>,
+}
+
+/// `api_key_command`: the argv, or `{ argv, refresh_every, timeout }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawKeyCommand {
+    Argv(Vec<String>),
+    Full(RawKeyCommandFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyCommandFull {
+    pub argv: Vec<String>,
+    pub refresh_every: Option<YamlDuration>,
+    pub timeout: Option<YamlDuration>,
 }
 
 /// `api_key_env`: one variable name, or a list (a credential pool), each with its line.

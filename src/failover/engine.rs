@@ -613,6 +613,7 @@ impl<'g> Run<'g, '_> {
             };
             self.attempts += 1;
             let auth = credential.map(|c| backend.credentials[c].auth_header());
+            let used_auth = auth.clone();
             let started = Instant::now();
             let span = tracing::info_span!(
                 "attempt",
@@ -709,7 +710,7 @@ impl<'g> Run<'g, '_> {
             };
             let key_file = credential
                 .map(|i| &backend.credentials[i])
-                .filter(|cred| matches!(cred.source, crate::config::CredentialSource::File(_)));
+                .filter(|cred| cred.source.reloadable());
             let mut facts = AttemptFacts {
                 reason: c.reason,
                 retry_after: c.retry_after,
@@ -722,13 +723,19 @@ impl<'g> Run<'g, '_> {
             if decision == Decision::ReloadKey {
                 key_reloaded = true;
                 if let Some(cred) = key_file {
-                    if cred.reload().await {
-                        // The new key must be as invisible as the old one from now on.
-                        gw.scrubber.add_secret(cred.secret().expose());
-                        span.in_scope(|| {
-                            tracing::info!("key file changed; retrying with the new key")
-                        });
-                        continue;
+                    match cred.reload(used_auth.as_ref()).await {
+                        Ok(true) => {
+                            // The new key must be as invisible as the old one from now on.
+                            gw.scrubber.add_secret(cred.secret().expose());
+                            span.in_scope(|| {
+                                tracing::info!(credential = %cred.label, "key reloaded; retrying with the new key")
+                            });
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => span.in_scope(|| {
+                            tracing::warn!(credential = %cred.label, error = %gw.scrubber.detail(&e, 400), "key reload failed")
+                        }),
                     }
                 }
                 facts.key_reloadable = false;

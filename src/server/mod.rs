@@ -100,10 +100,19 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<(
 }
 
 /// Starts the gateway's background work: freed-memory release, alert delivery, active
-/// health probes.
+/// health probes, key commands' refreshes.
 fn start_background(gw: &Arc<Gateway>) {
     let h = &gw.config.health;
     tokio::spawn(crate::memory::release_freed_memory());
+    for (b, backend) in gw.config.backends.iter().enumerate() {
+        for (c, cred) in backend.credentials.iter().enumerate() {
+            if let crate::config::CredentialSource::Command(cmd) = &cred.source {
+                if let Some(every) = cmd.refresh_every {
+                    tokio::spawn(refresh_key(gw.clone(), b, c, every));
+                }
+            }
+        }
+    }
     if gw.alerts.enabled() {
         tokio::spawn(gw.alerts.clone().run(gw.health.clone()));
     }
@@ -113,6 +122,35 @@ fn start_background(gw: &Arc<Gateway>) {
             interval,
             h.probe_request.clone(),
         ));
+    }
+}
+
+/// Re-runs a key command every `every`. A failed run keeps the current token (it may still be
+/// valid; a 401 re-runs the command again and, failing, takes the credential out).
+async fn refresh_key(
+    gw: Arc<Gateway>,
+    backend: usize,
+    credential: usize,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cred = &gw.config.backends[backend].credentials[credential];
+        match cred.reload(None).await {
+            Ok(changed) => {
+                if changed {
+                    gw.scrubber.add_secret(cred.secret().expose());
+                }
+                tracing::debug!(credential = %cred.label, changed, "key command refreshed");
+            }
+            Err(e) => tracing::warn!(
+                credential = %cred.label,
+                error = %gw.scrubber.detail(&e, 400),
+                "key command refresh failed; keeping the current key"
+            ),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod alerts;
 mod cluster;
 mod failover;
 mod health;
+mod key_command;
 mod mock;
 mod redis;
 mod reliability;
