@@ -2,7 +2,8 @@
 //!
 //! The URL is always the backend's configured endpoint: nothing in the client's request (a
 //! body field such as `api_base`, a header, a redirect from the upstream) can send a backend's
-//! key anywhere else. Redirects are not followed and environment proxies are ignored.
+//! key anywhere else. Redirects are not followed and environment proxies are ignored unless
+//! the config opts in (`upstream.proxy`; see [`Connector`]).
 //!
 //! This is hyper-util's pooled client directly, not reqwest: the endpoint `Uri` and each key's
 //! auth header are built once at config load, so a request costs no URL parsing, no redirect
@@ -20,13 +21,15 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{timeout_at, Instant};
 
 use crate::classify;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, UpstreamProxy};
 use crate::dialect::leg::Leg;
 use crate::dialect::Dialect;
 use crate::failure::{Classified, TimeoutKind};
@@ -138,7 +141,85 @@ impl UpstreamError {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<Connector>, Full<Bytes>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The TCP connector under TLS: straight to the backend, or — for the hosts the operator's
+/// proxy rules cover — a CONNECT tunnel through the proxy (TLS stays end to end with the
+/// backend; the proxy sees only the host and port).
+#[derive(Clone)]
+struct Connector {
+    direct: HttpConnector,
+    proxy: Option<std::sync::Arc<Matcher>>,
+}
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = <HttpConnector as tower::Service<http::Uri>>::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.direct, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let Some(via) = self.proxy.as_ref().and_then(|m| m.intercept(&dst)) else {
+            let connecting = tower::Service::call(&mut self.direct, dst);
+            return Box::pin(async move { connecting.await.map_err(Into::into) });
+        };
+        let mut tunnel = Tunnel::new(via.uri().clone(), self.direct.clone());
+        if let Some(auth) = via.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        // The tunnel assumes 443 for a URI without a port; an http:// backend means 80.
+        let dst = with_default_port(dst);
+        Box::pin(async move {
+            std::future::poll_fn(|cx| tower::Service::poll_ready(&mut tunnel, cx)).await?;
+            Ok(tower::Service::call(&mut tunnel, dst).await?)
+        })
+    }
+}
+
+fn with_default_port(dst: http::Uri) -> http::Uri {
+    if dst.port().is_some() {
+        return dst;
+    }
+    let port = if dst.scheme_str() == Some("http") {
+        80
+    } else {
+        443
+    };
+    let Some(host) = dst.host() else { return dst };
+    let mut parts = dst.clone().into_parts();
+    match format!("{host}:{port}").parse() {
+        Ok(authority) => {
+            parts.authority = Some(authority);
+            http::Uri::from_parts(parts).unwrap_or(dst)
+        }
+        Err(_) => dst,
+    }
+}
+
+/// The proxy rules as hyper-util's matcher (`NO_PROXY` syntax for the bypass list).
+fn proxy_matcher(proxy: &UpstreamProxy) -> Option<std::sync::Arc<Matcher>> {
+    let UpstreamProxy::Via(rules) = proxy else {
+        return None;
+    };
+    let mut b = Matcher::builder();
+    if let Some(http) = &rules.http {
+        b = b.http(http.as_str());
+    }
+    if let Some(https) = &rules.https {
+        b = b.https(https.as_str());
+    }
+    Some(std::sync::Arc::new(b.no(rules.no_proxy.as_str()).build()))
+}
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
@@ -154,6 +235,7 @@ pub struct Upstream {
     #[cfg(test)]
     pub(crate) scripted: Option<ScriptedTransport>,
     clients: HashMap<Duration, HttpsClient>,
+    proxy: Option<std::sync::Arc<Matcher>>,
     /// Anthropic version headers per backend, pre-built (the configured default).
     anthropic_versions: Vec<Option<HeaderValue>>,
     /// `Host` per backend, pre-built (the client would format it for every request).
@@ -163,6 +245,7 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(config: &Config) -> Result<Upstream, rustls::Error> {
         let tls = tls_config()?;
+        let proxy = proxy_matcher(&config.upstream_proxy);
         let mut clients = HashMap::new();
         for t in config
             .routes
@@ -172,7 +255,7 @@ impl Upstream {
         {
             clients
                 .entry(t)
-                .or_insert_with(|| build_client(t, tls.clone()));
+                .or_insert_with(|| build_client(t, tls.clone(), proxy.clone()));
         }
         let anthropic_versions = config
             .backends
@@ -188,6 +271,7 @@ impl Upstream {
             #[cfg(test)]
             scripted: None,
             clients,
+            proxy,
             anthropic_versions,
             hosts,
         })
@@ -197,7 +281,11 @@ impl Upstream {
         match self.clients.get(&connect_timeout) {
             Some(c) => c.clone(),
             // Every configured timeout has its client; another one still gets a correct client.
-            None => build_client(connect_timeout, tls_config().expect("TLS config builds")),
+            None => build_client(
+                connect_timeout,
+                tls_config().expect("TLS config builds"),
+                self.proxy.clone(),
+            ),
         }
     }
 
@@ -330,11 +418,16 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     )
 }
 
-fn build_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+fn build_client(
+    connect_timeout: Duration,
+    tls: rustls::ClientConfig,
+    proxy: Option<std::sync::Arc<Matcher>>,
+) -> HttpsClient {
+    let mut direct = HttpConnector::new();
+    direct.enforce_http(false);
+    direct.set_nodelay(true);
+    direct.set_connect_timeout(Some(connect_timeout));
+    let http = Connector { direct, proxy };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -15,6 +15,7 @@ mod health;
 mod limits;
 mod raw;
 mod routes;
+mod upstream;
 mod secret;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
 pub use limits::Limits;
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
 pub use secret::{auth_header_value, Credential, CredentialSource, KeyCommand, Secret};
+pub use upstream::{ProxyRules, UpstreamProxy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -75,6 +77,8 @@ pub struct Config {
     pub metrics_access: MetricsAccess,
     /// Cross-dialect translation rejects untranslatable features instead of dropping them.
     pub translate_strict: bool,
+    /// Direct, or through the operator's HTTP proxy (`upstream.proxy`).
+    pub upstream_proxy: UpstreamProxy,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -115,6 +119,7 @@ impl Config {
         let health = health::build(&raw.health, &src)?;
         let admin = access::build_admin(&raw.admin, &src)?;
         let alerts = alerts::build(&raw.alerts, &src)?;
+        let upstream_proxy = upstream::build(raw.upstream.as_ref(), &src)?;
         Ok(Config {
             listen,
             backends,
@@ -129,6 +134,7 @@ impl Config {
             admin,
             metrics_access,
             translate_strict: raw.translate.strict.unwrap_or(false),
+            upstream_proxy,
         })
     }
 
@@ -144,6 +150,10 @@ impl Config {
             .chain(self.gateway_keys.iter().cloned())
             .chain(self.admin.key.iter().cloned())
             .chain(self.health.redis_passwords().into_iter().map(Secret::new))
+            .chain(match &self.upstream_proxy {
+                UpstreamProxy::Via(rules) => rules.passwords.clone(),
+                UpstreamProxy::Direct => Vec::new(),
+            })
             .chain(self.alerts.sinks.iter().flat_map(|s| match &s.config {
                 SinkConfig::Telegram { bot_token, .. } => bot_token.clone(),
                 SinkConfig::Webhook { secret, .. } => secret.clone(),

@@ -134,6 +134,15 @@ pub(super) struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub translate: RawTranslate,
+    pub upstream: Option<RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    /// An `http://` proxy URL, or `env` for the proxy environment variables.
+    pub proxy: Option<Spanned<String>>,
+    pub no_proxy: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,3 +21,4 @@ mod responses_api;
 mod translate;
 mod translate_responses;
 mod translate_responses_anthropic;
+mod upstream_proxy;
