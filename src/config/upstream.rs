@@ -106,9 +106,7 @@ fn checked_url(v: &Spanned<String>, key: &str, src: &Source) -> Result<String, C
 
 fn password(url: &str) -> Option<Secret> {
     let url = url::Url::parse(url).ok()?;
-    url.password()
-        .filter(|p| !p.is_empty())
-        .map(Secret::new)
+    url.password().filter(|p| !p.is_empty()).map(Secret::new)
 }
 
 #[cfg(test)]

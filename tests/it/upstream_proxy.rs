@@ -9,17 +9,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::*;
 
-/// A CONNECT proxy: records each tunnel's target and `Proxy-Authorization`; refuses (403)
-/// targets on `refused_port`.
+/// Each tunnel's target and `Proxy-Authorization`.
+type Tunnels = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A CONNECT proxy: records each tunnel; refuses (403) targets on `refused_port`.
 struct ConnectProxy {
     url: String,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Tunnels,
 }
 
 async fn connect_proxy(refused_port: Option<u16>) -> ConnectProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Tunnels = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
         loop {
