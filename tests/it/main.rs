@@ -11,6 +11,7 @@ mod cluster;
 mod failover;
 mod health;
 mod mock;
+mod providers;
 mod redis;
 mod reliability;
 mod reports;
