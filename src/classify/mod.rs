@@ -282,7 +282,8 @@ fn implied_status(err: &ErrorFields) -> Option<u16> {
 fn status_of_type(t: &str) -> Option<u16> {
     Some(match t {
         "overloaded_error" | "overloaded" => 529,
-        "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => 429,
+        // Mistral types its rate limits `rate_limited`.
+        "rate_limit_error" | "rate_limit_exceeded" | "rate_limited" | "requests" | "tokens" => 429,
         "insufficient_quota" | "billing_error" => 402,
         "authentication_error" | "invalid_api_key" => 401,
         "permission_error" => 403,
@@ -912,6 +913,28 @@ mod tests {
             classify_stream_error(b"{\"error\":{\"message\":\"boom\"}}").reason,
             ServerError
         );
+    }
+
+    /// OpenRouter reports a provider's failure mid-stream as a chunk whose `error.code` is the
+    /// status; the detail names the provider and what it said.
+    #[test]
+    fn an_openrouter_error_chunk_reads_by_its_code_and_names_the_provider() {
+        let chunk = br#"{"id":"gen-1","object":"chat.completion.chunk","error":{"code":429,"message":"Provider returned error","metadata":{"raw":"rate-limited upstream","provider_name":"BaseTen"}}}"#;
+        let c = classify_stream_error(chunk);
+        assert_eq!(c.reason, RateLimit);
+        assert_eq!(
+            c.detail,
+            "Provider returned error (BaseTen): rate-limited upstream"
+        );
+        let chunk = br#"{"error":{"code":502,"message":"Provider returned error"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, ServerError);
+        // A code that is not an HTTP status says nothing about one (Mistral's `1300`); the
+        // type still does.
+        let chunk =
+            br#"{"error":{"code":1300,"message":"Rate limit exceeded","type":"rate_limited"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, RateLimit);
+        let chunk = br#"{"error":{"code":1300,"message":"Something"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, ServerError);
     }
 
     #[test]
