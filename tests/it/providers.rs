@@ -250,3 +250,24 @@ async fn a_mock_started_for_a_provider_answers_its_faults_in_that_dialect() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v[0]["error"]["status"], "RESOURCE_EXHAUSTED", "{v}");
 }
+
+/// A static header value that names itself a token is redacted like a key when an upstream
+/// echoes it back; one that does not is left alone.
+#[tokio::test]
+async fn a_static_credential_header_echoed_by_the_upstream_is_scrubbed() {
+    let h = with_primary(
+        "ollama",
+        ", headers: { x-tenant-token: tok-a1b2c3d4e5f6, x-tenant-name: acme-corp-tenant }",
+        "",
+    )
+    .await;
+    let echo = serde_json::json!({"error": {
+        "message": "rejected x-tenant-token tok-a1b2c3d4e5f6 for x-tenant-name acme-corp-tenant",
+        "type": "invalid_request_error"
+    }});
+    h.primary_always(status(400).body(echo)).await;
+    let r = h.ask(Dialect::OpenAi, false).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(!r.text.contains("tok-a1b2c3d4e5f6"), "{}", r.text);
+    assert!(r.text.contains("acme-corp-tenant"), "{}", r.text);
+}
