@@ -185,6 +185,19 @@ async fn azure_openai_deployment_path_api_key_and_content_filter() {
     assert_eq!(seen["query"], "api-version=2024-10-21");
     assert_eq!(seen["headers"]["api-key"], PRIMARY_KEY);
     assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // The admin surface says which provider's rules read each backend's answers.
+    let admin = h.admin_backends().await;
+    let provider_of = |name: &str| {
+        admin["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()["provider"]
+            .clone()
+    };
+    assert_eq!(provider_of("p"), "azure_openai");
+    assert_eq!(provider_of("f"), Value::Null);
 
     // The content filter is the prompt's problem: back to the client, no fallback.
     h.new_case().await;
