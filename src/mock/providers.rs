@@ -206,8 +206,8 @@ fn groq(status: u16, error: Option<&str>, model: &str) -> Option<Answer> {
             }}),
             vec![],
         ),
-        // Groq's documented reset headers, without Retry-After: the exhausted limit's reset
-        // is the only wait there is.
+        // Groq's documented rate-limit headers: the reset of each limit on every response,
+        // and Retry-After (whole seconds) on a 429.
         (_, Some("rate_limit")) | (429, None) => (
             429,
             json!({"error": {
@@ -222,6 +222,7 @@ fn groq(status: u16, error: Option<&str>, model: &str) -> Option<Answer> {
                 ("x-ratelimit-remaining-tokens", "0".into()),
                 ("x-ratelimit-reset-requests", "2m59.56s".into()),
                 ("x-ratelimit-reset-tokens", "7.66s".into()),
+                ("retry-after", "8".into()),
             ],
         ),
         _ => return None,

@@ -111,13 +111,28 @@ async fn groq_413_over_the_tokens_per_minute_is_a_rate_limit_not_the_clients_fau
 }
 
 #[tokio::test]
-async fn groq_reset_headers_decide_between_waiting_and_failing_over() {
-    // x-ratelimit-reset-tokens: 7.66s with no tokens left, and no Retry-After: beyond a
-    // 5 s max_retry_after the gateway fails over at once instead of retrying blind.
+async fn groq_rate_limit_waits_are_read_from_its_headers() {
+    // Retry-After: 8 is past a 5 s max_retry_after: fail over at once.
     let h = with_primary("groq", "", "  max_retry_after: 5s").await;
     assert_eq!(
         primary_failure(&h, fault("groq", 429, Some("rate_limit"))).await,
         ("rate_limit".to_string(), 1)
+    );
+    // Without Retry-After (a proxy dropped it), x-ratelimit-reset-tokens: 7.66s with no
+    // tokens left is the wait: still past 5 s, still no blind retry.
+    let no_retry_after = fault("groq", 429, Some("rate_limit")).header("retry-after", "");
+    assert_eq!(
+        primary_failure(&h, no_retry_after).await,
+        ("rate_limit".to_string(), 1)
+    );
+    // And with no wait anywhere, a rate limit is retried with backoff.
+    let h = with_primary("groq", "", "").await;
+    let bare = status(429).body(serde_json::json!({"error": {
+        "message": "Rate limit reached", "type": "tokens", "code": "rate_limit_exceeded"
+    }}));
+    assert_eq!(
+        primary_failure(&h, bare).await,
+        ("rate_limit".to_string(), 3)
     );
 }
 
