@@ -110,6 +110,12 @@ pub const RULES: &[Rule] = &[
         reason: Quota,
         ..ANY
     },
+    // xAI: out of credits or over the monthly spending limit is a 429; no wait cures it.
+    Rule {
+        message: Some("used all available credits"),
+        reason: Quota,
+        ..ANY
+    },
     // Together: a rate limit typed `credit_limit` whose message points at billing.
     Rule {
         code: Some("credit_limit"),
