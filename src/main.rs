@@ -59,7 +59,7 @@ enum Command {
         #[arg(long, default_value = "mock")]
         name: String,
         /// Answer status faults in this provider's error dialect: gemini, groq, deepseek,
-        /// openrouter, mistral, together, azure_openai.
+        /// openrouter, mistral, together, azure_openai, xai.
         #[arg(long)]
         provider: Option<String>,
     },

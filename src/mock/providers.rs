@@ -1,6 +1,6 @@
 //! Providers' own error dialects, for `status` faults: the bodies and headers Gemini's
-//! OpenAI-compatible endpoint, Groq, DeepSeek, OpenRouter, Mistral, Together and Azure OpenAI
-//! really send, so the gateway's reading of them is tested against what it will meet.
+//! OpenAI-compatible endpoint, Groq, DeepSeek, OpenRouter, Mistral, Together, Azure OpenAI and
+//! xAI really send, so the gateway's reading of them is tested against what it will meet.
 //!
 //! Chosen per fault (`"provider": "gemini"`) or for the whole mock (`switchyard mock
 //! --provider gemini`); `"error"` picks one of a provider's errors where one status means
@@ -20,10 +20,11 @@ pub enum MockProvider {
     Mistral,
     Together,
     AzureOpenAi,
+    Xai,
 }
 
 impl MockProvider {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "gemini",
         "groq",
         "deepseek",
@@ -31,6 +32,7 @@ impl MockProvider {
         "mistral",
         "together",
         "azure_openai",
+        "xai",
     ];
 
     pub fn parse(name: &str) -> Option<MockProvider> {
@@ -42,6 +44,7 @@ impl MockProvider {
             "mistral" => MockProvider::Mistral,
             "together" => MockProvider::Together,
             "azure_openai" => MockProvider::AzureOpenAi,
+            "xai" => MockProvider::Xai,
             _ => return None,
         })
     }
@@ -68,6 +71,7 @@ pub fn known_error(provider: MockProvider, error: &str) -> bool {
         MockProvider::Mistral => &["rate_limit"],
         MockProvider::Together => &["rate_limit"],
         MockProvider::AzureOpenAi => &["content_filter", "invalid_key", "rate_limit"],
+        MockProvider::Xai => &["credits"],
     };
     known.contains(&error)
 }
@@ -116,6 +120,14 @@ pub fn error(
             _ => return None,
         },
         MockProvider::AzureOpenAi => azure(status, error)?,
+        MockProvider::Xai => match (status, error) {
+            (_, Some("credits")) | (429, None) => (
+                429,
+                json!({"error": "Your team 00000000-0000-0000-0000-000000000000 has either used all available credits or reached its monthly spending limit. To continue making API requests, please purchase more credits or raise your spending limit."}),
+                vec![],
+            ),
+            _ => return None,
+        },
     };
     Some(ProviderError {
         status,

@@ -172,6 +172,15 @@ async fn openrouter_credits_upstream_errors_and_moderation() {
 }
 
 #[tokio::test]
+async fn xai_out_of_credits_fails_over_at_once() {
+    let h = with_primary("xai", "", "").await;
+    assert_eq!(
+        primary_failure(&h, fault("xai", 429, Some("credits"))).await,
+        ("quota".to_string(), 1)
+    );
+}
+
+#[tokio::test]
 async fn together_and_mistral_rate_limits_are_rate_limits() {
     // Together's says "billing" and is typed `credit_limit`: still a rate limit, retried.
     let h = with_primary("together", "", "").await;
