@@ -427,6 +427,8 @@ pub fn backends_json(gw: &Gateway) -> Value {
             json!({
                 "name": &*b.name,
                 "api": b.api.as_str(),
+                // Which provider's error rules read its answers (null: the generic ones).
+                "provider": b.provider.map(|p| p.as_str()),
                 "base_url": gw.scrubber.scrub(&b.base_url),
                 "credentials": b.credentials.iter().map(|c| &*c.label).collect::<Vec<_>>(),
             })

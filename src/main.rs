@@ -58,6 +58,10 @@ enum Command {
         /// Name used in replies ("Hello from NAME").
         #[arg(long, default_value = "mock")]
         name: String,
+        /// Answer status faults in this provider's error dialect: gemini, groq, deepseek,
+        /// openrouter, mistral, together, azure_openai, xai.
+        #[arg(long)]
+        provider: Option<String>,
     },
     /// Print the health of every backend scope of a running gateway.
     Status {
@@ -121,7 +125,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config, listen } => serve(config, listen).await,
             #[cfg(feature = "mock")]
-            Command::Mock { listen, name } => mock(listen, name).await,
+            Command::Mock {
+                listen,
+                name,
+                provider,
+            } => mock(listen, name, provider).await,
             #[cfg(feature = "mock")]
             Command::Demo { listen, no_serve } => switchyard::demo::run(listen, !no_serve).await,
             Command::Status {
@@ -158,7 +166,17 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
 }
 
 #[cfg(feature = "mock")]
-async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
+async fn mock(listen: SocketAddr, name: String, provider: Option<String>) -> Result<(), String> {
+    use switchyard::mock::MockProvider;
+    let provider = match provider.as_deref() {
+        None => None,
+        Some(p) => Some(MockProvider::parse(p).ok_or_else(|| {
+            format!(
+                "unknown provider {p:?}; one of: {}",
+                MockProvider::NAMES.join(", ")
+            )
+        })?),
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -166,7 +184,7 @@ async fn mock(listen: SocketAddr, name: String) -> Result<(), String> {
     announce(&format!(
         "switchyard mock {name} listening on http://{addr}"
     ));
-    switchyard::mock::serve(listener, name)
+    switchyard::mock::serve_as(listener, name, provider)
         .await
         .map_err(|e| e.to_string())
 }

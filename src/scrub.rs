@@ -77,6 +77,8 @@ const SHAPES: &str = concat!(
     r"|fw_[A-Za-z0-9]{20,}[A-Za-z0-9_\-]*",
     // Cerebras.
     r"|csk-[A-Za-z0-9]{20,}[A-Za-z0-9_\-]*",
+    // Together (`tgp_v1_…`).
+    r"|tgp_v1_[A-Za-z0-9_\-]{20,}",
     // GitHub classic tokens (personal, OAuth, server, user-to-server, refresh).
     r"|gh[posur]_[A-Za-z0-9]{30,}[A-Za-z0-9_\-]*",
     // GitHub fine-grained tokens.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::{BodyDataStream, Full};
@@ -221,7 +221,6 @@ fn proxy_matcher(proxy: &UpstreamProxy) -> Option<std::sync::Arc<Matcher>> {
     Some(std::sync::Arc::new(b.no(rules.no_proxy.as_str()).build()))
 }
 
-static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -336,16 +335,17 @@ impl Upstream {
         if let Some(host) = &self.hosts[backend.id.0] {
             h.insert(HOST, host.clone());
         }
+        // The configured headers first: nothing the gateway sets itself can be overridden
+        // (config refuses those names), and no client header ever reaches this list.
+        for (name, value) in &backend.extra_headers {
+            h.insert(name.clone(), value.clone());
+        }
+        if let (Some(auth), Some(name)) = (auth, backend.auth.header_name()) {
+            h.insert(name, auth);
+        }
         match backend.api {
-            Dialect::OpenAi | Dialect::Responses => {
-                if let Some(auth) = auth {
-                    h.insert(AUTHORIZATION, auth);
-                }
-            }
+            Dialect::OpenAi | Dialect::Responses => {}
             Dialect::Anthropic => {
-                if let Some(auth) = auth {
-                    h.insert(X_API_KEY.clone(), auth);
-                }
                 let same = leg.forwards_anthropic_headers();
                 let version = fwd
                     .anthropic_version

@@ -7,6 +7,7 @@
 //! `failover::policy`'s job.
 
 pub mod events;
+pub mod rules;
 
 use std::time::{Duration, SystemTime};
 
@@ -14,18 +15,31 @@ use http::HeaderMap;
 use serde_json::Value;
 
 pub use crate::failure::{Blame, Classified, FailureReason, TimeoutKind};
+use crate::provider::Provider;
 use crate::scrub::truncate_chars;
 
 const DETAIL_MAX_CHARS: usize = 300;
 
-/// Classifies an upstream error response (status outside 2xx, or a 2xx body that is an error).
+/// Classifies an upstream error response (status outside 2xx, or a 2xx body that is an error)
+/// with the generic rules only (the backend's provider unknown).
 pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Classified {
+    classify_response_from(None, status, headers, body)
+}
+
+/// Classifies an upstream error response of a backend of `provider`: that provider's error
+/// rules ([`rules`]) apply besides the generic ones.
+pub fn classify_response_from(
+    provider: Option<Provider>,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Classified {
     let err = ErrorFields::parse(body);
-    let reason = reason_for(Some(status), &err);
+    let reason = reason_for(provider, Some(status), &err);
     Classified {
         reason,
         detail: err.detail(status),
-        retry_after: retry_after(headers, SystemTime::now()),
+        retry_after: retry_after_for(reason, headers, &err, SystemTime::now()),
     }
 }
 
@@ -33,11 +47,11 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Class
 /// `event: error`, an OpenAI chunk with an `error` object).
 pub fn classify_stream_error(data: &[u8]) -> Classified {
     let err = ErrorFields::parse(data);
-    let reason = reason_for(None, &err);
+    let reason = reason_for(None, None, &err);
     Classified {
         reason,
         detail: err.detail(0),
-        retry_after: None,
+        retry_after: err.retry_delay,
     }
 }
 
@@ -96,31 +110,47 @@ struct ErrorFields {
     message: Option<String>,
     /// The raw body when it is not JSON, for the detail.
     text: Option<String>,
+    /// Google's `error.status` (`RESOURCE_EXHAUSTED`).
+    google_status: Option<String>,
+    /// Structured details: Google `details[].reason` and quota ids, Azure `innererror.code`.
+    details: Vec<String>,
+    /// OpenRouter's `metadata.raw`: what the provider behind it answered.
+    upstream_raw: Option<String>,
+    /// OpenRouter's `metadata.provider_name`.
+    upstream_name: Option<String>,
+    /// Google's `RetryInfo.retryDelay` ("47s"), capped.
+    retry_delay: Option<Duration>,
 }
 
 impl ErrorFields {
     fn parse(body: &[u8]) -> ErrorFields {
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
             let text = String::from_utf8_lossy(body).trim().to_string();
             return ErrorFields {
                 text: (!text.is_empty()).then_some(text),
                 ..Default::default()
             };
         };
-        let as_string = |v: Option<&Value>| match v {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
+        // Gemini's OpenAI-compatible endpoint wraps its error in a one-element array.
+        if let Value::Array(items) = &mut v {
+            if items.len() == 1 {
+                v = items.pop().unwrap_or(Value::Null);
+            }
+        }
         // Both dialects nest under "error"; some servers put an error string there directly.
         // A Responses `response.failed` event carries it as the response's `error`.
         match v.get("error").or_else(|| v.pointer("/response/error")) {
-            Some(Value::Object(e)) => ErrorFields {
-                kind: as_string(e.get("type")),
-                code: as_string(e.get("code")),
-                message: as_string(e.get("message")),
-                text: None,
-            },
+            Some(Value::Object(e)) => {
+                let mut fields = ErrorFields {
+                    kind: as_string(e.get("type")),
+                    code: as_string(e.get("code")),
+                    message: as_string(e.get("message")),
+                    google_status: e.get("status").and_then(Value::as_str).map(str::to_string),
+                    ..Default::default()
+                };
+                fields.read_details(e);
+                fields
+            }
             Some(Value::String(s)) => ErrorFields {
                 message: Some(s.clone()),
                 ..Default::default()
@@ -129,8 +159,50 @@ impl ErrorFields {
                 kind: as_string(v.get("type")),
                 code: as_string(v.get("code")),
                 message: as_string(v.get("message")).or_else(|| as_string(v.get("detail"))),
-                text: None,
+                ..Default::default()
             },
+        }
+    }
+
+    /// Google `details`, Azure `innererror`, OpenRouter `metadata`.
+    fn read_details(&mut self, e: &serde_json::Map<String, Value>) {
+        for d in e
+            .get("details")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = d.get("reason").and_then(Value::as_str) {
+                self.details.push(r.to_string());
+            }
+            for violation in d
+                .get("violations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = violation.get("quotaId").and_then(Value::as_str) {
+                    self.details.push(id.to_string());
+                }
+            }
+            if let Some(delay) = d.get("retryDelay").and_then(Value::as_str) {
+                self.retry_delay = go_duration(delay);
+            }
+        }
+        if let Some(code) = e
+            .get("innererror")
+            .and_then(|i| i.get("code"))
+            .and_then(Value::as_str)
+        {
+            self.details.push(code.to_string());
+        }
+        if let Some(meta) = e.get("metadata") {
+            self.upstream_raw = match meta.get("raw") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v @ Value::Object(_)) => Some(v.to_string()),
+                _ => None,
+            };
+            self.upstream_name = as_string(meta.get("provider_name"));
         }
     }
 
@@ -140,6 +212,14 @@ impl ErrorFields {
             (None, Some(t)) => t.clone(),
             (None, None) if status > 0 => format!("HTTP {status} with no error message"),
             (None, None) => "error event with no message".to_string(),
+        };
+        // OpenRouter's own message is often just "Provider returned error": the provider's
+        // answer says what happened.
+        let base = match (&self.upstream_name, &self.upstream_raw) {
+            (Some(name), Some(raw)) => format!("{base} ({name}): {raw}"),
+            (None, Some(raw)) => format!("{base}: {raw}"),
+            (Some(name), None) => format!("{base} ({name})"),
+            (None, None) => base,
         };
         truncate_chars(&base, DETAIL_MAX_CHARS)
     }
@@ -151,19 +231,47 @@ impl ErrorFields {
             .any(|s| s.eq_ignore_ascii_case(needle))
     }
 
-    fn says(&self, phrases: &[&str]) -> bool {
-        let msg = self
+    /// The message, the raw text and the upstream's raw answer, lowercased.
+    fn lowered_text(&self) -> String {
+        let mut text = self
             .message
             .as_deref()
             .or(self.text.as_deref())
             .unwrap_or("")
             .to_ascii_lowercase();
+        if let Some(raw) = &self.upstream_raw {
+            text.push('\n');
+            text.push_str(&raw.to_ascii_lowercase());
+        }
+        text
+    }
+
+    fn says(&self, phrases: &[&str]) -> bool {
+        let msg = self.lowered_text();
         phrases.iter().any(|p| msg.contains(p))
+    }
+
+    /// A numeric `error.code` that is an HTTP status (Google, OpenRouter, Azure put one there).
+    fn status_code(&self) -> Option<u16> {
+        let code: u16 = self.code.as_deref()?.parse().ok()?;
+        (100..=599).contains(&code).then_some(code)
+    }
+}
+
+fn as_string(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
     }
 }
 
 /// The status a provider would have used for an error type seen without one (stream errors).
 fn implied_status(err: &ErrorFields) -> Option<u16> {
+    // OpenRouter reports a provider's failure inside a 200 with the status as `error.code`.
+    if let Some(code) = err.status_code() {
+        return Some(code);
+    }
     // A Responses `error` event's type is just "error": its code says what it was.
     [err.kind.as_deref(), err.code.as_deref()]
         .into_iter()
@@ -174,7 +282,8 @@ fn implied_status(err: &ErrorFields) -> Option<u16> {
 fn status_of_type(t: &str) -> Option<u16> {
     Some(match t {
         "overloaded_error" | "overloaded" => 529,
-        "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => 429,
+        // Mistral types its rate limits `rate_limited`.
+        "rate_limit_error" | "rate_limit_exceeded" | "rate_limited" | "requests" | "tokens" => 429,
         "insufficient_quota" | "billing_error" => 402,
         "authentication_error" | "invalid_api_key" => 401,
         "permission_error" => 403,
@@ -233,9 +342,27 @@ const CONTENT_POLICY_PHRASES: &[&str] = &[
     "blocked by content filtering",
 ];
 
-fn reason_for(status: Option<u16>, err: &ErrorFields) -> FailureReason {
+/// The index of the provider rule that decides this error, if one does.
+fn rule_for(provider: Option<Provider>, status: Option<u16>, err: &ErrorFields) -> Option<usize> {
+    let text = err.lowered_text();
+    rules::first_match_at(&rules::Facts {
+        provider,
+        status,
+        google_status: err.google_status.as_deref(),
+        codes: [err.kind.as_deref(), err.code.as_deref()],
+        details: &err.details,
+        message: &text,
+    })
+}
+
+fn reason_for(provider: Option<Provider>, status: Option<u16>, err: &ErrorFields) -> FailureReason {
     use FailureReason::*;
-    let Some(status) = status.or_else(|| implied_status(err)) else {
+    let status = status.or_else(|| implied_status(err));
+    // The provider's own dialect first: its meaning of a status beats the generic one.
+    if let Some(i) = rule_for(provider, status, err) {
+        return rules::RULES[i].reason;
+    }
+    let Some(status) = status else {
         // An error event with neither status nor known type: the upstream failed, somehow.
         return ServerError;
     };
@@ -325,6 +452,124 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(RETRY_AFTER_CEILING),
     )
+}
+
+/// The wait an error response asks for: its Retry-After headers; else Google's `RetryInfo` in
+/// the body; else, for a rate limit, the provider's own reset headers, or the wait its message
+/// names.
+fn retry_after_for(
+    reason: FailureReason,
+    headers: &HeaderMap,
+    err: &ErrorFields,
+    now: SystemTime,
+) -> Option<Duration> {
+    if reason != FailureReason::RateLimit {
+        return retry_after(headers, now).or(err.retry_delay);
+    }
+    retry_after(headers, now)
+        .or(err.retry_delay)
+        .or_else(|| rate_limit_reset(headers, now))
+        .or_else(|| wait_in_message(err.message.as_deref()?))
+}
+
+/// "Please try again in 9m38.016s." — OpenAI and Groq say how long in the rate limit's
+/// message, sometimes only there.
+fn wait_in_message(message: &str) -> Option<Duration> {
+    let at = message.find("try again in ")? + "try again in ".len();
+    let word = message[at..].split_whitespace().next()?;
+    go_duration(word.trim_end_matches(['.', ',']))
+}
+
+/// Rate-limit reset headers in the providers' own formats: OpenAI and Groq
+/// `x-ratelimit-reset-{requests,tokens}` as Go durations (`2m59.56s`, `7.66s`, `20ms`),
+/// Anthropic `anthropic-ratelimit-*-reset` as RFC 3339 instants. A limit whose `remaining` is 0
+/// is the one that bit; when none says so, the longest reset is the safe guess. Capped at
+/// [`RETRY_AFTER_CEILING`] like every other upstream number.
+pub fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    const PAIRS: &[(&str, &str)] = &[
+        (
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ),
+        ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+        (
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+        ),
+        (
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+        ),
+        (
+            "anthropic-ratelimit-input-tokens-remaining",
+            "anthropic-ratelimit-input-tokens-reset",
+        ),
+        (
+            "anthropic-ratelimit-output-tokens-remaining",
+            "anthropic-ratelimit-output-tokens-reset",
+        ),
+    ];
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let mut exhausted = None::<Duration>;
+    let mut any = None::<Duration>;
+    for (remaining, reset) in PAIRS {
+        let Some(value) = text(reset) else { continue };
+        let Some(wait) = go_duration(value).or_else(|| {
+            let at = humantime::parse_rfc3339_weak(value).ok()?;
+            Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        }) else {
+            continue;
+        };
+        let wait = wait.min(RETRY_AFTER_CEILING);
+        any = any.max(Some(wait));
+        if text(remaining) == Some("0") {
+            exhausted = exhausted.max(Some(wait));
+        }
+    }
+    exhausted.or(any)
+}
+
+/// A Go-style duration as OpenAI, Groq and Google write them (`1h2m3.5s`, `59.56s`, `20ms`,
+/// `47s`), capped at [`RETRY_AFTER_CEILING`]; `None` for anything else.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut secs = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = [
+            ("ms", 1e-3),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ns", 1e-9),
+            ("h", 3600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, per)| (per, u.len()))?;
+        secs += number * unit;
+        rest = &rest[len..];
+    }
+    if !secs.is_finite() || secs >= RETRY_AFTER_CEILING.as_secs_f64() {
+        return Some(RETRY_AFTER_CEILING);
+    }
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// A non-negative decimal number of `1/per_second` units as a duration, capped at
@@ -577,6 +822,84 @@ mod tests {
         }
     }
 
+    /// Every provider fixture (a real body with its source, in tests/it/fixtures/providers/)
+    /// classifies to its expected reason and wait, and every provider rule is pinned by at
+    /// least one of them.
+    #[test]
+    fn provider_fixtures_classify_as_expected_and_pin_every_rule() {
+        use crate::provider::Provider;
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/providers");
+        let mut files = Vec::new();
+        for dir in std::fs::read_dir(&root).unwrap() {
+            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                files.push(f.unwrap().path());
+            }
+        }
+        files.sort();
+        assert!(files.len() >= 25, "{} fixtures", files.len());
+        let mut pinned = vec![false; rules::RULES.len()];
+        let now = SystemTime::now();
+        for path in &files {
+            let name = path.strip_prefix(&root).unwrap().display().to_string();
+            let fx: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            assert!(
+                fx["_source"].as_str().unwrap().starts_with("https://"),
+                "{name}: every fixture names its source"
+            );
+            let provider = match fx["backend_provider"].as_str().unwrap() {
+                "" => None,
+                p => Some(Provider::parse(p).unwrap_or_else(|| panic!("{name}: {p}"))),
+            };
+            let status = fx["status"].as_u64().unwrap() as u16;
+            let body = match &fx["body"] {
+                Value::String(raw) => raw.clone().into_bytes(),
+                v => serde_json::to_vec(v).unwrap(),
+            };
+            let mut h = HeaderMap::new();
+            for (k, v) in fx["headers"].as_object().into_iter().flatten() {
+                let mut v = v.as_str().unwrap().to_string();
+                // An instant relative to now, for reset headers written as RFC 3339 times.
+                if let Some(secs) = v.strip_prefix("NOW+").and_then(|s| s.strip_suffix('S')) {
+                    let at = now + Duration::from_secs(secs.parse().unwrap());
+                    v = humantime::format_rfc3339(at).to_string();
+                }
+                h.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let got = if status == 200 {
+                answer_or_error(&body).expect_err(&name)
+            } else {
+                classify_response_from(provider, status, &h, &body)
+            };
+            let want = fx["expect"]["reason"].as_str().unwrap();
+            assert_eq!(got.reason.as_str(), want, "{name}: {}", got.detail);
+            let want_wait = fx["expect"]["retry_after_ms"].as_u64();
+            match (got.retry_after, want_wait) {
+                (None, None) => {}
+                // A wait counted from an instant loses the time the test took to get here.
+                (Some(d), Some(ms)) => assert!(
+                    d <= Duration::from_millis(ms)
+                        && d + Duration::from_secs(2) > Duration::from_millis(ms),
+                    "{name}: waited {d:?}, wanted {ms} ms"
+                ),
+                (got, want) => panic!("{name}: retry_after {got:?}, wanted {want:?} ms"),
+            }
+            let err = ErrorFields::parse(&body);
+            let status = (status != 200)
+                .then_some(status)
+                .or_else(|| implied_status(&err));
+            if let Some(i) = rule_for(provider, status, &err) {
+                pinned[i] = true;
+            }
+        }
+        for (i, p) in pinned.iter().enumerate() {
+            assert!(p, "rule {i} ({:?}) has no fixture", rules::RULES[i]);
+        }
+    }
+
     #[test]
     fn classifies_error_events_inside_200_streams() {
         let anthropic =
@@ -590,6 +913,28 @@ mod tests {
             classify_stream_error(b"{\"error\":{\"message\":\"boom\"}}").reason,
             ServerError
         );
+    }
+
+    /// OpenRouter reports a provider's failure mid-stream as a chunk whose `error.code` is the
+    /// status; the detail names the provider and what it said.
+    #[test]
+    fn an_openrouter_error_chunk_reads_by_its_code_and_names_the_provider() {
+        let chunk = br#"{"id":"gen-1","object":"chat.completion.chunk","error":{"code":429,"message":"Provider returned error","metadata":{"raw":"rate-limited upstream","provider_name":"BaseTen"}}}"#;
+        let c = classify_stream_error(chunk);
+        assert_eq!(c.reason, RateLimit);
+        assert_eq!(
+            c.detail,
+            "Provider returned error (BaseTen): rate-limited upstream"
+        );
+        let chunk = br#"{"error":{"code":502,"message":"Provider returned error"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, ServerError);
+        // A code that is not an HTTP status says nothing about one (Mistral's `1300`); the
+        // type still does.
+        let chunk =
+            br#"{"error":{"code":1300,"message":"Rate limit exceeded","type":"rate_limited"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, RateLimit);
+        let chunk = br#"{"error":{"code":1300,"message":"Something"}}"#;
+        assert_eq!(classify_stream_error(chunk).reason, ServerError);
     }
 
     #[test]
@@ -660,6 +1005,45 @@ mod tests {
                 "{name}: {value}"
             );
         }
+    }
+
+    /// Providers' own duration formats, capped like every upstream number.
+    #[test]
+    fn provider_wait_formats_parse_and_are_capped() {
+        let ms = |v: u64| Some(Duration::from_millis(v));
+        assert_eq!(go_duration("2m59.56s"), ms(179_560));
+        assert_eq!(go_duration("7.66s"), ms(7_660));
+        assert_eq!(go_duration("20ms"), ms(20));
+        assert_eq!(go_duration("1h0m0s"), ms(3_600_000));
+        assert_eq!(go_duration("6m0s"), ms(360_000));
+        assert_eq!(go_duration("99999999h"), Some(RETRY_AFTER_CEILING));
+        assert_eq!(go_duration("1e400s"), None);
+        for bad in ["", "5", "s", "5x", "-5s", "5 s", "NaNs"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+        assert_eq!(
+            wait_in_message("Please try again in 3.89s. Visit https://x"),
+            ms(3_890)
+        );
+        assert_eq!(wait_in_message("Please try again later."), None);
+        // A reset far in the future is the ceiling, one in the past is no wait.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = headers(&[("anthropic-ratelimit-tokens-reset", "9999-12-31T23:59:59Z")]);
+        assert_eq!(rate_limit_reset(&h, now), Some(RETRY_AFTER_CEILING));
+        let h = headers(&[("anthropic-ratelimit-tokens-reset", "2001-01-01T00:00:00Z")]);
+        assert_eq!(rate_limit_reset(&h, now), Some(Duration::ZERO));
+        // With no limit at zero, the longest reset is the guess.
+        let h = headers(&[
+            ("x-ratelimit-reset-requests", "1s"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]);
+        assert_eq!(rate_limit_reset(&h, now), ms(360_000));
+        // Retry-After wins over every provider format; other reasons ignore reset headers.
+        let h = headers(&[("retry-after", "2"), ("x-ratelimit-reset-tokens", "6m0s")]);
+        let c = classify_response(429, &h, b"{}");
+        assert_eq!(c.retry_after, ms(2_000));
+        let h = headers(&[("x-ratelimit-reset-tokens", "6m0s")]);
+        assert_eq!(classify_response(500, &h, b"{}").retry_after, None);
     }
 
     #[test]

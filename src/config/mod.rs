@@ -13,6 +13,7 @@ mod alerts;
 mod backends;
 mod health;
 mod limits;
+mod presets;
 mod raw;
 mod routes;
 mod upstream;
@@ -29,8 +30,9 @@ pub use alerts::{AlertEvent, AlertsConfig, SinkConfig, SinkSpec};
 pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
 pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
 pub use limits::Limits;
+pub use presets::{preset, Preset, AZURE_API_VERSION, PRESETS};
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
-pub use secret::{auth_header_value, Credential, CredentialSource, KeyCommand, Secret};
+pub use secret::{auth_header_value, AuthStyle, Credential, CredentialSource, KeyCommand, Secret};
 pub use upstream::{ProxyRules, UpstreamProxy};
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,7 @@ impl Config {
         self.backends
             .iter()
             .flat_map(|b| b.credentials.iter().map(Credential::secret))
+            .chain(self.backends.iter().flat_map(Backend::secret_headers))
             .chain(self.gateway_keys.iter().cloned())
             .chain(self.admin.key.iter().cloned())
             .chain(self.health.redis_passwords().into_iter().map(Secret::new))

@@ -261,8 +261,12 @@ pub(super) struct RawAdmin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
-    pub api: RawApi,
-    pub base_url: Spanned<String>,
+    /// A preset (`openai`, `gemini`, `azure_openai`, …) that fills in what is not written.
+    pub provider: Option<Spanned<String>>,
+    /// Required unless a preset gives it.
+    pub api: Option<RawApi>,
+    /// Required unless a preset gives it (Azure's resource URL always is).
+    pub base_url: Option<Spanned<String>>,
     /// One env var name, or a list of them: a credential pool.
     pub api_key_env: Option<KeyEnv>,
     /// A file holding the key (re-read on 401, for tokens another process rotates).
@@ -273,6 +277,16 @@ pub(super) struct RawBackend {
     pub anthropic_version: Option<String>,
     /// `max_tokens` for translated requests that carry none (Anthropic requires it).
     pub default_max_tokens: Option<u32>,
+    /// Which header carries the key: `bearer`, `x-api-key`, `api-key` or `none`.
+    pub auth: Option<Spanned<String>>,
+    /// Static headers sent on every request to this backend (never from the client).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Fixed query parameters on every request URL (Azure's `api-version`).
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<String>>,
+    /// Azure OpenAI: the deployment requests go to.
+    pub deployment: Option<Spanned<String>>,
 }
 
 /// `api_key_command`: the argv, or `{ argv, refresh_every, timeout }`.

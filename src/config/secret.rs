@@ -10,8 +10,6 @@ use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use crate::dialect::Dialect;
-
 /// A secret from the environment or a key file. `Debug` never shows the value.
 #[derive(Clone)]
 pub struct Secret(Arc<str>);
@@ -159,21 +157,57 @@ pub struct Credential {
     /// logs use it.
     pub label: Arc<str>,
     pub source: CredentialSource,
-    api: Dialect,
+    style: AuthStyle,
     value: RwLock<(Secret, http::HeaderValue)>,
     /// One reload at a time: the 401s of concurrent requests run the command once.
     reloading: tokio::sync::Mutex<()>,
 }
 
-/// The key as its backend's auth header value (`Bearer …` for OpenAI, bare for Anthropic's
-/// `x-api-key`), built once per key rather than per request; marked sensitive so a header
-/// map's `Debug` output never shows it. `None` when the key holds bytes a header cannot carry.
-pub fn auth_header_value(api: Dialect, key: &str) -> Option<http::HeaderValue> {
-    let mut v = match api {
-        Dialect::OpenAi | Dialect::Responses => {
-            http::HeaderValue::from_str(&format!("Bearer {key}"))
+/// Which request header carries a backend's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer KEY` (OpenAI and every compatible server).
+    Bearer,
+    /// `x-api-key: KEY` (Anthropic).
+    XApiKey,
+    /// `api-key: KEY` (Azure OpenAI).
+    ApiKey,
+    /// No key header (local servers).
+    None,
+}
+
+impl AuthStyle {
+    pub fn parse(name: &str) -> Option<AuthStyle> {
+        Some(match name {
+            "bearer" => AuthStyle::Bearer,
+            "x-api-key" => AuthStyle::XApiKey,
+            "api-key" => AuthStyle::ApiKey,
+            "none" => AuthStyle::None,
+            _ => return None,
+        })
+    }
+
+    /// The header the key goes in; `None` for [`AuthStyle::None`].
+    pub fn header_name(self) -> Option<http::HeaderName> {
+        Some(match self {
+            AuthStyle::Bearer => http::header::AUTHORIZATION,
+            AuthStyle::XApiKey => http::HeaderName::from_static("x-api-key"),
+            AuthStyle::ApiKey => http::HeaderName::from_static("api-key"),
+            AuthStyle::None => return None,
+        })
+    }
+}
+
+/// The key as its backend's auth header value (`Bearer …` for bearer auth, bare for
+/// `x-api-key` and `api-key`), built once per key rather than per request; marked sensitive so
+/// a header map's `Debug` output never shows it. `None` when the key holds bytes a header
+/// cannot carry.
+pub fn auth_header_value(style: AuthStyle, key: &str) -> Option<http::HeaderValue> {
+    let mut v = match style {
+        AuthStyle::Bearer => http::HeaderValue::from_str(&format!("Bearer {key}")),
+        AuthStyle::XApiKey | AuthStyle::ApiKey | AuthStyle::None => {
+            http::HeaderValue::from_str(key)
         }
-        Dialect::Anthropic => http::HeaderValue::from_str(key),
     }
     .ok()?;
     v.set_sensitive(true);
@@ -185,14 +219,14 @@ impl Credential {
     pub fn new(
         label: impl Into<Arc<str>>,
         source: CredentialSource,
-        api: Dialect,
+        style: AuthStyle,
         value: Secret,
     ) -> Option<Credential> {
-        let header = auth_header_value(api, value.expose())?;
+        let header = auth_header_value(style, value.expose())?;
         Some(Credential {
             label: label.into(),
             source,
-            api,
+            style,
             value: RwLock::new((value, header)),
             reloading: tokio::sync::Mutex::new(()),
         })
@@ -228,7 +262,7 @@ impl Credential {
             CredentialSource::File(path) => read_key_file(path).await?,
             CredentialSource::Command(cmd) => cmd.run().await?,
         };
-        let Some(header) = auth_header_value(self.api, fresh.expose()) else {
+        let Some(header) = auth_header_value(self.style, fresh.expose()) else {
             return Err(
                 "the new key holds bytes a header cannot carry; keeping the old one".into(),
             );

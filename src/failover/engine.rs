@@ -379,7 +379,12 @@ impl Gateway {
             )
             .await
             .unwrap_or_default();
-            let classified = classify::classify_response(status.as_u16(), &headers, &body);
+            let classified = classify::classify_response_from(
+                backend.provider,
+                status.as_u16(),
+                &headers,
+                &body,
+            );
             return Err(Failed {
                 classified,
                 status: Some(status.as_u16()),

@@ -40,6 +40,8 @@ struct Inner {
 
 /// State shared by every connection of one mock server.
 pub(crate) struct Shared {
+    /// The provider error dialect of `status` faults that name none.
+    pub(crate) provider: Option<super::providers::MockProvider>,
     pub(crate) default_text: String,
     pub(crate) trickle_text: String,
     pub(crate) counters: Arc<Counters>,
@@ -47,8 +49,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(name: String) -> Shared {
+    pub(crate) fn new(name: String, provider: Option<super::providers::MockProvider>) -> Shared {
         Shared {
+            provider,
             default_text: format!("Hello from {name}"),
             trickle_text: format!("Hello from {name} — ok"),
             counters: Arc::default(),

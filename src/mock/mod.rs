@@ -22,6 +22,7 @@
 //! Submodules: `plan` (behaviours, the plan queue), `control` (shared state and
 //! `/_mock/*`), `respond` (behaviour → response), `body` (scripted response
 //! bodies and completion accounting), `openai` / `anthropic` / `responses` (wire shapes),
+//! `providers` (other providers' error dialects),
 //! `content` (dialect-neutral reply pieces), `validate` (request validation).
 
 mod anthropic;
@@ -30,6 +31,7 @@ mod content;
 mod control;
 mod openai;
 pub mod plan;
+pub mod providers;
 mod respond;
 mod responses;
 pub(crate) mod validate;
@@ -56,6 +58,7 @@ pub use plan::{
     Behavior, EmptyFault, MalformedFault, Plan, Reply, ResetFault, StallFault, StatusFault,
     StreamErrorFault, ToolCall, TrickleFault,
 };
+pub use providers::MockProvider;
 
 use body::{ConnCtl, Flight, MockBody};
 use content::{Ctx, Dialect};
@@ -65,7 +68,17 @@ use respond::{Answer, Names};
 /// Serves forever on `listener` (the `switchyard mock --listen ADDR --name NAME`
 /// command calls this).
 pub async fn serve(listener: TcpListener, name: String) -> io::Result<()> {
-    let shared = Arc::new(Shared::new(name));
+    serve_as(listener, name, None).await
+}
+
+/// [`serve`], with `status` faults answered in `provider`'s error dialect
+/// (`switchyard mock --provider NAME`).
+pub async fn serve_as(
+    listener: TcpListener,
+    name: String,
+    provider: Option<MockProvider>,
+) -> io::Result<()> {
+    let shared = Arc::new(Shared::new(name, provider));
     // Never signalled: the server runs until the process ends.
     let (_keep, shutdown) = watch::channel(());
     accept_loop(listener, shared, shutdown).await;
@@ -75,9 +88,14 @@ pub async fn serve(listener: TcpListener, name: String) -> io::Result<()> {
 /// Binds 127.0.0.1:0 and serves in a background task; dropping the handle stops
 /// the server and closes its connections.
 pub async fn spawn(name: &str) -> io::Result<MockHandle> {
+    spawn_as(name, None).await
+}
+
+/// [`spawn`], with `status` faults answered in `provider`'s error dialect.
+pub async fn spawn_as(name: &str, provider: Option<MockProvider>) -> io::Result<MockHandle> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(name.to_owned()));
+    let shared = Arc::new(Shared::new(name.to_owned(), provider));
     let (shutdown_tx, shutdown) = watch::channel(());
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown));
     Ok(MockHandle {
@@ -196,6 +214,12 @@ async fn serve_connection(
     }
 }
 
+fn is_azure_chat(path: &str) -> bool {
+    path.strip_prefix("/openai/deployments/")
+        .and_then(|rest| rest.strip_suffix("/chat/completions"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
 /// Answers one HTTP request.
 async fn handle(
     req: Request<Incoming>,
@@ -217,6 +241,8 @@ async fn handle(
         _ if side == Some(Side::CountTokens) => Some(Dialect::Anthropic),
         _ if side == Some(Side::Embeddings) => Some(Dialect::OpenAi),
         (&Method::POST, "/v1/chat/completions") => Some(Dialect::OpenAi),
+        // Azure OpenAI's deployment path (`/openai/deployments/NAME/chat/completions`).
+        (&Method::POST, p) if is_azure_chat(p) => Some(Dialect::OpenAi),
         (&Method::POST, "/v1/messages") => Some(Dialect::Anthropic),
         (&Method::POST, "/v1/responses" | "/responses") => Some(Dialect::Responses),
         _ => None,
@@ -332,6 +358,7 @@ async fn handle(
     let names = Names {
         default_text: &shared.default_text,
         trickle_text: &shared.trickle_text,
+        provider: shared.provider,
     };
     match respond::answer(behavior, &ctx, &names, flight, &conn) {
         Answer::Respond(resp) => Ok(resp),

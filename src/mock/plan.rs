@@ -168,6 +168,13 @@ pub struct StatusFault {
     pub body: Option<serde_json::Value>,
     #[serde(default)]
     pub delay_ms: u64,
+    /// Answer in this provider's error dialect (`gemini`, `groq`, …) instead of the mock's
+    /// default (`switchyard mock --provider`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Which of the provider's errors (`quota`, `tpm`, …); it sets the status too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +284,8 @@ impl Behavior {
             headers: BTreeMap::new(),
             body: None,
             delay_ms: 0,
+            provider: None,
+            error: None,
         })
     }
 
@@ -296,6 +305,21 @@ impl Behavior {
             Behavior::Status(s) => {
                 if !(200..=599).contains(&s.status) {
                     return Err(format!("status {} is not in 200..=599", s.status));
+                }
+                if let Some(name) = &s.provider {
+                    let Some(p) = super::providers::MockProvider::parse(name) else {
+                        return Err(format!(
+                            "unknown provider {name:?}; one of: {}",
+                            super::providers::MockProvider::NAMES.join(", ")
+                        ));
+                    };
+                    if let Some(e) = s
+                        .error
+                        .as_deref()
+                        .filter(|e| !super::providers::known_error(p, e))
+                    {
+                        return Err(format!("{name} has no error {e:?}"));
+                    }
                 }
                 check_headers(&s.headers)
             }
@@ -409,6 +433,8 @@ mod tests {
             headers: BTreeMap::new(),
             body: None,
             delay_ms: 0,
+            provider: None,
+            error: None,
         }));
         assert!(plan.check().unwrap_err().contains("status 99"));
     }

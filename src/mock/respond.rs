@@ -15,6 +15,7 @@ use http::{Response, StatusCode};
 use super::body::{ConnCtl, Flight, MockBody, Step};
 use super::content::{json_bytes, Content, Ctx, Dialect, Frame};
 use super::plan::{fault_chunks, Behavior, Reply};
+use super::providers::{self, MockProvider};
 use super::{anthropic, openai, responses};
 
 /// What the handler does with a request.
@@ -37,6 +38,8 @@ const SSE: &str = "text/event-stream";
 pub(crate) struct Names<'a> {
     pub default_text: &'a str,
     pub trickle_text: &'a str,
+    /// The provider whose error dialect `status` faults speak unless they name one.
+    pub provider: Option<MockProvider>,
 }
 
 pub(crate) fn answer(
@@ -49,20 +52,46 @@ pub(crate) fn answer(
     match behavior {
         Behavior::Ok(r) => ok(r, ctx, names, flight, conn),
         Behavior::Status(s) => {
-            let body = match &s.body {
-                Some(serde_json::Value::String(raw)) => Bytes::copy_from_slice(raw.as_bytes()),
-                Some(v) => json_bytes(v),
-                None => match ctx.dialect {
-                    Dialect::OpenAi | Dialect::Responses => openai::status_body(ctx, s.status),
-                    Dialect::Anthropic => anthropic::status_body(ctx, s.status),
-                },
+            // The provider's own error, when the fault (or the mock) speaks a provider's dialect.
+            let provider = s
+                .provider
+                .as_deref()
+                .and_then(MockProvider::parse)
+                .or(names.provider);
+            let own = match (&s.body, provider) {
+                (None, Some(p)) => providers::error(p, s.status, s.error.as_deref(), &ctx.model),
+                _ => None,
+            };
+            let (status, body, own_headers) = match own {
+                Some(e) => (e.status, e.body, e.headers),
+                None => {
+                    let body = match &s.body {
+                        Some(serde_json::Value::String(raw)) => {
+                            Bytes::copy_from_slice(raw.as_bytes())
+                        }
+                        Some(v) => json_bytes(v),
+                        None => match ctx.dialect {
+                            Dialect::OpenAi | Dialect::Responses => {
+                                openai::status_body(ctx, s.status)
+                            }
+                            Dialect::Anthropic => anthropic::status_body(ctx, s.status),
+                        },
+                    };
+                    (s.status, body, Vec::new())
+                }
             };
             let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
                 JSON
             } else {
                 "text/plain; charset=utf-8"
             };
-            let mut resp = full(ctx, s.status, content_type, body, flight);
+            let mut resp = full(ctx, status, content_type, body, flight);
+            let own_headers: BTreeMap<String, String> = own_headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            extra_headers(&mut resp, &own_headers);
+            // The fault's own headers last: a test can always override the provider's.
             extra_headers(&mut resp, &s.headers);
             Answer::Respond(resp)
         }

@@ -12,6 +12,7 @@ mod failover;
 mod health;
 mod key_command;
 mod mock;
+mod providers;
 mod redis;
 mod reliability;
 mod reports;

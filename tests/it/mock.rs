@@ -490,6 +490,8 @@ async fn anthropic_status_types() {
             headers: Default::default(),
             body: None,
             delay_ms: 0,
+            provider: None,
+            error: None,
         })));
         let resp = post(&mock, "/v1/messages", &anthropic_body(false)).await;
         assert_eq!(resp.status(), status);

@@ -30,6 +30,14 @@ pub async fn spawn_mock(name: &str) -> MockHandle {
     switchyard::mock::spawn(name).await.unwrap()
 }
 
+/// A mock whose status faults speak `provider`'s error dialect (`switchyard mock --provider`).
+pub async fn spawn_mock_as(name: &str, provider: &str) -> MockHandle {
+    let provider = switchyard::mock::MockProvider::parse(provider).expect("a mock provider");
+    switchyard::mock::spawn_as(name, Some(provider))
+        .await
+        .unwrap()
+}
+
 /// Validates `yaml` as the gateway would (`env` resolves `*_env` keys).
 pub fn load_config(yaml: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
     Config::from_yaml(yaml, file, env).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
