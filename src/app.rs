@@ -16,6 +16,7 @@ use crate::health::redis_sessions::Names;
 use crate::health::sessions::Sessions;
 use crate::health::stored::StoredResponses;
 use crate::health::{redis_store, HealthRegistry};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::scrub::Scrubber;
 use crate::status::activity::Activity;
@@ -35,6 +36,8 @@ pub struct Gateway {
     pub stored: StoredResponses,
     pub(crate) upstream: Upstream,
     pub(crate) budgets: Vec<TpsBudget>,
+    /// Serving, draining, or ending open streams (graceful shutdown).
+    pub lifecycle: Lifecycle,
 }
 
 impl Gateway {
@@ -109,6 +112,7 @@ impl Gateway {
             sessions,
             upstream,
             budgets,
+            lifecycle: Lifecycle::default(),
         })
     }
 

@@ -3,10 +3,12 @@
 //! The modules are listed in the order a request meets them; read them top to bottom.
 //! `scripts/module_cycles.py` (run by `scripts/test`) keeps them free of import circles.
 
-// What every layer shares: the failure vocabulary and the provider names (leaves), the
-// validated config, and the composition root that holds the gateway's state.
+// What every layer shares: the failure vocabulary, the provider names and the process's
+// lifecycle (leaves), the validated config, and the composition root that holds the
+// gateway's state.
 pub mod failure;
 pub mod provider;
+pub mod lifecycle;
 pub mod config;
 pub mod app;
 

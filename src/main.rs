@@ -159,10 +159,47 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let gw = Gateway::new(config)?;
+    let signals = stop_signals()?;
     announce(&format!("switchyard listening on http://{addr}"));
-    switchyard::server::serve(listener, Arc::new(gw))
-        .await
-        .map_err(|e| e.to_string())
+    let (first, second) = (signals.clone(), signals);
+    let stopped = switchyard::server::serve_until(
+        listener,
+        Arc::new(gw),
+        async move { signals_seen(first, 1).await },
+        async move { signals_seen(second, 2).await },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match stopped {
+        switchyard::server::Stopped::Forced => Err("stopped at once by a second signal".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Counts SIGTERM and SIGINT: the first drains the gateway, the second stops it at once.
+fn stop_signals() -> Result<tokio::sync::watch::Receiver<u32>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
+}
+
+async fn signals_seen(mut rx: tokio::sync::watch::Receiver<u32>, n: u32) {
+    if rx.wait_for(|seen| *seen >= n).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 #[cfg(feature = "mock")]

@@ -206,6 +206,8 @@ pub enum RelayEnd {
         finish_reason: Option<Box<str>>,
     },
     Failed(Classified),
+    /// The gateway's shutdown grace ran out before the stream ended (no one's failure).
+    ShuttingDown,
 }
 
 /// Passes a committed stream to the client. `finish` is called once with how it ended and
@@ -219,8 +221,10 @@ pub enum RelayEnd {
 pub fn relay(
     c: Committed,
     finish: impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static,
+    must_end: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
+        let mut must_end = std::pin::pin!(must_end);
         let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, mut finish_reason, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator } = c;
         let mut events = Vec::new();
         let mut ends = Vec::new();
@@ -266,7 +270,12 @@ pub fn relay(
                 break RelayEnd::Complete { finish_reason: finish_reason.take() };
             }
             let stall_at = (last_content + stall_timeout).min(deadline);
-            let failure = match timeout_at(stall_at, upstream.next()).await {
+            let next = tokio::select! {
+                biased;
+                () = &mut must_end => break RelayEnd::ShuttingDown,
+                next = timeout_at(stall_at, upstream.next()) => next,
+            };
+            let failure = match next {
                 Err(_) => {
                     let kind = if stall_at >= deadline { TimeoutKind::Deadline } else { TimeoutKind::Stall };
                     classify::timeout(kind, stall_timeout)
@@ -431,10 +440,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.held.len(), 3);
         let held: Vec<u8> = c.held.concat();
-        let out: Vec<Bytes> = relay(c, |end| {
-            assert!(matches!(end, RelayEnd::Complete { .. }));
-            None
-        })
+        let out: Vec<Bytes> = relay(
+            c,
+            |end| {
+                assert!(matches!(end, RelayEnd::Complete { .. }));
+                None
+            },
+            std::future::pending(),
+        )
         .map(|r| r.unwrap())
         .collect()
         .await;
@@ -489,6 +502,57 @@ mod tests {
         assert_eq!(err.reason, FailureReason::Overloaded);
     }
 
+    /// The shutdown grace ran out: the relay stops at once (heartbeats or not), says so to its
+    /// finisher (which writes the closing event), and blames no backend.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_when_the_gateway_says_streams_must_end() {
+        let first = futures_util::stream::iter(vec![Ok(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ))]);
+        let beats = futures_util::stream::unfold((), |_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((
+                Ok(Bytes::from_static(
+                    b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n",
+                )),
+                (),
+            ))
+        });
+        let upstream: ByteStream = Box::pin(first.chain(beats));
+        let now = Instant::now();
+        let d = Duration::from_secs(30);
+        let c = await_first_content(
+            Dialect::OpenAi,
+            upstream,
+            now + d,
+            d,
+            now + d,
+            d,
+            StreamLimits::default(),
+        )
+        .await
+        .ok()
+        .unwrap();
+        let out: Vec<Bytes> = relay(
+            c,
+            |end| match end {
+                RelayEnd::ShuttingDown => Some(Bytes::from_static(b"closing event")),
+                _ => panic!("ended as {end:?}"),
+            },
+            tokio::time::sleep(Duration::from_millis(1050)),
+        )
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        assert_eq!(Instant::now() - now, Duration::from_millis(1050));
+        assert_eq!(out.last().unwrap(), &Bytes::from_static(b"closing event"));
+        assert_eq!(
+            out.len(),
+            1 + 10 + 1,
+            "the held content, ten deltas, the closing event"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_stall_after_content_ends_with_an_error_event() {
         let first = futures_util::stream::iter(vec![Ok(Bytes::from_static(
@@ -514,13 +578,17 @@ mod tests {
         .ok()
         .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let out: Vec<Bytes> = relay(c, move |end| {
-            tx.send(end.clone()).unwrap();
-            match end {
-                RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::OpenAi, f)),
-                RelayEnd::Complete { .. } => None,
-            }
-        })
+        let out: Vec<Bytes> = relay(
+            c,
+            move |end| {
+                tx.send(end.clone()).unwrap();
+                match end {
+                    RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::OpenAi, f)),
+                    RelayEnd::Complete { .. } | RelayEnd::ShuttingDown => None,
+                }
+            },
+            std::future::pending(),
+        )
         .map(|r| r.unwrap())
         .collect()
         .await;
@@ -557,10 +625,14 @@ mod tests {
         .await
         .ok()
         .unwrap();
-        let out: Vec<Bytes> = relay(c, |end| match end {
-            RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::Anthropic, f)),
-            RelayEnd::Complete { .. } => None,
-        })
+        let out: Vec<Bytes> = relay(
+            c,
+            |end| match end {
+                RelayEnd::Failed(f) => Some(post_commit_error_event(Dialect::Anthropic, f)),
+                RelayEnd::Complete { .. } | RelayEnd::ShuttingDown => None,
+            },
+            std::future::pending(),
+        )
         .map(|r| r.unwrap())
         .collect()
         .await;
@@ -589,13 +661,17 @@ mod tests {
         let d = Duration::from_secs(5);
         let c = await_first_content(dialect, upstream, now + d, d, now + d * 10, d, limits).await?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let out: Vec<Bytes> = relay(c, move |end| {
-            tx.send(end.clone()).unwrap();
-            match end {
-                RelayEnd::Failed(f) => Some(post_commit_error_event(dialect, f)),
-                RelayEnd::Complete { .. } => None,
-            }
-        })
+        let out: Vec<Bytes> = relay(
+            c,
+            move |end| {
+                tx.send(end.clone()).unwrap();
+                match end {
+                    RelayEnd::Failed(f) => Some(post_commit_error_event(dialect, f)),
+                    RelayEnd::Complete { .. } | RelayEnd::ShuttingDown => None,
+                }
+            },
+            std::future::pending(),
+        )
         .map(|r| r.unwrap())
         .collect()
         .await;
@@ -636,7 +712,9 @@ mod tests {
                 RelayEnd::Failed(c) => {
                     assert_eq!(c.reason, FailureReason::Overloaded, "split at {i}")
                 }
-                RelayEnd::Complete { .. } => panic!("split at {i}: counted as complete"),
+                RelayEnd::Complete { .. } | RelayEnd::ShuttingDown => {
+                    panic!("split at {i}: counted as complete")
+                }
             }
         }
     }
@@ -773,10 +851,14 @@ mod tests {
         )
         .await
         .unwrap();
-        let out: Vec<Bytes> = relay(c, |end| {
-            assert!(matches!(end, RelayEnd::Complete { .. }));
-            None
-        })
+        let out: Vec<Bytes> = relay(
+            c,
+            |end| {
+                assert!(matches!(end, RelayEnd::Complete { .. }));
+                None
+            },
+            std::future::pending(),
+        )
         .map(|r| r.unwrap())
         .collect()
         .await;

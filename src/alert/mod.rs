@@ -242,6 +242,8 @@ struct FirstCheck {
 pub struct Alerter {
     config: AlertsConfig,
     queue: DropOldest,
+    /// Deliveries under way (for a shutdown that waits for them).
+    delivering: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Arc<Metrics>,
     scrubber: Arc<Scrubber>,
     sessions: Mutex<BoundedMap<Box<str>, FirstServed>>,
@@ -264,6 +266,7 @@ impl Alerter {
                 cap: a.queue,
                 notify: Notify::new(),
             },
+            delivering: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             sessions: Mutex::new(BoundedMap::new(a.max_sessions, a.session_ttl)),
             config: a.clone(),
             metrics,
@@ -276,6 +279,18 @@ impl Alerter {
     /// Shares throttling and sessions' first backends with the other replicas.
     pub fn share(&mut self, shared: Shared) {
         self.shared = Some(shared);
+    }
+
+    /// Nothing queued and nothing being delivered: a shutdown may exit without losing an
+    /// alert.
+    pub fn idle(&self) -> bool {
+        let queued = self
+            .queue
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        queued == 0 && self.delivering.load(std::sync::atomic::Ordering::Relaxed) == 0
     }
 
     pub fn enabled(&self) -> bool {
@@ -531,10 +546,13 @@ impl Alerter {
                 alert.clone(),
                 self.metrics.clone(),
             );
+            let delivering = self.delivering.clone();
+            delivering.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 let result = sink.deliver(&client, &alert).await;
                 metrics.alert(&sink.spec.name, if result { "sent" } else { "failed" });
                 drop(permit);
+                delivering.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             });
         }
     }

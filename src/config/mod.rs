@@ -16,6 +16,7 @@ mod limits;
 mod presets;
 mod raw;
 mod routes;
+mod shutdown;
 mod upstream;
 mod secret;
 
@@ -33,6 +34,7 @@ pub use limits::Limits;
 pub use presets::{preset, Preset, AZURE_API_VERSION, PRESETS};
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
 pub use secret::{auth_header_value, AuthStyle, Credential, CredentialSource, KeyCommand, Secret};
+pub use shutdown::ShutdownConfig;
 pub use upstream::{ProxyRules, UpstreamProxy};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,8 @@ pub struct Config {
     pub translate_strict: bool,
     /// Direct, or through the operator's HTTP proxy (`upstream.proxy`).
     pub upstream_proxy: UpstreamProxy,
+    /// How a stop signal drains the gateway.
+    pub shutdown: ShutdownConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -122,6 +126,7 @@ impl Config {
         let admin = access::build_admin(&raw.admin, &src)?;
         let alerts = alerts::build(&raw.alerts, &src)?;
         let upstream_proxy = upstream::build(raw.upstream.as_ref(), &src)?;
+        let shutdown = shutdown::build(&raw.shutdown, &src)?;
         Ok(Config {
             listen,
             backends,
@@ -137,6 +142,7 @@ impl Config {
             metrics_access,
             translate_strict: raw.translate.strict.unwrap_or(false),
             upstream_proxy,
+            shutdown,
         })
     }
 

@@ -135,6 +135,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub translate: RawTranslate,
     pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShutdown {
+    pub delay: Option<Spanned<YamlDuration>>,
+    pub grace: Option<Spanned<YamlDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

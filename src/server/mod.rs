@@ -54,6 +54,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/models/{id}", get(model_by_id))
         .route("/models/{id}", get(model_by_id))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::admin::router())
         .merge(crate::status::router())
@@ -62,36 +63,138 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Accepts connections until the listener fails. Sets TCP_NODELAY on every accepted socket and
-/// bounds how long a client may take to send its headers (slowloris).
+/// Serves until the process ends (no stop signal); see [`serve_until`].
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
-    let header_timeout = gw.config.limits.header_read_timeout;
+    serve_until(listener, gw, std::future::pending(), std::future::pending())
+        .await
+        .map(|_| ())
+}
+
+/// How [`serve_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection finished within `shutdown.grace`.
+    Drained,
+    /// The grace ran out: the streams still open were ended with their error event.
+    GraceEnded,
+    /// A second signal: everything was dropped at once.
+    Forced,
+}
+
+/// Accepts connections until `stop` resolves, then drains: `/readyz` answers 503 while the
+/// listener still accepts for `shutdown.delay` (load balancers stop sending first); then no
+/// new connections, and in-flight requests and streams get `shutdown.grace` to finish (idle
+/// keep-alive connections close at once); streams still open then end with their dialect's
+/// error event, and pending alerts go out within what is left. `force` (a second signal)
+/// returns at once. Sets TCP_NODELAY on every accepted socket and bounds how long a client
+/// may take to send its headers (slowloris).
+pub async fn serve_until(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    stop: impl std::future::Future<Output = ()>,
+    force: impl std::future::Future<Output = ()>,
+) -> std::io::Result<Stopped> {
+    let shutdown = gw.config.shutdown;
+    let conns = Connections {
+        app: router(gw.clone()),
+        header_timeout: gw.config.limits.header_read_timeout,
+        graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+    };
     start_background(&gw);
-    let app = router(gw);
+    let mut stop = std::pin::pin!(stop);
+    let mut force = std::pin::pin!(force);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            accepted = listener.accept() => conns.accepted(accepted).await,
+        }
+    }
+    gw.lifecycle.start_draining();
+    tracing::info!(
+        delay = ?shutdown.delay,
+        grace = ?shutdown.grace,
+        "stop signal: draining (readiness 503, still accepting for the delay)"
+    );
+    let accept_until = Instant::now() + shutdown.delay;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut force => return Ok(Stopped::Forced),
+            () = tokio::time::sleep_until(accept_until) => break,
+            accepted = listener.accept() => conns.accepted(accepted).await,
+        }
+    }
+    drop(listener);
+    let grace_ends = Instant::now() + shutdown.grace;
+    tracing::info!(
+        open = conns.graceful.count(),
+        "listener closed; waiting for in-flight requests"
+    );
+    let mut drained = std::pin::pin!(conns.graceful.shutdown());
+    let stopped = tokio::select! {
+        biased;
+        () = &mut force => return Ok(Stopped::Forced),
+        () = &mut drained => Stopped::Drained,
+        () = tokio::time::sleep_until(grace_ends) => {
+            tracing::warn!("shutdown grace over: ending the streams still open with an error event");
+            gw.lifecycle.end_streams();
+            // The closing events take a moment to be written; not forever.
+            tokio::select! {
+                () = &mut force => return Ok(Stopped::Forced),
+                _ = tokio::time::timeout(Duration::from_secs(2), &mut drained) => {}
+            }
+            Stopped::GraceEnded
+        }
+    };
+    // Alerts raised by the last requests go out within what is left of the grace.
+    let alerts_until = grace_ends.max(Instant::now() + Duration::from_millis(500));
+    while !gw.alerts.idle() && Instant::now() < alerts_until {
+        tokio::select! {
+            () = &mut force => return Ok(Stopped::Forced),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    tracing::info!(?stopped, "stopped");
+    Ok(stopped)
+}
+
+/// What serving a connection needs, and the watcher that drains them all.
+struct Connections {
+    app: Router,
+    header_timeout: Duration,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+}
+
+impl Connections {
+    async fn accepted(
+        &self,
+        accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    ) {
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                return;
             }
         };
         let _ = stream.set_nodelay(true);
         // The peer address goes into each request's extensions (admin endpoints check it).
         // Not `app.layer(Extension(..))` per connection: that rebuilds the router's route
         // table, ~10 KB and a few µs for every connection.
-        let app = app.clone();
+        let app = self.app.clone();
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(crate::admin::Peer(peer));
             tower::ServiceExt::oneshot(app.clone(), req)
         });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = self.graceful.watch(conn);
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -152,6 +255,19 @@ async fn refresh_key(
             ),
         }
     }
+}
+
+/// `GET /readyz`: 200 while serving; 503 from the stop signal on, so load balancers and
+/// Kubernetes stop sending before the listener closes (`/healthz` stays the liveness check).
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let (status, body) = if gw.lifecycle.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r
 }
 
 /// `GET /metrics`, guarded as `auth.metrics` says (public by default).

@@ -161,7 +161,7 @@ fn conclude(
                     // stream ends.
                     let finish =
                         relay_finisher(gw, req, entry, &failures, scopes, in_flight, alert);
-                    let relayed = stream::relay(*c, finish);
+                    let relayed = stream::relay(*c, finish, gw.lifecycle.streams_must_end());
                     match req.dialect {
                         Dialect::Responses => {
                             let mut numbers = dialect::responses::ClosingNumbers::default();
@@ -520,6 +520,20 @@ fn relay_finisher(
             RelayEnd::Complete { .. } => {
                 tracing::debug!(request_id = %request_id, "stream complete");
                 None
+            }
+            RelayEnd::ShuttingDown => {
+                tracing::info!(request_id = %request_id, route = %route, "stream ended: the gateway's shutdown grace ran out");
+                let summary = format!(
+                    "The gateway is shutting down; the stream from {} ({}) was ended before it finished. Retry the request.",
+                    template.backend, template.model
+                );
+                Some(crate::dialect::cut_stream_event(
+                    dialect,
+                    crate::dialect::ErrorKind::Overloaded,
+                    "shutting_down",
+                    &summary,
+                    &Vec::<report::BackendFailure>::new(),
+                ))
             }
             RelayEnd::Failed(failure) => {
                 let detail = scrubber.detail(&failure.detail, 300);

@@ -17,6 +17,7 @@ mod redis;
 mod reliability;
 mod reports;
 mod requests;
+mod shutdown;
 mod responses;
 mod responses_api;
 mod translate;

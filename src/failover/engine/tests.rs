@@ -490,10 +490,14 @@ async fn a_stall_after_content_ends_the_stream_after_exactly_the_stall_timeout()
     };
     let committed_at = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
-    let out: Vec<_> = crate::stream::relay(*c, move |end| {
-        tx.send(end.clone()).unwrap();
-        None
-    })
+    let out: Vec<_> = crate::stream::relay(
+        *c,
+        move |end| {
+            tx.send(end.clone()).unwrap();
+            None
+        },
+        std::future::pending(),
+    )
     .collect()
     .await;
     assert!(!out.is_empty());
