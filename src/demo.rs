@@ -260,6 +260,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
         }
         println!();
     }
+    print_tokens(&gw);
 
     let _ = http
         .post(format!("{}/_mock/plan", primary.url()))
@@ -420,6 +421,19 @@ fn summarize(body: &str, stream: bool) -> String {
         .and_then(Value::as_str)
         .unwrap_or("");
     format!("answer {text:?}")
+}
+
+/// What each backend served, in tokens (the fallback's bill).
+fn print_tokens(gw: &Gateway) {
+    println!("Tokens served (as each backend reported them):");
+    for b in &gw.config.backends {
+        let (input, cached, output) = gw.activity.token_totals(b.id);
+        println!(
+            "  {:<18} {input:>6} in ({cached} cached) / {output:>5} out",
+            b.name
+        );
+    }
+    println!();
 }
 
 async fn request_count(http: &reqwest::Client, url: &str) -> u64 {

@@ -9,6 +9,7 @@
 pub mod failure;
 pub mod provider;
 pub mod lifecycle;
+pub mod usage;
 pub mod config;
 pub mod app;
 

@@ -50,7 +50,12 @@ struct BackendHandles {
 struct RouteHandles {
     /// One row per backend of the chain, then "-" (no backend served).
     requests: Vec<(Arc<str>, [OnceLock<Counter>; OUTCOMES.len()])>,
+    /// Per backend of the chain (same order): token counters by [`TOKEN_TYPES`].
+    tokens: Vec<[OnceLock<Counter>; TOKEN_TYPES.len()]>,
 }
+
+/// The `type` label of `switchyard_tokens_total`.
+const TOKEN_TYPES: [&str; 4] = ["input", "cached_input", "output", "reasoning"];
 
 /// Uses the cached handle (registering it on first use), or, for a name outside the config,
 /// a handle made for this one call.
@@ -111,8 +116,9 @@ impl Metrics {
                     }
                 }
                 names.push("-".into());
+                let tokens = names.iter().map(|_| Default::default()).collect();
                 let requests = names.into_iter().map(|n| (n, Default::default())).collect();
-                (r.name.clone(), RouteHandles { requests })
+                (r.name.clone(), RouteHandles { requests, tokens })
             })
             .collect();
         m
@@ -166,6 +172,10 @@ impl Metrics {
                 "Alerts by sink and result (sent, suppressed, dropped, failed)"
             );
             metrics::describe_counter!(
+                "switchyard_tokens_total",
+                "Tokens the backends reported, by route, backend and type (input counts cached input; reasoning counts within output)"
+            );
+            metrics::describe_counter!(
                 "switchyard_redis_commands_total",
                 "Commands sent to the shared health store (Redis), by command"
             );
@@ -206,6 +216,31 @@ impl Metrics {
             })
         };
         use_handle(cached, make, |c| c.increment(1));
+    }
+
+    /// The tokens one served request cost (as its backend reported them).
+    pub fn tokens(&self, route: &str, backend: &str, usage: &crate::usage::Usage) {
+        let row = self.routes.get(route).and_then(|r| {
+            let i = r.requests.iter().position(|(b, _)| &**b == backend)?;
+            r.tokens.get(i)
+        });
+        let counts = [
+            usage.input,
+            usage.cached_input,
+            usage.output,
+            usage.reasoning,
+        ];
+        for (i, (kind, n)) in TOKEN_TYPES.iter().zip(counts).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let make = || {
+                self.with(|| {
+                    counter!("switchyard_tokens_total", "route" => route.to_string(), "backend" => backend.to_string(), "type" => *kind)
+                })
+            };
+            use_handle(row.map(|r| &r[i]), make, |c| c.increment(n));
+        }
     }
 
     /// `result`: `None` for "ok", else the failure reason.

@@ -20,6 +20,7 @@ use crate::classify::events::{classify_event, classify_event_fast, EventKind};
 use crate::dialect::{self, Dialect, ErrorKind};
 use crate::failure::{Classified, TimeoutKind};
 use crate::sse::{SseParser, DEFAULT_MAX_EVENT_BYTES};
+use crate::usage::{StreamUsage, Usage};
 
 pub use crate::upstream::ByteStream;
 
@@ -62,6 +63,8 @@ pub struct Committed {
     pub deadline: Instant,
     /// Set when the backend speaks the other dialect than the client.
     pub translator: Option<crate::dialect::translate::StreamTranslator>,
+    /// The token usage the backend's events reported so far.
+    pub usage: StreamUsage,
 }
 
 /// Reads a 2xx event stream until its first content event. Heartbeats and envelope events are
@@ -87,6 +90,7 @@ pub async fn await_first_content(
     let mut finished = false;
     let mut finish_reason: Option<Box<str>> = None;
     let mut terminated = false;
+    let mut usage = StreamUsage::new(dialect);
     loop {
         let chunk = match timeout_at(first_token_at, upstream.next()).await {
             Err(_) if first_token_at >= deadline => {
@@ -109,6 +113,7 @@ pub async fn await_first_content(
                     stall_timeout,
                     deadline,
                     translator: None,
+                    usage,
                 });
             }
             Ok(None) => {
@@ -125,6 +130,7 @@ pub async fn await_first_content(
         // Where the relayable bytes end when an error follows the content in this read.
         let mut cut: Option<(u64, Classified)> = None;
         for (i, ev) in events.drain(..).enumerate() {
+            usage.observe(&ev);
             match classify_event(dialect, &ev) {
                 EventKind::Heartbeat | EventKind::Envelope => {}
                 EventKind::Content => commit = true,
@@ -193,6 +199,7 @@ pub async fn await_first_content(
             stall_timeout,
             deadline,
             translator: None,
+            usage,
         });
     }
 }
@@ -204,6 +211,8 @@ pub enum RelayEnd {
     /// (`stop`, `end_turn`, `tool_calls`…), when it said one.
     Complete {
         finish_reason: Option<Box<str>>,
+        /// The tokens the backend reported, when it did.
+        usage: Option<Usage>,
     },
     Failed(Classified),
     /// The gateway's shutdown grace ran out before the stream ended (no one's failure).
@@ -225,7 +234,7 @@ pub fn relay(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
         let mut must_end = std::pin::pin!(must_end);
-        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, mut finish_reason, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator } = c;
+        let Committed { dialect, held, mut pending, mut upstream, mut parser, mut finished, mut finish_reason, terminated, failure: mut early_failure, stall_timeout, deadline, mut translator, mut usage } = c;
         let mut events = Vec::new();
         let mut ends = Vec::new();
         match translator.as_mut() {
@@ -267,7 +276,7 @@ pub fn relay(
                         yield Ok(Bytes::from(out));
                     }
                 }
-                break RelayEnd::Complete { finish_reason: finish_reason.take() };
+                break RelayEnd::Complete { finish_reason: finish_reason.take(), usage: usage.usage() };
             }
             let stall_at = (last_content + stall_timeout).min(deadline);
             let next = tokio::select! {
@@ -293,7 +302,7 @@ pub fn relay(
                     if !out.is_empty() {
                         yield Ok(Bytes::from(out));
                     }
-                    break RelayEnd::Complete { finish_reason: finish_reason.take() };
+                    break RelayEnd::Complete { finish_reason: finish_reason.take(), usage: usage.usage() };
                 }
                 Ok(None) => classify::invalid_response("upstream ended the stream before it was complete"),
                 Ok(Some(Err(e))) => classify::classify_transport(&e),
@@ -307,6 +316,7 @@ pub fn relay(
                     let mut cut: Option<(u64, Classified)> = None;
                     let mut out = Vec::new();
                     for (i, ev) in events.drain(..).enumerate() {
+                        usage.observe(&ev);
                         match classify_event_fast(dialect, &ev) {
                             EventKind::Heartbeat | EventKind::Envelope | EventKind::Malformed(_) => {}
                             EventKind::Content => last_content = Instant::now(),
@@ -371,7 +381,7 @@ pub fn relay(
                         break RelayEnd::Failed(c);
                     }
                     if done {
-                        break RelayEnd::Complete { finish_reason: finish_reason.take() };
+                        break RelayEnd::Complete { finish_reason: finish_reason.take(), usage: usage.usage() };
                     }
                     continue;
                 }

@@ -57,6 +57,9 @@ pub struct Alert {
     /// Backends of the scope, for backend_down / backend_recovered.
     pub backends: Vec<String>,
     pub scope: Option<String>,
+    /// The tokens the serving backend reported for the request (a fallback alert); in a
+    /// digest, the sum over the alerts the window held back: what the fallback is costing.
+    pub tokens: Option<Tokens>,
     /// When this is a digest: how many alerts the throttle held back in the window.
     pub suppressed: u32,
     #[serde(skip)]
@@ -80,6 +83,7 @@ impl Alert {
             finish_reason: None,
             backends: Vec::new(),
             scope: None,
+            tokens: None,
             suppressed: 0,
             window: Duration::ZERO,
             at: SystemTime::now(),
@@ -137,6 +141,14 @@ impl Alert {
         }
         if let Some(r) = &self.finish_reason {
             f.push(("Finish reason", r.clone()));
+        }
+        if let Some(t) = &self.tokens {
+            let label = if self.suppressed > 0 {
+                "Tokens (held back)"
+            } else {
+                "Tokens"
+            };
+            f.push((label, format!("{} in / {} out", t.input, t.output)));
         }
         if let Some(id) = &self.request_id {
             f.push(("Request", id.clone()));
@@ -208,10 +220,19 @@ impl DropOldest {
     }
 }
 
+/// Input and output tokens, as an alert reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Window {
     started: Instant,
     suppressed: u32,
+    /// Tokens of the alerts held back in this window.
+    tokens: Tokens,
     /// Whether this window's first alert went out.
     sent: bool,
 }
@@ -463,6 +484,7 @@ impl Alerter {
                 let w = windows.entry(key.clone(), now, || Window {
                     started: now,
                     suppressed: 0,
+                    tokens: Tokens::default(),
                     sent: false,
                 });
                 let opens =
@@ -471,6 +493,7 @@ impl Alerter {
                     *w = Window {
                         started: now,
                         suppressed: 0,
+                        tokens: Tokens::default(),
                         sent: true,
                     };
                 }
@@ -482,6 +505,7 @@ impl Alerter {
                 let Some(w) = windows.get_mut(&key, now) else {
                     continue;
                 };
+                let tokens = alert.tokens;
                 if w.suppressed == 0 {
                     pending_digests.push_back((key.0, key.1, alert));
                     if pending_digests.len() > self.config.max_sessions {
@@ -489,6 +513,10 @@ impl Alerter {
                     }
                 }
                 w.suppressed += 1;
+                if let Some(t) = tokens {
+                    w.tokens.input = w.tokens.input.saturating_add(t.input);
+                    w.tokens.output = w.tokens.output.saturating_add(t.output);
+                }
                 self.metrics.alert("throttle", "suppressed");
             }
             // Windows that closed with alerts held back: one digest each.
@@ -503,12 +531,14 @@ impl Alerter {
                 }
                 let (_, _, mut digest) = pending_digests.pop_front().expect("front exists");
                 digest.suppressed = w.suppressed;
+                digest.tokens = (w.tokens != Tokens::default()).then_some(w.tokens);
                 digest.window = self.config.throttle;
                 digest.at = SystemTime::now();
                 if let Some(w) = windows.get_mut(&key, now) {
                     *w = Window {
                         started: now,
                         suppressed: 0,
+                        tokens: Tokens::default(),
                         sent: true,
                     };
                 }

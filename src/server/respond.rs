@@ -139,15 +139,26 @@ fn conclude(
             scopes,
             dropped_tools,
         } => {
-            let alert = after_served(gw, req, backend, entry, attempts, &failures, started);
+            let alert = after_served(gw, req, backend, entry, &failures);
+            let served_line = ServedLine::new(
+                req,
+                &gw.config.backend(backend).name,
+                attempts,
+                &failures,
+                started,
+            );
             let body = match served {
                 Served::Full {
                     status,
                     content_type,
                     body,
                 } => {
+                    let usage = crate::usage::from_body(req.dialect, &body);
+                    count_tokens(gw, &req.route.name, backend, usage.as_ref());
+                    served_line.log(usage.as_ref());
                     if let Some(mut a) = alert {
                         a.finish_reason = finish_reason_of(req.dialect, &body);
+                        a.tokens = usage.map(alert_tokens);
                         gw.alerts.emit(a);
                     }
                     ServedBody::Full {
@@ -159,8 +170,12 @@ fn conclude(
                 Served::Stream(c) => {
                     // The fallback alert names the answer's finish reason: it goes out when the
                     // stream ends.
+                    let at_end = AtStreamEnd {
+                        alert,
+                        line: served_line,
+                    };
                     let finish =
-                        relay_finisher(gw, req, entry, &failures, scopes, in_flight, alert);
+                        relay_finisher(gw, req, entry, &failures, scopes, in_flight, at_end);
                     let relayed = stream::relay(*c, finish, gw.lifecycle.streams_must_end());
                     match req.dialect {
                         Dialect::Responses => {
@@ -393,14 +408,89 @@ fn finish_reason_of(dialect: Dialect, body: &[u8]) -> Option<String> {
 /// Log line, metrics and activity for a served request; the fallback alert, when the request
 /// was served by a fallback (or by another backend than its session's first), is returned to be
 /// sent once the answer's finish reason is known.
+/// The per-request log line of a served request: at once for an answer, when the stream
+/// ends for a stream (then with the stream's whole duration and its tokens).
+struct ServedLine {
+    request_id: Arc<str>,
+    route: Arc<str>,
+    backend: Arc<str>,
+    attempts: u32,
+    reasons: Vec<&'static str>,
+    stream: bool,
+    started: Instant,
+}
+
+impl ServedLine {
+    fn new(
+        req: &ClientRequest,
+        backend: &Arc<str>,
+        attempts: u32,
+        failures: &[AttemptRecord],
+        started: Instant,
+    ) -> ServedLine {
+        ServedLine {
+            request_id: req.request_id.clone(),
+            route: req.route.name.clone(),
+            backend: backend.clone(),
+            attempts,
+            reasons: failures.iter().map(|f| f.reason.as_str()).collect(),
+            stream: req.scanned.stream,
+            started,
+        }
+    }
+
+    fn log(&self, usage: Option<&crate::usage::Usage>) {
+        tracing::info!(
+            request_id = %self.request_id,
+            route = %self.route,
+            backend = %self.backend,
+            attempts = self.attempts,
+            reasons = ?self.reasons,
+            status = 200,
+            stream = self.stream,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            input_tokens = usage.map(|u| u.input),
+            cached_input_tokens = usage.map(|u| u.cached_input),
+            output_tokens = usage.map(|u| u.output),
+            reasoning_tokens = usage.map(|u| u.reasoning),
+            "served"
+        );
+    }
+}
+
+fn alert_tokens(u: crate::usage::Usage) -> crate::alert::Tokens {
+    crate::alert::Tokens {
+        input: u.input,
+        output: u.output,
+    }
+}
+
+/// What a stream reports when it ends (its finish reason and tokens known only then).
+struct AtStreamEnd {
+    alert: Option<Alert>,
+    line: ServedLine,
+}
+
+/// The tokens a served request cost, into the metrics and the status page.
+fn count_tokens(
+    gw: &Gateway,
+    route: &str,
+    backend: BackendId,
+    usage: Option<&crate::usage::Usage>,
+) {
+    if let Some(u) = usage {
+        gw.metrics
+            .tokens(route, &gw.config.backend(backend).name, u);
+        gw.activity.tokens(backend, u);
+    }
+}
+
 fn after_served(
     gw: &Gateway,
     req: &ClientRequest,
     backend: BackendId,
     entry: usize,
-    attempts: u32,
     failures: &[AttemptRecord],
-    started: Instant,
 ) -> Option<Alert> {
     let name = &gw.config.backend(backend).name;
     gw.activity.served(&req.route.name, backend);
@@ -463,18 +553,6 @@ fn after_served(
         }
     }
     gw.metrics.request(&req.route.name, name, "served");
-    let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
-    tracing::info!(
-        request_id = %req.request_id,
-        route = %req.route.name,
-        backend = %name,
-        attempts,
-        reasons = ?reasons,
-        status = 200,
-        stream = req.scanned.stream,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "served"
-    );
     to_send
 }
 
@@ -487,8 +565,12 @@ fn relay_finisher(
     failures: &[AttemptRecord],
     scopes: AttemptScopes,
     in_flight: InFlight,
-    fallback_alert: Option<Alert>,
+    at_end: AtStreamEnd,
 ) -> impl FnOnce(&RelayEnd) -> Option<Bytes> + Send + 'static {
+    let AtStreamEnd {
+        alert: fallback_alert,
+        line: served_line,
+    } = at_end;
     let gw = gw.clone();
     let session = req.session.clone();
     let metrics = gw.metrics.clone();
@@ -511,14 +593,20 @@ fn relay_finisher(
         let _in_flight = in_flight;
         metrics.upstream_duration(&template.backend, stream_started.elapsed());
         if let Some(mut a) = fallback_alert {
-            if let RelayEnd::Complete { finish_reason } = end {
+            if let RelayEnd::Complete {
+                finish_reason,
+                usage,
+            } = end
+            {
                 a.finish_reason = finish_reason.as_deref().map(str::to_string);
+                a.tokens = usage.map(alert_tokens);
             }
             gw.alerts.emit(a);
         }
         match end {
-            RelayEnd::Complete { .. } => {
-                tracing::debug!(request_id = %request_id, "stream complete");
+            RelayEnd::Complete { usage, .. } => {
+                count_tokens(&gw, &route, chain_entry_backend, usage.as_ref());
+                served_line.log(usage.as_ref());
                 None
             }
             RelayEnd::ShuttingDown => {

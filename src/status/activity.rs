@@ -3,7 +3,7 @@
 //! by the engine and the server; the page (the parent module) reads it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,9 +64,18 @@ pub struct FailoverRecord {
     pub reason: String,
 }
 
+/// Tokens a backend served since the gateway started (input, cached input, output).
+#[derive(Default)]
+pub(super) struct TokenTotals {
+    pub input: AtomicU64,
+    pub cached_input: AtomicU64,
+    pub output: AtomicU64,
+}
+
 /// Recent activity, for the status page. Cheap to record: one small lock per backend.
 pub struct Activity {
     pub(super) backends: Vec<Mutex<Buckets>>,
+    pub(super) tokens: Vec<TokenTotals>,
     /// Per route, the backend that served last: its index + 1, 0 for none yet. An atomic, so
     /// recording it on every request takes no lock.
     pub(super) serving: HashMap<Arc<str>, AtomicUsize>,
@@ -83,6 +92,11 @@ impl Activity {
     pub fn new(config: &Config) -> Activity {
         Activity {
             backends: config.backends.iter().map(|_| Mutex::default()).collect(),
+            tokens: config
+                .backends
+                .iter()
+                .map(|_| TokenTotals::default())
+                .collect(),
             serving: config
                 .route_names
                 .iter()
@@ -98,6 +112,27 @@ impl Activity {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(now, ok);
+    }
+
+    /// Adds a served request's tokens to its backend's totals (what the fallback costs).
+    pub fn tokens(&self, backend: BackendId, usage: &crate::usage::Usage) {
+        if let Some(t) = self.tokens.get(backend.0) {
+            t.input.fetch_add(usage.input, Ordering::Relaxed);
+            t.cached_input
+                .fetch_add(usage.cached_input, Ordering::Relaxed);
+            t.output.fetch_add(usage.output, Ordering::Relaxed);
+        }
+    }
+
+    /// A backend's totals: (input, cached input, output).
+    pub fn token_totals(&self, backend: BackendId) -> (u64, u64, u64) {
+        self.tokens.get(backend.0).map_or((0, 0, 0), |t| {
+            (
+                t.input.load(Ordering::Relaxed),
+                t.cached_input.load(Ordering::Relaxed),
+                t.output.load(Ordering::Relaxed),
+            )
+        })
     }
 
     pub fn served(&self, route: &str, backend: BackendId) {

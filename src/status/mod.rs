@@ -76,10 +76,12 @@ pub fn snapshot(gw: &Gateway) -> Value {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .per_minute(secs);
+            let (tokens_in, tokens_cached, tokens_out) = gw.activity.token_totals(b.id);
             json!({
                 "name": &*b.name, "api": b.api.as_str(), "state": state,
                 "cooldown_remaining_s": (state == "cooling_down").then_some(left),
                 "requests_per_min": req, "errors_per_min": err,
+                "tokens": {"input": tokens_in, "cached_input": tokens_cached, "output": tokens_out},
                 "last_reason": reason, "last_detail": detail,
             })
         })

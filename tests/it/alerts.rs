@@ -225,3 +225,45 @@ async fn metrics_move_as_failovers_happen() {
     );
     assert!(m.contains("switchyard_backend_state{"), "{m}");
 }
+
+/// The fallback alert says what the answer cost, and the window's digest what the held-back
+/// requests cost the fallback: the operator sees the bill, not only the count.
+#[tokio::test]
+async fn fallback_alerts_and_their_digest_carry_token_counts() {
+    let (hook, got) = receiver().await;
+    let (h, gw) = start_named(&format!(
+        "alerts: {{ throttle: 1s, sinks: [ {{ kind: webhook, url: \"{hook}/hooks\", events: [fallback_activated] }} ] }}"
+    ))
+    .await;
+    h.primary_always(status(529)).await;
+    for _ in 0..5 {
+        assert_eq!(ask(&h, &gw).await, 200);
+    }
+    wait_for(&got, 2).await;
+    let got = got.lock().unwrap();
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
+        .collect();
+    let first = &bodies[0]["tokens"];
+    assert!(first["input"].as_u64().unwrap() > 0, "{}", bodies[0]);
+    assert!(
+        bodies[0]["text"].as_str().unwrap().contains("Tokens: "),
+        "{}",
+        bodies[0]
+    );
+    let digest = &bodies[1];
+    assert_eq!(digest["suppressed"], 4, "{digest}");
+    assert_eq!(
+        digest["tokens"]["input"].as_u64().unwrap(),
+        4 * first["input"].as_u64().unwrap(),
+        "the four held-back requests' tokens: {digest}"
+    );
+    assert!(
+        digest["text"]
+            .as_str()
+            .unwrap()
+            .contains("Tokens (held back): "),
+        "{digest}"
+    );
+}

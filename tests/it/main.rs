@@ -18,6 +18,7 @@ mod reliability;
 mod reports;
 mod requests;
 mod shutdown;
+mod tokens;
 mod responses;
 mod responses_api;
 mod translate;
