@@ -84,6 +84,9 @@ def test_status_page_shows_the_primary_cooling_down_and_the_fallback_serving(gat
         row = page.locator("#backends tr[data-backend='primary']")
         assert row.get_attribute("data-state") == "cooling_down"
         assert "overloaded" in row.inner_text()
+        # Tokens served per backend: the fallback's bill is on the page.
+        tokens = page.locator("#backends tr[data-backend='fallback'] td[data-tokens-out]")
+        assert int(tokens.get_attribute("data-tokens-out")) > 0, tokens.inner_text()
         timeline = page.locator("#timeline li[data-route='claude-main']").first.inner_text()
         assert "primary" in timeline and "fallback" in timeline
         assert "down" in page.locator("#overall").inner_text()
