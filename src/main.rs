@@ -87,15 +87,19 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // The trace exporter's layer goes first, idle until `telemetry::init` (after the config).
+    let registry = tracing_subscriber::registry()
+        .with(switchyard::telemetry::layer())
+        .with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Pretty => builder.compact().init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => registry.with(fmt.compact()).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
     }
 }
 
@@ -153,6 +157,7 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
     if let Some(l) = listen {
         config.listen = l;
     }
+    switchyard::telemetry::init(&config.telemetry).map_err(|e| e.to_string())?;
     let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -160,9 +165,9 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let gw = Gateway::new(config)?;
     announce(&format!("switchyard listening on http://{addr}"));
-    switchyard::server::serve(listener, Arc::new(gw))
-        .await
-        .map_err(|e| e.to_string())
+    let served = switchyard::server::serve(listener, Arc::new(gw)).await;
+    switchyard::telemetry::shutdown().await;
+    served.map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "mock")]

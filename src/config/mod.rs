@@ -18,6 +18,7 @@ mod raw;
 mod routes;
 mod upstream;
 mod secret;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub use limits::Limits;
 pub use presets::{preset, Preset, AZURE_API_VERSION, PRESETS};
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
 pub use secret::{auth_header_value, AuthStyle, Credential, CredentialSource, KeyCommand, Secret};
+pub use telemetry::{TelemetryConfig, DEFAULT_MAX_QUEUED_SPANS};
 pub use upstream::{ProxyRules, UpstreamProxy};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,8 @@ pub struct Config {
     pub translate_strict: bool,
     /// Direct, or through the operator's HTTP proxy (`upstream.proxy`).
     pub upstream_proxy: UpstreamProxy,
+    /// OTLP trace export (`telemetry:` or the `OTEL_*` variables); off by default.
+    pub telemetry: TelemetryConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -122,6 +126,7 @@ impl Config {
         let admin = access::build_admin(&raw.admin, &src)?;
         let alerts = alerts::build(&raw.alerts, &src)?;
         let upstream_proxy = upstream::build(raw.upstream.as_ref(), &src)?;
+        let telemetry = telemetry::build(raw.telemetry.as_ref(), &src)?;
         Ok(Config {
             listen,
             backends,
@@ -137,6 +142,7 @@ impl Config {
             metrics_access,
             translate_strict: raw.translate.strict.unwrap_or(false),
             upstream_proxy,
+            telemetry,
         })
     }
 

@@ -135,6 +135,17 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub translate: RawTranslate,
     pub upstream: Option<RawUpstream>,
+    pub telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    /// The OTLP/HTTP base URL (`/v1/traces` is appended).
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub max_queued_spans: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

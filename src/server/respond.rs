@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::error::{panic_message, GatewayError};
 use super::headers::{
@@ -53,7 +54,8 @@ pub(super) async fn respond(
     let mut run = Box::pin({
         let gw = gw.clone();
         let req = req.clone();
-        async move { gw.run(&req).await }
+        let span = req.span.clone();
+        async move { gw.run(&req).await }.instrument(span)
     });
     tokio::select! {
         outcome = &mut run => {
@@ -140,6 +142,14 @@ fn conclude(
             dropped_tools,
         } => {
             let alert = after_served(gw, req, backend, entry, attempts, &failures, started);
+            let b = config.backend(backend);
+            crate::telemetry::request_served(
+                &req.span,
+                &b.name,
+                crate::telemetry::provider_name(b.provider, b.api),
+                &req.route.chain[entry].model,
+                attempts,
+            );
             let body = match served {
                 Served::Full {
                     status,
@@ -191,6 +201,7 @@ fn conclude(
         } => {
             let name = &config.backend(backend).name;
             gw.metrics.request(&req.route.name, name, "returned");
+            crate::telemetry::request_returned(&req.span, name, attempts, reason.as_str());
             tracing::info!(
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -217,6 +228,7 @@ fn conclude(
         } => {
             let report = report::build(config, &req.route, &failures, &skipped);
             gw.metrics.request(&req.route.name, "-", "exhausted");
+            crate::telemetry::request_exhausted(&req.span, attempts, &report.summary);
             alert_exhausted(gw, req, &report);
             tracing::warn!(
                 request_id = %req.request_id,

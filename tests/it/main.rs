@@ -19,6 +19,7 @@ mod reports;
 mod requests;
 mod responses;
 mod responses_api;
+mod traces;
 mod translate;
 mod translate_responses;
 mod translate_responses_anthropic;
