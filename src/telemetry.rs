@@ -243,13 +243,13 @@ impl Layer<Registry> for Deferred {
 /// Hands spans to the batch processor while fewer than `cap` are waiting or in export, and
 /// counts the rest as dropped: the request thread never waits and memory stays bounded.
 #[derive(Debug)]
-struct Bounded {
-    inner: BatchSpanProcessor,
+struct Bounded<P> {
+    inner: P,
     pending: Arc<AtomicUsize>,
     cap: usize,
 }
 
-impl SpanProcessor for Bounded {
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
         self.inner.on_start(span, cx)
     }
@@ -691,6 +691,91 @@ mod tests {
         let long = "0".repeat(300);
         h.insert("traceparent", HeaderValue::from_str(&long).unwrap());
         assert!(TraceHeaders::from_client(&h).traceparent.is_none());
+    }
+
+    fn span_data(name: &'static str) -> SpanData {
+        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    /// Keeps what it is handed (a batch processor whose export never finishes).
+    #[derive(Debug, Default)]
+    struct Keep(std::sync::Mutex<Vec<String>>);
+
+    impl SpanProcessor for Keep {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span.name.into_owned());
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_beyond_the_queue_are_dropped_and_counted_not_waited_for() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let bounded = Bounded {
+            inner: Keep::default(),
+            pending: pending.clone(),
+            cap: 2,
+        };
+        let before = DROPPED_QUEUE_FULL.load(Ordering::Relaxed);
+        for name in ["a", "b", "c", "d"] {
+            bounded.on_end(span_data(name));
+        }
+        assert_eq!(*bounded.inner.0.lock().unwrap(), ["a", "b"]);
+        assert_eq!(DROPPED_QUEUE_FULL.load(Ordering::Relaxed) - before, 2);
+        assert_eq!(pending.load(Ordering::Relaxed), 2);
+        // An exported batch frees its places.
+        pending.fetch_sub(2, Ordering::Relaxed);
+        bounded.on_end(span_data("e"));
+        assert_eq!(bounded.inner.0.lock().unwrap().len(), 3);
+    }
+
+    /// Refuses every batch, as an unreachable collector does.
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl SpanExporter for Refusing {
+        async fn export(&self, _: Vec<SpanData>) -> OTelSdkResult {
+            Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                "connection refused".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_frees_its_places_and_counts_its_spans() {
+        let pending = Arc::new(AtomicUsize::new(3));
+        let exporter = Counted {
+            inner: Refusing,
+            pending: pending.clone(),
+            failing: AtomicBool::new(false),
+        };
+        let before = DROPPED_EXPORT_FAILED.load(Ordering::Relaxed);
+        let batch = vec![span_data("a"), span_data("b"), span_data("c")];
+        assert!(exporter.export(batch).await.is_err());
+        assert_eq!(pending.load(Ordering::Relaxed), 0);
+        assert_eq!(DROPPED_EXPORT_FAILED.load(Ordering::Relaxed) - before, 3);
+        assert!(exporter.failing.load(Ordering::Relaxed));
     }
 
     #[test]

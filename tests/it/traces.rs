@@ -15,7 +15,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use crate::support::procs::free_port;
-use crate::support::{anthropic_body, spawn_mock, MockHandle, FALLBACK_KEY, PRIMARY_KEY};
+use crate::support::{anthropic_body, spawn_mock, MockHandle, FALLBACK_KEY, PRIMARY_KEY, PROMPTLY};
 
 /// `POST /v1/traces` bodies, as the collector would get them.
 type Exports = Arc<Mutex<Vec<axum::body::Bytes>>>;
@@ -94,6 +94,7 @@ async fn gateway(
     primary: &MockHandle,
     fallback: &MockHandle,
     env: &[(&str, &str)],
+    extra: &str,
 ) -> Gateway {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("switchyard-traces-{name}-{}", std::process::id()));
@@ -114,6 +115,7 @@ routes:
       - {{ backend: fallback, model: claude-sonnet-4-5 }}
 failover: {{ retries: 0, backoff: {{ base: 5ms, max: 20ms }} }}
 health: {{ failure_threshold: {{ default: 1000, connection: 1000, timeout: 1000 }} }}
+{extra}
 "#,
             primary.url(),
             fallback.url()
@@ -220,6 +222,7 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_backend_in_the_
             ("OTEL_SERVICE_NAME", "switchyard-test"),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ],
+        "",
     )
     .await;
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
@@ -376,6 +379,7 @@ async fn with_tracing_off_nothing_is_exported_and_only_the_clients_context_goes_
             ("OTEL_SDK_DISABLED", "true"),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ],
+        "",
     )
     .await;
 
@@ -417,4 +421,53 @@ async fn with_tracing_off_nothing_is_exported_and_only_the_clients_context_goes_
         !metrics.contains("switchyard_trace_spans_dropped_total"),
         "{metrics}"
     );
+}
+
+/// A collector that takes the connection and never answers: requests are served as fast as
+/// ever, and the spans that find the (here tiny) queue full are dropped and counted.
+#[tokio::test]
+async fn a_collector_that_hangs_never_slows_a_request_and_the_dropped_spans_are_counted() {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", hung.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hung.accept().await {
+            held.push(conn);
+        }
+    });
+    let primary = spawn_mock("primary").await;
+    let fallback = spawn_mock("fallback").await;
+    let http = reqwest::Client::new();
+    primary_overloaded(&http, &primary).await;
+    let gw = gateway(
+        "hung",
+        &primary,
+        &fallback,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "20")],
+        &format!("telemetry: {{ otlp_endpoint: \"{collector}\", max_queued_spans: 4 }}"),
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        post(&http, &gw, false, None).await;
+    }
+    assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+    let metrics = http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("switchyard_trace_spans_dropped_total{reason=\"queue_full\"} ")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    // At least 2 spans a request (request and attempt), at most 4 held by the hung export.
+    assert!(dropped >= 20 - 4, "{dropped}\n{metrics}");
 }
