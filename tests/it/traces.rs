@@ -320,6 +320,11 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_backend_in_the_
             "second attempt {k}: {second:#?}"
         );
     }
+    // The failed attempt's log line rides along as a span event.
+    assert!(
+        first.events.iter().any(|e| e.name == "attempt failed"),
+        "{first:#?}"
+    );
     assert!(attr(second, "switchyard.ttft_ms").is_some(), "{second:#?}");
     assert!(attr(second, "error.type").is_none());
 
