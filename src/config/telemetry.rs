@@ -112,24 +112,25 @@ fn endpoint(raw: &RawTelemetry, src: &Source) -> Result<Option<String>, ConfigEr
     if disabled {
         return Ok(None);
     }
-    let env_error = |name: &str, why: String| {
-        src.invalid(
-            1,
-            "telemetry",
-            format!("environment variable {name}: {why}"),
-        )
+    // A variable is the environment's, not this file's: one that is not a usable URL leaves
+    // traces off with a warning instead of refusing the config (as the OTLP exporter does). Its
+    // value is not repeated: nothing says what else an environment holds.
+    let usable = |name: &str| {
+        let text = var(name)?;
+        match checked_url(&text) {
+            Ok(url) => Some(url),
+            Err(_) => {
+                tracing::warn!(
+                    "environment variable {name} is not an http(s) URL without credentials; traces stay off"
+                );
+                None
+            }
+        }
     };
-    if let Some(url) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        let url = checked_url(&url)
-            .map_err(|why| env_error("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", why))?;
+    if let Some(url) = usable("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         return Ok(Some(url));
     }
-    if let Some(url) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        let base =
-            checked_url(&url).map_err(|why| env_error("OTEL_EXPORTER_OTLP_ENDPOINT", why))?;
-        return Ok(Some(traces_url(&base)));
-    }
-    Ok(None)
+    Ok(usable("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| traces_url(&base)))
 }
 
 /// An `http(s)://` URL with a host, without credentials (headers carry those:
@@ -269,10 +270,10 @@ mod tests {
             let err = load(yaml, &[]).unwrap_err();
             assert!(err.contains(needle), "{yaml}: {err}");
         }
-        let err = load("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]).unwrap_err();
-        assert!(
-            err.contains("t.yaml:1: telemetry: environment variable OTEL_EXPORTER_OTLP_ENDPOINT"),
-            "{err}"
-        );
+        // A variable that is no URL leaves traces off rather than refusing the file.
+        for bad in ["not a url", "http://user:secret@c:4318"] {
+            let t = load("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]).unwrap();
+            assert_eq!(t.traces_endpoint, None, "{bad}");
+        }
     }
 }
