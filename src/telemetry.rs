@@ -539,6 +539,36 @@ pub fn record_usage(span: &Span, input_tokens: Option<u64>, output_tokens: Optio
     }
 }
 
+/// Token usage from a whole answer in the client's dialect (`usage.prompt_tokens` /
+/// `completion_tokens` for chat completions, `input_tokens` / `output_tokens` otherwise).
+/// Parses the body, so only when tracing is on; a stream's usage is recorded where the stream
+/// ends, with [`record_usage`].
+pub fn record_usage_of_answer(span: &Span, dialect: Dialect, body: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        usage: Option<Usage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    }
+    if span.is_disabled() {
+        return;
+    }
+    let Ok(Answer { usage: Some(u) }) = serde_json::from_slice::<Answer>(body) else {
+        return;
+    };
+    match dialect {
+        Dialect::OpenAi => record_usage(span, u.prompt_tokens, u.completion_tokens),
+        Dialect::Anthropic | Dialect::Responses => {
+            record_usage(span, u.input_tokens, u.output_tokens)
+        }
+    }
+}
+
 /// An attempt began: what it is sent to. Only when tracing is on (the log lines of an attempt
 /// stay as they are otherwise).
 pub fn attempt_started(

@@ -160,6 +160,7 @@ fn conclude(
                         a.finish_reason = finish_reason_of(req.dialect, &body);
                         gw.alerts.emit(a);
                     }
+                    crate::telemetry::record_usage_of_answer(&req.span, req.dialect, &body);
                     ServedBody::Full {
                         status,
                         content_type,

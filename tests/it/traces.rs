@@ -351,6 +351,30 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_backend_in_the_
         .as_str()
         .expect("a traceparent upstream");
     assert!(tp.starts_with("00-") && !tp.contains(CLIENT_TRACE), "{tp}");
+    // Its span is in that new trace, with the usage the (non-streamed) answer reported.
+    let trace = &tp[3..35];
+    let started = Instant::now();
+    let request = loop {
+        let found = spans(&exports)
+            .into_iter()
+            .find(|s| hex(&s.trace_id) == trace && s.kind == SpanKind::Server as i32);
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no span in {trace}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(request.parent_span_id.is_empty(), "{request:#?}");
+    for k in ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"] {
+        let n: u64 = attr(&request, k)
+            .unwrap_or_else(|| panic!("{k}: {request:#?}"))
+            .parse()
+            .unwrap();
+        assert!(n > 0, "{k}");
+    }
 
     let metrics = http
         .get(format!("{}/metrics", gw.url))
