@@ -34,6 +34,7 @@ pub mod report;
 pub mod scrub;
 pub mod alert;
 pub mod metrics;
+pub mod telemetry;
 pub mod status;
 pub mod admin;
 pub mod memory;

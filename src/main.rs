@@ -87,15 +87,19 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // The trace exporter's layer goes first, idle until `telemetry::init` (after the config).
+    let registry = tracing_subscriber::registry()
+        .with(switchyard::telemetry::layer())
+        .with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Pretty => builder.compact().init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => registry.with(fmt.compact()).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
     }
 }
 
@@ -153,6 +157,7 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
     if let Some(l) = listen {
         config.listen = l;
     }
+    switchyard::telemetry::init(&config.telemetry).map_err(|e| e.to_string())?;
     let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -168,9 +173,10 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
         async move { signals_seen(first, 1).await },
         async move { signals_seen(second, 2).await },
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    match stopped {
+    .await;
+    // Spans of the last requests go out before the exit.
+    switchyard::telemetry::shutdown().await;
+    match stopped.map_err(|e| e.to_string())? {
         switchyard::server::Stopped::Forced => Err("stopped at once by a second signal".into()),
         _ => Ok(()),
     }

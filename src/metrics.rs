@@ -179,6 +179,10 @@ impl Metrics {
                 "switchyard_redis_commands_total",
                 "Commands sent to the shared health store (Redis), by command"
             );
+            metrics::describe_counter!(
+                "switchyard_trace_spans_dropped_total",
+                "Trace spans not exported: the queue was full, or the collector refused a batch"
+            );
             gauge!("switchyard_in_flight_requests").set(0.0);
         });
         m
@@ -318,6 +322,13 @@ impl Metrics {
                 for b in &s.backends {
                     gauge!("switchyard_backend_state", "backend" => b.clone(), "scope" => scope.clone()).set(value);
                 }
+            }
+            // Process-wide (the exporter is): present only while traces are exported.
+            if let Some((queue_full, export_failed)) = crate::telemetry::dropped_spans() {
+                counter!("switchyard_trace_spans_dropped_total", "reason" => "queue_full")
+                    .absolute(queue_full);
+                counter!("switchyard_trace_spans_dropped_total", "reason" => "export_failed")
+                    .absolute(export_failed);
             }
         });
         self.handle.render()

@@ -76,6 +76,8 @@ impl UpstreamBody {
 pub struct ForwardHeaders {
     pub anthropic_version: Option<HeaderValue>,
     pub anthropic_beta: Option<HeaderValue>,
+    /// W3C trace context, forwarded on every leg (see `telemetry::TraceHeaders`).
+    pub trace: crate::telemetry::TraceHeaders,
 }
 
 impl ForwardHeaders {
@@ -83,6 +85,7 @@ impl ForwardHeaders {
         ForwardHeaders {
             anthropic_version: headers.get("anthropic-version").cloned(),
             anthropic_beta: headers.get("anthropic-beta").cloned(),
+            trace: crate::telemetry::TraceHeaders::from_client(headers),
         }
     }
 }
@@ -343,6 +346,7 @@ impl Upstream {
         if let (Some(auth), Some(name)) = (auth, backend.auth.header_name()) {
             h.insert(name, auth);
         }
+        fwd.trace.apply(h);
         match backend.api {
             Dialect::OpenAi | Dialect::Responses => {}
             Dialect::Anthropic => {
@@ -596,6 +600,7 @@ mod tests {
         let fwd = ForwardHeaders {
             anthropic_version: Some(HeaderValue::from_static("2099-01-01")),
             anthropic_beta: Some(HeaderValue::from_static("b1")),
+            ..Default::default()
         };
         let resp = upstream
             .send(call(&config, &fwd, Duration::from_secs(1)))

@@ -19,6 +19,7 @@ mod routes;
 mod shutdown;
 mod upstream;
 mod secret;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub use presets::{preset, Preset, AZURE_API_VERSION, PRESETS};
 pub use routes::{ChainEntry, EagerOn, FailoverPolicy, Route, ScaledTimeout};
 pub use secret::{auth_header_value, AuthStyle, Credential, CredentialSource, KeyCommand, Secret};
 pub use shutdown::ShutdownConfig;
+pub use telemetry::{TelemetryConfig, DEFAULT_MAX_QUEUED_SPANS};
 pub use upstream::{ProxyRules, UpstreamProxy};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,8 @@ pub struct Config {
     pub upstream_proxy: UpstreamProxy,
     /// How a stop signal drains the gateway.
     pub shutdown: ShutdownConfig,
+    /// OTLP trace export (`telemetry:` or the `OTEL_*` variables); off by default.
+    pub telemetry: TelemetryConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -127,6 +131,7 @@ impl Config {
         let alerts = alerts::build(&raw.alerts, &src)?;
         let upstream_proxy = upstream::build(raw.upstream.as_ref(), &src)?;
         let shutdown = shutdown::build(&raw.shutdown, &src)?;
+        let telemetry = telemetry::build(raw.telemetry.as_ref(), &src)?;
         Ok(Config {
             listen,
             backends,
@@ -143,6 +148,7 @@ impl Config {
             translate_strict: raw.translate.strict.unwrap_or(false),
             upstream_proxy,
             shutdown,
+            telemetry,
         })
     }
 

@@ -137,6 +137,7 @@ pub(super) struct RawConfig {
     pub upstream: Option<RawUpstream>,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    pub telemetry: Option<RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +145,16 @@ pub(super) struct RawConfig {
 pub(super) struct RawShutdown {
     pub delay: Option<Spanned<YamlDuration>>,
     pub grace: Option<Spanned<YamlDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    /// The OTLP/HTTP base URL (`/v1/traces` is appended).
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub max_queued_spans: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use tokio::time::{timeout_at, Instant};
 use tower::retry::budget::Budget;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::outcome::{AttemptRecord, ClientRequest, Outcome, Served, SkippedEntry};
@@ -25,6 +26,7 @@ use crate::failure::{Classified, FailureReason, TimeoutKind};
 use crate::health::sessions::SessionKey;
 use crate::health::{AttemptScopes, Permit, ScopeId};
 use crate::stream;
+use crate::telemetry;
 use crate::upstream::{self, read_body, Call};
 
 /// How an attempt ended, for [`Gateway::observe_attempt`].
@@ -345,6 +347,16 @@ impl Gateway {
         } else {
             TimeoutKind::FirstToken
         };
+        // Tracing on: the attempt span's context goes upstream instead of the client's.
+        let traced;
+        let fwd = if telemetry::enabled() {
+            let mut f = req.fwd.clone();
+            f.trace = req.fwd.trace.for_attempt(&tracing::Span::current());
+            traced = f;
+            &traced
+        } else {
+            &req.fwd
+        };
         let send = self.upstream().send(Call {
             backend,
             uri: backend
@@ -354,7 +366,7 @@ impl Gateway {
             body,
             stream: stream_requested,
             leg,
-            fwd: &req.fwd,
+            fwd,
             connect_timeout: policy.connect_timeout,
         });
         let resp = match timeout_at(first_token_at, send).await {
@@ -620,7 +632,10 @@ impl<'g> Run<'g, '_> {
             let auth = credential.map(|c| backend.credentials[c].auth_header());
             let used_auth = auth.clone();
             let started = Instant::now();
+            // The trace fields stay empty (and out of the log lines) unless traces are
+            // exported: `telemetry::attempt_*` record them only then.
             let span = tracing::info_span!(
+                parent: &req.span,
                 "attempt",
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -629,6 +644,28 @@ impl<'g> Run<'g, '_> {
                 credential = credential.map(|c| &*backend.credentials[c].label),
                 probe = permit_now.is_probe(),
                 n = self.attempts,
+                otel.name = Empty,
+                otel.kind = Empty,
+                otel.status_code = Empty,
+                otel.status_description = Empty,
+                gen_ai.operation.name = Empty,
+                gen_ai.provider.name = Empty,
+                gen_ai.request.model = Empty,
+                server.address = Empty,
+                error.type = Empty,
+                http.response.status_code = Empty,
+                switchyard.retry = Empty,
+                switchyard.ttft_ms = Empty,
+                switchyard.bytes = Empty,
+                switchyard.decision = Empty,
+            );
+            telemetry::attempt_started(
+                &span,
+                req.operation,
+                telemetry::provider_name(backend.provider, backend.api),
+                &entry.model,
+                backend.endpoint_uri.host(),
+                retries_done,
             );
             let result = gw
                 .attempt(
@@ -653,6 +690,11 @@ impl<'g> Run<'g, '_> {
                         gw.remember_stored_response(&served, scopes);
                     }
                     let stream = matches!(served, Served::Stream(_));
+                    let (ttft, bytes) = match &served {
+                        Served::Full { body, .. } => (None, body.len()),
+                        Served::Stream(c) => (Some(elapsed), c.held.iter().map(|h| h.len()).sum()),
+                    };
+                    telemetry::attempt_served(&span, ttft, bytes);
                     span.in_scope(|| {
                         gw.observe_attempt(req, entry_idx, elapsed, AttemptEnd::Served { stream })
                     });
@@ -670,6 +712,13 @@ impl<'g> Run<'g, '_> {
             };
             let mut failed = failed;
             failed.classified.detail = gw.scrubber.detail(&failed.classified.detail, 300);
+            telemetry::attempt_failed(
+                &span,
+                failed.classified.reason.as_str(),
+                failed.status,
+                failed.response.as_ref().map_or(0, |r| r.body.len()),
+                &failed.classified.detail,
+            );
             gw.observe_attempt(
                 req,
                 entry_idx,
@@ -732,6 +781,7 @@ impl<'g> Run<'g, '_> {
                         Ok(true) => {
                             // The new key must be as invisible as the old one from now on.
                             gw.scrubber.add_secret(cred.secret().expose());
+                            telemetry::attempt_decision(&span, decision_name(&decision));
                             span.in_scope(|| {
                                 tracing::info!(credential = %cred.label, "key reloaded; retrying with the new key")
                             });
@@ -755,6 +805,7 @@ impl<'g> Run<'g, '_> {
                     .give_up(scopes, c.reason, &c.detail, Instant::now());
             }
             if let Decision::NextCredential(next) = decision {
+                telemetry::attempt_decision(&span, decision_name(&decision));
                 span.in_scope(|| {
                     tracing::warn!(
                         reason = c.reason.as_str(),
@@ -791,6 +842,7 @@ impl<'g> Run<'g, '_> {
                         .give_up(scopes, c.reason, &c.detail, Instant::now());
                 }
             }
+            telemetry::attempt_decision(&span, decision_name(&decision));
             span.in_scope(|| {
                 tracing::warn!(
                     reason = c.reason.as_str(),
@@ -829,6 +881,17 @@ impl<'g> Run<'g, '_> {
                 }
             }
         }
+    }
+}
+
+/// The decision as a trace attribute value.
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::RetrySame { .. } => "retry",
+        Decision::Failover => "failover",
+        Decision::NextCredential(_) => "next_credential",
+        Decision::ReloadKey => "reload_key",
+        Decision::ReturnToClient => "return_to_client",
     }
 }
 

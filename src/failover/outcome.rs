@@ -41,6 +41,9 @@ pub struct ClientRequest {
     pub stores_response: bool,
     /// The client asked for RFC 9457 problem documents (`Accept: application/problem+json`).
     pub accept_problem: bool,
+    /// The request's trace span ([`tracing::Span::none`] when tracing is off): the parent of
+    /// each attempt's span.
+    pub span: tracing::Span,
 }
 
 impl ClientRequest {

@@ -442,17 +442,28 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let request_id = request_id(&headers);
     let in_flight = gw.metrics.in_flight();
-    match prepare::prepare(&gw, dialect, operation, &headers, body, &request_id).await {
+    // `Span::none()` unless traces are exported: then the logs stay as they are.
+    let span = crate::telemetry::request_span(&headers, operation, &request_id);
+    let resp = match prepare::prepare(&gw, dialect, operation, &headers, body, &request_id).await {
         Err(e) => {
             gw.metrics.request("-", "-", "rejected");
+            crate::telemetry::request_rejected(&span, e.code());
             tracing::info!(request_id = %request_id, code = e.code(), "request rejected: {e}");
             e.response(dialect, Some(&request_id))
         }
-        Ok(req) => respond::respond(gw, req, started, in_flight).await,
-    }
+        Ok(mut req) => {
+            crate::telemetry::request_routed(&span, operation, &req.scanned.model, &req.route.name);
+            req.span = span.clone();
+            respond::respond(gw, req, started, in_flight)
+                .instrument(span.clone())
+                .await
+        }
+    };
+    crate::telemetry::finish_response(resp, span)
 }
 
 /// The client's `x-request-id` when it is a sane token, or a new random one.

@@ -132,6 +132,7 @@ pub(super) async fn prepare(
         scanned,
         route,
         fwd: ForwardHeaders::from_client(headers),
+        span: tracing::Span::none(),
     })
 }
 

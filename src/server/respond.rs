@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::error::{panic_message, GatewayError};
 use super::headers::{
@@ -53,7 +54,8 @@ pub(super) async fn respond(
     let mut run = Box::pin({
         let gw = gw.clone();
         let req = req.clone();
-        async move { gw.run(&req).await }
+        let span = req.span.clone();
+        async move { gw.run(&req).await }.instrument(span)
     });
     tokio::select! {
         outcome = &mut run => {
@@ -140,6 +142,14 @@ fn conclude(
             dropped_tools,
         } => {
             let alert = after_served(gw, req, backend, entry, &failures);
+            let b = config.backend(backend);
+            crate::telemetry::request_served(
+                &req.span,
+                &b.name,
+                crate::telemetry::provider_name(b.provider, b.api),
+                &req.route.chain[entry].model,
+                attempts,
+            );
             let served_line = ServedLine::new(
                 req,
                 &gw.config.backend(backend).name,
@@ -206,6 +216,7 @@ fn conclude(
         } => {
             let name = &config.backend(backend).name;
             gw.metrics.request(&req.route.name, name, "returned");
+            crate::telemetry::request_returned(&req.span, name, attempts, reason.as_str());
             tracing::info!(
                 request_id = %req.request_id,
                 route = %req.route.name,
@@ -232,6 +243,7 @@ fn conclude(
         } => {
             let report = report::build(config, &req.route, &failures, &skipped);
             gw.metrics.request(&req.route.name, "-", "exhausted");
+            crate::telemetry::request_exhausted(&req.span, attempts, &report.summary);
             alert_exhausted(gw, req, &report);
             tracing::warn!(
                 request_id = %req.request_id,
@@ -418,6 +430,8 @@ struct ServedLine {
     reasons: Vec<&'static str>,
     stream: bool,
     started: Instant,
+    /// The request's trace span (usage is recorded on it too).
+    span: tracing::Span,
 }
 
 impl ServedLine {
@@ -436,10 +450,12 @@ impl ServedLine {
             reasons: failures.iter().map(|f| f.reason.as_str()).collect(),
             stream: req.scanned.stream,
             started,
+            span: req.span.clone(),
         }
     }
 
     fn log(&self, usage: Option<&crate::usage::Usage>) {
+        crate::telemetry::record_usage(&self.span, usage.map(|u| u.input), usage.map(|u| u.output));
         tracing::info!(
             request_id = %self.request_id,
             route = %self.route,

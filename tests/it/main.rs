@@ -21,6 +21,7 @@ mod shutdown;
 mod tokens;
 mod responses;
 mod responses_api;
+mod traces;
 mod translate;
 mod translate_responses;
 mod translate_responses_anthropic;

@@ -195,6 +195,7 @@ fn request_saying(gw: &Gateway, stream: bool, text: &str) -> ClientRequest {
         previous_response: None,
         stores_response: false,
         accept_problem: false,
+        span: tracing::Span::none(),
     }
 }
 
