@@ -65,6 +65,9 @@ pub enum GatewayError {
     /// Relaying a committed stream panicked: a bug of ours, reported as the stream's last event.
     #[error("the gateway failed while relaying this stream (a bug; it has been logged)")]
     RelayInternal,
+    /// The shutdown grace ran out before any backend answered this request.
+    #[error("the gateway is shutting down and could not finish this request in time; retry it")]
+    ShuttingDown,
 }
 
 impl GatewayError {
@@ -85,6 +88,7 @@ impl GatewayError {
                 ErrorKind::NotFound
             }
             GatewayError::Internal | GatewayError::RelayInternal => ErrorKind::Internal,
+            GatewayError::ShuttingDown => ErrorKind::Overloaded,
         }
     }
 
@@ -105,6 +109,7 @@ impl GatewayError {
             GatewayError::OperationNotServed { .. } => "operation_not_served",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Internal | GatewayError::RelayInternal => "internal_error",
+            GatewayError::ShuttingDown => "shutting_down",
         }
     }
 

@@ -44,7 +44,12 @@ pub(super) async fn respond(
         .early_headers_after
         .filter(|_| req.scanned.stream);
     let Some(early_after) = early else {
-        let outcome = gw.run(&req).await;
+        let outcome = tokio::select! {
+            biased;
+            outcome = gw.run(&req) => outcome,
+            // The shutdown grace ran out while no backend had answered: say so, not a cut.
+            () = gw.lifecycle.streams_must_end() => return shutting_down(&gw, &req),
+        };
         let conclusion = conclude(&gw, &req, outcome, started, in_flight);
         return into_response(&req, conclusion);
     };
@@ -66,11 +71,18 @@ pub(super) async fn respond(
     }
     let request_id = req.request_id.clone();
     let dialect = req.dialect;
+    let must_end = gw.lifecycle.streams_must_end();
     let body = async_stream::stream! {
         let mut beat = tokio::time::interval(Duration::from_secs(5));
+        let mut must_end = std::pin::pin!(must_end);
         let outcome = loop {
             tokio::select! {
                 o = &mut run => break o,
+                () = &mut must_end => {
+                    gw.metrics.request(&req.route.name, "-", "rejected");
+                    yield Ok(GatewayError::ShuttingDown.stream_event(dialect));
+                    return;
+                }
                 _ = beat.tick() => yield Ok::<Bytes, std::io::Error>(Bytes::from_static(b": switchyard waiting for the first token\n\n")),
             }
         };
@@ -84,6 +96,13 @@ pub(super) async fn respond(
     sse_headers(resp.headers_mut());
     set_header(resp.headers_mut(), &H_REQUEST_ID, &request_id);
     resp
+}
+
+/// The answer to a request no backend answered before the shutdown grace ran out.
+fn shutting_down(gw: &Gateway, req: &ClientRequest) -> Response {
+    gw.metrics.request(&req.route.name, "-", "rejected");
+    tracing::info!(request_id = %req.request_id, route = %req.route.name, "request ended: the gateway's shutdown grace ran out");
+    GatewayError::ShuttingDown.response(req.dialect, Some(&req.request_id))
 }
 
 /// An outcome that has been counted, logged and alerted on: what is left is to frame it.

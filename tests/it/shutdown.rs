@@ -201,3 +201,37 @@ async fn a_second_signal_exits_at_once() {
     );
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+/// A request still waiting for its backend when the grace ends gets an error answer in its
+/// dialect (`shutting_down`), not a dropped connection.
+#[tokio::test]
+async fn a_request_still_waiting_when_the_grace_ends_gets_an_error_answer() {
+    let h = start_yaml("backends:\n  x: { api: openai_chat, base_url: \"PRIMARY_URL/v1\" }\nroutes:\n  r: { chain: [ { backend: x, model: m } ] }\n").await;
+    h.primary_always(ok().with("delay_ms", 10_000)).await;
+    let mut g = gateway(&h, "100ms", "500ms").await;
+    let url = format!("{}/v1/messages", g.url);
+    let waiting = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&anthropic_body(false))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    g.signal("TERM");
+    let (status, body) = waiting.await.unwrap();
+    assert!(status >= 500, "{status} {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error", "the Anthropic error shape: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{v}"
+    );
+    let (status, _) = g.exit_within(Duration::from_secs(5)).await;
+    assert!(status.success());
+}
