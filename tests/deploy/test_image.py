@@ -230,7 +230,8 @@ def test_full_dockerfile_build_with_this_machines_toolchain(workdir, prepared):
             str(workdir / "rust.tar"), rust_image,
         )
         engine.run(
-            "build", "--format", "docker", "--pull=never",
+            # --layers=false: no build-stage image is left behind.
+            "build", "--format", "docker", "--pull=never", "--layers=false",
             "--build-arg", f"RUST_IMAGE={rust_image}",
             "--build-arg", f"RUNTIME_IMAGE={prepared.base}",
             "-v", "/usr:/usr:O", "-v", "/etc/alternatives:/etc/alternatives:ro",
