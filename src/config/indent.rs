@@ -12,6 +12,7 @@ pub(super) fn hint(text: &str, line: usize, message: &str) -> Option<String> {
     // The content lines just before and after the error's line (comments and blanks skipped).
     let prev = lines[..at].iter().rev().find_map(|l| Line::parse(l));
     let next = lines[at + 1..].iter().find_map(|l| Line::parse(l));
+    let check = |what: String| Some(format!("check the indentation: {what}"));
 
     // `name:` with nothing deeper under it: the lines meant for it were not indented.
     if here.opens_block()
@@ -20,28 +21,46 @@ pub(super) fn hint(text: &str, line: usize, message: &str) -> Option<String> {
             .is_some_and(|n| n.indent <= here.indent && !n.item)
     {
         let name = here.key?;
-        return Some(format!(
+        return check(format!(
             "`{name}:` has nothing indented under it, so the lines after it are not part of \
              it; indent them deeper than `{name}:` (two more spaces)"
         ));
     }
+    // A key indented deeper than a line that already has its value: YAML's own error
+    // ("mapping values are not allowed", "did not find expected key") does not say so.
+    let syntax = [
+        "mapping values are not allowed",
+        "did not find expected key",
+    ];
+    if syntax.iter().any(|m| message.contains(m)) {
+        let p = prev
+            .as_ref()
+            .filter(|p| here.indent > p.indent && !p.opens_block())?;
+        let above = p.key.map_or(String::new(), |k| format!(" (`{k}`)"));
+        return check(format!(
+            "this line is indented deeper than the line above it{above}, which already has \
+             its value; line it up with the keys around it"
+        ));
+    }
     // A list item where key: value lines were expected.
     if expects_mapping(message) && here.item {
-        return Some(
+        return check(
             "`- ` starts a list item, but key: value lines are expected here; remove the `- `"
                 .to_string(),
         );
     }
     // Key: value lines where a list was expected.
     if message.contains("expected sequence start") || message.contains("expected a sequence") {
-        return Some("a list is expected here: start each entry with `- `".to_string());
+        return check("a list is expected here: start each entry with `- `".to_string());
     }
     // The line just above opens a block at the same depth: this line was meant to go in it
     // (a list item may sit at its key's depth: that is valid YAML).
-    let prev = prev.filter(|p| p.opens_block() && p.indent == here.indent && !here.item);
-    if let Some(p) = prev {
+    let opener = prev
+        .as_ref()
+        .filter(|p| p.opens_block() && p.indent == here.indent && !here.item);
+    if let Some(p) = opener {
         let (name, key) = (p.key?, here.key?);
-        return Some(format!(
+        return check(format!(
             "`{name}:` just above has nothing indented under it; if `{key}` belongs to \
              `{name}`, indent it (two more spaces)"
         ));
@@ -52,25 +71,36 @@ pub(super) fn hint(text: &str, line: usize, message: &str) -> Option<String> {
             .iter()
             .take(8)
             .position(|l| Line::parse(l).is_some_and(|l| l.key == Some(field)))?;
-        return Some(format!(
+        return check(format!(
             "`{field}` is on line {} but not under this entry: line it up with the entry's \
              other keys",
             line + 1 + found
         ));
     }
-    // A key at the depth of a section's entries, where a mapping was expected: a setting
-    // written one level too shallow.
-    if expects_mapping(message) && here.key.is_some() && !here.opens_block() {
+    // A value on the line of a key that takes key: value lines.
+    if expects_mapping(message) && !here.opens_block() {
         let key = here.key?;
+        // Back at an entry's depth after lines deeper than it: a setting written one level
+        // too shallow, read as an entry's name.
+        if here.indent > 0 && prev.as_ref().is_some_and(|p| p.indent > here.indent) {
+            return check(format!(
+                "`{key}` is read as a name of its own here; if it is a setting of the entry \
+                 above it, indent it like that entry's other settings"
+            ));
+        }
+        let what = if here.value.starts_with(['[', '-']) {
+            "a list"
+        } else {
+            "a value after the colon"
+        };
         return Some(format!(
-            "`{key}` is read as a name of its own here; if it is a setting of the entry above \
-             it, indent it like that entry's other settings"
+            "`{key}` takes key: value lines, indented under it, not {what}"
         ));
     }
     // A plain value that ran on into the next line: that line is indented too deeply.
     if let Some(value) = quoted_after(message, "unknown variant `") {
         if value.contains(char::is_whitespace) {
-            return Some(format!(
+            return check(format!(
                 "the value {value:?} runs on into the next line; is that line indented deeper \
                  than the one above it?"
             ));
@@ -212,6 +242,30 @@ mod tests {
                 4,
                 "expected sequence start",
                 "start each entry with `- `",
+            ),
+            (
+                "backends:\n  a:\n    api: openai_chat\n    base_url: \"http://x\"\n      api_key_env: A\n",
+                5,
+                "while parsing a block mapping, did not find expected key",
+                "indented deeper than the line above it (`base_url`), which already has its value",
+            ),
+            (
+                "listen: 127.0.0.1:8080\n  backends:\n",
+                2,
+                "mapping values are not allowed in this context",
+                "indented deeper than the line above it (`listen`)",
+            ),
+            (
+                "backends:\n  a: 5\n",
+                2,
+                "expected mapping start",
+                "`a` takes key: value lines, indented under it, not a value after the colon",
+            ),
+            (
+                "backends: [a]\n",
+                1,
+                "expected mapping start",
+                "`backends` takes key: value lines, indented under it, not a list",
             ),
         ];
         for (yaml, line, message, want) in cases {

@@ -53,7 +53,7 @@ fn yaml_error(text: &str, file: &str, key: String, error: &serde_saphyr::Error) 
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect::<String>();
     let message = match indent::hint(text, line, &message) {
-        Some(hint) => format!("{}; check the indentation: {hint}", indent::tidy(&message)),
+        Some(hint) => format!("{}; {hint}", indent::tidy(&message)),
         None => indent::tidy(&message),
     };
     if key.is_empty() {
