@@ -902,13 +902,20 @@ def machine():
 # ----------------------------------------------------------------------------- report
 
 
-def targets(res):
-    """Rows (target, goal, measured, verdict) from the issue's target list."""
+def targets(res, quick=False):
+    """Rows (target, goal, measured, verdict) from the issue's target list. A quick (smoke)
+    run judges nothing: debug binaries, small counts and a machine shared with whatever else
+    runs (CI, a test suite) measure the rig, not the gateway, so its verdicts would only
+    look like failures."""
     st = res["stages"]
     rows = []
 
     def verdict(ok):
-        return "—" if ok is None else ("met" if ok else "**missed**")
+        if ok is None:
+            return "—"
+        if quick:
+            return "not judged (smoke)"
+        return "met" if ok else "**missed**"
 
     lat = st.get("latency", {})
 
@@ -1035,9 +1042,14 @@ def report(res, quick):
     p("")
     p("### Targets (issue 8)")
     p("")
+    if quick:
+        p("A smoke run: it checks that every stage of the rig works (the checks that can fail it are")
+        p("listed under FAILED CHECKS, if any). Its figures are informational, not measured here:")
+        p("debug binaries, small counts, a shared machine. `bench/run` measures; see BENCHMARKS.md.")
+        p("")
     p("| target | goal | measured | verdict |")
     p("|---|---|---|---|")
-    for row in targets(res):
+    for row in targets(res, quick):
         p("| " + " | ".join(row) + " |")
     p("")
     lat = st.get("latency")
@@ -1245,6 +1257,9 @@ def main():
     if res["failures"]:
         log(f"{len(res['failures'])} check(s) failed")
         sys.exit(1)
+    if args.quick:
+        log("smoke run passed: every stage ran and answered correctly "
+            "(the figures above are informational: nothing is measured on a smoke run)")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     );
     println!("  fallback  {}  (simulated, healthy)", fallback.url());
     println!("  routes    claude: primary → fallback (Anthropic dialect); gpt and codex: the same in the OpenAI chat and Responses dialects");
+    println!("  status    {base}/  (the live status page: open it in a browser now)");
     println!();
 
     let http = reqwest::Client::new();
@@ -271,22 +272,30 @@ pub async fn run(listen: SocketAddr, keep_serving: bool) -> Result<(), String> {
     if !keep_serving {
         return Ok(());
     }
-    println!("The gateway keeps serving on {base}; the primary now answers 529 to everything.");
-    println!("Try it:");
-    println!(
-        "  curl -s {base}/v1/messages -H 'content-type: application/json' \\\n    -d '{{\"model\":\"claude\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' -i"
-    );
-    println!("  python -c \"import anthropic; print(anthropic.Anthropic(base_url='{base}', api_key='x').messages.create(model='claude', max_tokens=64, messages=[{{'role':'user','content':'hi'}}]).content[0].text)\"");
-    println!("  python -c \"import openai; print(openai.OpenAI(base_url='{base}/v1', api_key='x').chat.completions.create(model='gpt', messages=[{{'role':'user','content':'hi'}}]).choices[0].message.content)\"");
-    println!("Make the primary healthy again:");
-    println!(
-        "  curl -s {}/_mock/plan -H 'content-type: application/json' -d '{{\"steps\":[],\"then\":{{\"kind\":\"ok\"}}}}'",
-        primary.url()
-    );
+    print!("{}", try_it(&base, &primary.url()));
     println!("Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     drop((primary, fallback));
     Ok(())
+}
+
+/// What the demo prints once its timeline is done: where to look and what to paste.
+fn try_it(base: &str, primary: &str) -> String {
+    let chat = "[{'role': 'user', 'content': 'hi'}]";
+    format!(
+        "The gateway keeps serving on {base}; the primary now answers 529 to everything.
+Status page: {base}/  (each backend's state and the failovers, live)
+Try it with curl:
+  curl -s {base}/v1/messages -H 'content-type: application/json' \\
+    -d '{{\"model\":\"claude\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' -i
+Try it with the official Python SDKs:
+  python3 -m pip install openai anthropic   # or in a venv: python3 -m venv .venv && .venv/bin/pip install openai anthropic
+  python3 -c \"from openai import OpenAI; r = OpenAI(base_url='{base}/v1', api_key='unused').chat.completions.with_raw_response.create(model='gpt', messages={chat}); print(r.headers['x-switchyard-backend'], 'answered:', r.parse().choices[0].message.content)\"
+  python3 -c \"import anthropic; print(anthropic.Anthropic(base_url='{base}', api_key='unused').messages.create(model='claude', max_tokens=64, messages={chat}).content[0].text)\"
+Make the primary healthy again (the status page shows it recovering, then healthy):
+  curl -s {primary}/_mock/plan -H 'content-type: application/json' -d '{{\"steps\":[],\"then\":{{\"kind\":\"ok\"}}}}'
+"
+    )
 }
 
 struct DemoResponse {

@@ -50,6 +50,25 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Validate a config file and the environment it reads, without serving.
+    ///
+    /// Exits 0 and prints what the config serves, or 1 with every problem's file, line and
+    /// key (every unset variable at once).
+    Check {
+        /// Config file (YAML).
+        #[arg(
+            long,
+            short,
+            env = "SWITCHYARD_CONFIG",
+            default_value = "switchyard.yaml"
+        )]
+        config: PathBuf,
+    },
+    /// Print a shell completion script (e.g. `switchyard completions bash > ~/.local/share/bash-completion/completions/switchyard`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run a fault-injecting fake upstream that speaks both dialects.
     #[cfg(feature = "mock")]
     Mock {
@@ -105,6 +124,20 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The commands that need neither logging nor a runtime.
+    match &cli.command {
+        Command::Check { config } => return exit(check(config)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "switchyard",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let default_level = match cli.command {
         #[cfg(feature = "mock")]
         Command::Demo { .. } => "error",
@@ -141,8 +174,13 @@ fn main() -> ExitCode {
                 admin_key,
                 json,
             } => status(url, admin_key, json).await,
+            Command::Check { .. } | Command::Completions { .. } => Ok(()),
         }
     });
+    exit(result)
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,10 +190,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `switchyard check`: the same load as `serve` (key commands run, variables read), then
+/// what the config serves.
+fn check(path: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    println!("{}: OK", path.display());
+    print!("{}", config.summary());
+    Ok(())
+}
+
 async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
     let mut config = Config::load(&path).map_err(|e| e.to_string())?;
     if let Some(l) = listen {
-        config.listen = l;
+        config.set_listen(l)?;
     }
     switchyard::telemetry::init(&config.telemetry).map_err(|e| e.to_string())?;
     let config = Arc::new(config);

@@ -3,7 +3,7 @@
 //! Host and origin parsing lives here because both the config (at load) and the admin guard
 //! (per request) need it, and config must not import the modules that read it.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::Deserialize;
 use url::Url;
@@ -137,6 +137,25 @@ pub(crate) fn normalize_origin(text: &str) -> Option<String> {
     bare.then(|| url.origin().ascii_serialization())
 }
 
+/// Why serving on `listen` would make the gateway an open relay, or `None` when it would not.
+///
+/// Without gateway keys anyone who reaches the listener spends the operator's provider keys,
+/// so a listener other machines can reach needs keys, or the operator's explicit word
+/// (`auth.allow_open_relay: true`: a firewall or an authenticating proxy in front). Loopback
+/// (127.0.0.0/8, ::1, and ::ffff:127.x) reaches only this machine and stays allowed.
+pub fn open_relay(listen: SocketAddr, has_keys: bool, allowed: bool) -> Option<String> {
+    if has_keys || allowed || listen.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "{listen} is reachable from other machines and auth.keys_env is empty: anyone who can \
+         connect could spend your providers' keys (an open relay), so the gateway will not \
+         start. Set auth.keys_env (clients then send one of those keys), listen on 127.0.0.1, \
+         or, if a firewall or an authenticating proxy already decides who can connect, set \
+         auth.allow_open_relay: true"
+    ))
+}
+
 /// The gateway keys (`auth.keys_env`) and who may scrape `/metrics` (`auth.metrics`).
 pub(super) fn build_auth(
     raw: &RawAuth,
@@ -144,14 +163,8 @@ pub(super) fn build_auth(
 ) -> Result<(Vec<Secret>, MetricsAccess), ConfigError> {
     let mut gateway_keys = Vec::with_capacity(raw.keys_env.len());
     for (i, var) in raw.keys_env.iter().enumerate() {
-        let key = src.var(&var.value).ok_or_else(|| {
-            src.invalid(
-                line(var),
-                format!("auth.keys_env[{i}]"),
-                format!("environment variable {} is not set (or empty)", var.value),
-            )
-        })?;
-        gateway_keys.push(key);
+        let place = format!("auth.keys_env[{i}]");
+        gateway_keys.push(src.require_var(line(var), &place, &var.value, ""));
     }
     let metrics = raw
         .metrics
@@ -166,20 +179,23 @@ pub(super) fn build_auth(
             ));
         }
     }
+    if let Some(allow) = &raw.allow_open_relay {
+        if allow.value && !gateway_keys.is_empty() {
+            return Err(src.invalid(
+                line(allow),
+                "auth.allow_open_relay",
+                "the gateway has keys (auth.keys_env), so it is no open relay; remove this line",
+            ));
+        }
+    }
     Ok((gateway_keys, metrics))
 }
 
 pub(super) fn build_admin(raw: &RawAdmin, src: &Source) -> Result<AdminConfig, ConfigError> {
-    let key = match &raw.key_env {
-        None => None,
-        Some(var) => Some(src.var(&var.value).ok_or_else(|| {
-            src.invalid(
-                line(var),
-                "admin.key_env",
-                format!("environment variable {} is not set (or empty)", var.value),
-            )
-        })?),
-    };
+    let key = raw
+        .key_env
+        .as_ref()
+        .map(|var| src.require_var(line(var), "admin.key_env", &var.value, ""));
     let mut admin = AdminConfig {
         key,
         ..AdminConfig::default()

@@ -132,10 +132,9 @@ pub(super) fn build(raw: &RawAlerts, src: &Source) -> Result<AlertsConfig, Confi
                     (Some(c), None) => c.clone(),
                     (None, Some((_, Some(c)))) => c.clone(),
                     (None, Some((name, None))) => {
-                        return Err(invalid(
-                            "chat_id_env",
-                            format!("environment variable {name} is not set"),
-                        ))
+                        src.missing_var(line(written), &format!("{key}.chat_id_env"), name, "");
+                        // A stand-in chat id, so the checks below still run.
+                        "0".to_string()
                     }
                     _ => {
                         return Err(invalid(

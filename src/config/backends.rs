@@ -419,13 +419,7 @@ fn credentials(
     };
     let mut credentials = Vec::with_capacity(vars.len() + 1);
     for (place, name, at) in vars {
-        let value = src.var(name).ok_or_else(|| {
-            src.invalid(
-                at,
-                &place,
-                format!("environment variable {name} is not set (or empty); export it with the backend's API key"),
-            )
-        })?;
+        let value = src.require_var(at, &place, name, "; export it with the backend's API key");
         let credential = Credential::new(
             format!("env:{name}"),
             CredentialSource::Env(name.to_string()),

@@ -12,6 +12,7 @@ mod access;
 mod alerts;
 mod backends;
 mod health;
+mod indent;
 mod limits;
 mod presets;
 mod raw;
@@ -20,14 +21,16 @@ mod shutdown;
 mod upstream;
 mod secret;
 mod telemetry;
+mod summary;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 pub(crate) use access::{normalize_origin, split_host_port};
-pub use access::{AdminConfig, IpNet, MetricsAccess};
+pub use access::{open_relay, AdminConfig, IpNet, MetricsAccess};
 pub use alerts::{AlertEvent, AlertsConfig, SinkConfig, SinkSpec};
 pub use backends::{Backend, BackendId, DEFAULT_ANTHROPIC_VERSION};
 pub use health::{CooldownPolicy, HealthConfig, HealthStore, SessionSource};
@@ -60,6 +63,37 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Several problems found in one pass (every unset variable, and the error that stopped
+    /// the checks, if any), in line order: one run names everything there is to fix.
+    #[error("{}", several(.0))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    fn line(&self) -> usize {
+        match self {
+            ConfigError::Read { .. } => 0,
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => *line,
+            ConfigError::Several(all) => all.first().map_or(0, ConfigError::line),
+        }
+    }
+
+    /// The problems one by one (a single error is a list of one).
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Several(all) => all.iter().collect(),
+            one => vec![one],
+        }
+    }
+}
+
+fn several(all: &[ConfigError]) -> String {
+    let mut out = format!("{} problems in the config:", all.len());
+    for e in all {
+        out.push_str("\n  ");
+        out.push_str(&e.to_string());
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -89,9 +123,14 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// OTLP trace export (`telemetry:` or the `OTEL_*` variables); off by default.
     pub telemetry: TelemetryConfig,
+    /// `auth.allow_open_relay`: serving a non-loopback address without gateway keys is wanted.
+    pub allow_open_relay: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// What an unset required variable reads as while the rest of the file is checked.
+const UNSET_STAND_IN: &str = "unset";
 
 impl Config {
     /// Reads and validates a config file. Env vars are read from the process environment.
@@ -112,26 +151,52 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let raw = raw::parse(text, file)?;
-        let src = Source { file, env };
-        let listen = build_listen(raw.listen.as_ref(), &src)?;
-        let backends = backends::build(raw.backends.as_ref(), &src)?;
+        let src = Source {
+            file,
+            env,
+            missing: RefCell::new(Vec::new()),
+        };
+        let built = Config::build(&raw, &src);
+        let mut problems = src.missing.take();
+        match built {
+            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
+        }
+        if problems.len() == 1 {
+            return Err(problems.remove(0));
+        }
+        problems.sort_by_key(ConfigError::line);
+        Err(ConfigError::Several(problems))
+    }
+
+    /// Stage 2: every section built and cross-checked. Unset variables are collected in `src`
+    /// rather than returned, so the ones after the first are found too.
+    fn build(raw: &raw::RawConfig, src: &Source) -> Result<Config, ConfigError> {
+        let listen = build_listen(raw.listen.as_ref(), src)?;
+        let backends = backends::build(raw.backends.as_ref(), src)?;
         let failover = routes::apply_failover(
             &FailoverPolicy::default(),
             &raw.failover,
             "failover",
             1,
-            &src,
+            src,
         )?;
-        let routes = routes::build(raw.routes.as_ref(), &backends, &failover, &src)?;
-        let default_route = routes::default_route(raw.default_route.as_ref(), &routes, &src)?;
-        let limits = limits::build(&raw.limits, &src)?;
-        let (gateway_keys, metrics_access) = access::build_auth(&raw.auth, &src)?;
-        let health = health::build(&raw.health, &src)?;
-        let admin = access::build_admin(&raw.admin, &src)?;
-        let alerts = alerts::build(&raw.alerts, &src)?;
-        let upstream_proxy = upstream::build(raw.upstream.as_ref(), &src)?;
-        let shutdown = shutdown::build(&raw.shutdown, &src)?;
-        let telemetry = telemetry::build(raw.telemetry.as_ref(), &src)?;
+        let routes = routes::build(raw.routes.as_ref(), &backends, &failover, src)?;
+        let default_route = routes::default_route(raw.default_route.as_ref(), &routes, src)?;
+        let limits = limits::build(&raw.limits, src)?;
+        let (gateway_keys, metrics_access) = access::build_auth(&raw.auth, src)?;
+        let health = health::build(&raw.health, src)?;
+        let admin = access::build_admin(&raw.admin, src)?;
+        let alerts = alerts::build(&raw.alerts, src)?;
+        let upstream_proxy = upstream::build(raw.upstream.as_ref(), src)?;
+        let shutdown = shutdown::build(&raw.shutdown, src)?;
+        let telemetry = telemetry::build(raw.telemetry.as_ref(), src)?;
+        let allow_open_relay = raw.auth.allow_open_relay.as_ref().is_some_and(|a| a.value);
+        if let Some(why) = open_relay(listen, !gateway_keys.is_empty(), allow_open_relay) {
+            let at = raw.listen.as_ref().map_or(1, raw::line);
+            return Err(src.invalid(at, "listen", why));
+        }
         Ok(Config {
             listen,
             backends,
@@ -149,7 +214,18 @@ impl Config {
             upstream_proxy,
             shutdown,
             telemetry,
+            allow_open_relay,
         })
+    }
+
+    /// Moves the listener (`serve --listen`), under the same open-relay rule as `listen:`.
+    pub fn set_listen(&mut self, listen: SocketAddr) -> Result<(), String> {
+        if let Some(why) = open_relay(listen, !self.gateway_keys.is_empty(), self.allow_open_relay)
+        {
+            return Err(format!("--listen {why}"));
+        }
+        self.listen = listen;
+        Ok(())
     }
 
     pub fn backend(&self, id: BackendId) -> &Backend {
@@ -182,6 +258,8 @@ impl Config {
 struct Source<'a> {
     file: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Required variables found unset so far.
+    missing: RefCell<Vec<ConfigError>>,
 }
 
 impl Source<'_> {
@@ -197,6 +275,25 @@ impl Source<'_> {
             key: key.into(),
             message: message.into(),
         }
+    }
+
+    /// A required variable's value. When it is unset the problem is noted and a stand-in is
+    /// returned, so the checks after it still run and every unset variable is reported in the
+    /// one error `from_yaml` returns (the stand-in never leaves: the load fails).
+    fn require_var(&self, line: usize, key: &str, name: &str, advice: &str) -> Secret {
+        self.var(name).unwrap_or_else(|| {
+            self.missing_var(line, key, name, advice);
+            Secret::new(UNSET_STAND_IN)
+        })
+    }
+
+    /// Notes that the required variable `name` is unset (see [`Source::require_var`]).
+    fn missing_var(&self, line: usize, key: &str, name: &str, advice: &str) {
+        self.missing.borrow_mut().push(self.invalid(
+            line,
+            key,
+            format!("environment variable {name} is not set (or empty){advice}"),
+        ));
     }
 
     /// An environment variable's value, trimmed; `None` when unset or blank.
@@ -381,6 +478,118 @@ failover:
             err,
             "test.yaml:11: backends.openrouter.api_key_env: environment variable NOPE_KEY is not set (or empty); export it with the backend's API key"
         );
+    }
+
+    #[test]
+    fn every_unset_variable_is_reported_at_once_with_its_place() {
+        let text = format!(
+            "{GOOD}auth:\n  keys_env: [GW_KEY]\nadmin:\n  key_env: ADMIN_KEY\nalerts:\n  sinks:\n    - {{ kind: telegram, bot_token_env: TG_TOKEN, chat_id_env: TG_CHAT }}\n"
+        );
+        let err = Config::from_yaml(&text, "test.yaml", &|_| None).unwrap_err();
+        let want = [
+            "test.yaml:7: backends.claude-local.api_key_env: environment variable ANTHROPIC_API_KEY is not set (or empty); export it with the backend's API key",
+            "test.yaml:11: backends.openrouter.api_key_env: environment variable OPENROUTER_API_KEY is not set (or empty); export it with the backend's API key",
+            "test.yaml:24: auth.keys_env[0]: environment variable GW_KEY is not set (or empty)",
+            "test.yaml:26: admin.key_env: environment variable ADMIN_KEY is not set (or empty)",
+            "test.yaml:29: alerts.sinks[0].chat_id_env: environment variable TG_CHAT is not set (or empty)",
+        ];
+        let got: Vec<String> = err.problems().iter().map(|e| e.to_string()).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            err.to_string(),
+            format!("5 problems in the config:\n  {}", want.join("\n  "))
+        );
+        // One unset variable reads as before; an error that stops the checks comes with the
+        // unset variables found before it, in line order.
+        let one = load(&GOOD.replace("OPENROUTER_API_KEY", "NOPE")).unwrap_err();
+        assert!(matches!(one, ConfigError::Invalid { .. }), "{one}");
+        let both = load(
+            &GOOD
+                .replace("OPENROUTER_API_KEY", "NOPE")
+                .replace("model: claude-opus-4-7", "model: \"\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.starts_with("2 problems in the config:\n  test.yaml:11: backends.openrouter.api_key_env: environment variable NOPE is not set")
+                && both.contains("\n  test.yaml:15: routes.main.chain[0].model: model is empty"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn a_non_loopback_listener_without_gateway_keys_needs_the_operators_word() {
+        let on = |listen: &str, extra: &str| {
+            load(&format!(
+                "{}{extra}",
+                GOOD.replace("listen: 127.0.0.1:9999", &format!("listen: \"{listen}\""))
+            ))
+        };
+        for loopback in [
+            "127.0.0.1:8080",
+            "127.9.9.9:1",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            on(loopback, "").unwrap_or_else(|e| panic!("{loopback}: {e}"));
+        }
+        for open in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080"] {
+            let err = on(open, "").unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "test.yaml:2: listen: {} is reachable from other machines and auth.keys_env is empty",
+                    open.parse::<SocketAddr>().unwrap()
+                )),
+                "{err}"
+            );
+            assert!(
+                err.contains("open relay") && err.contains("auth.allow_open_relay: true"),
+                "{err}"
+            );
+            let c = on(open, "auth: { allow_open_relay: true }\n").unwrap();
+            assert!(c.allow_open_relay);
+            on(open, "auth: { keys_env: [ANTHROPIC_API_KEY] }\n").unwrap();
+        }
+        let err = on(
+            "0.0.0.0:1",
+            "auth: { keys_env: [ANTHROPIC_API_KEY], allow_open_relay: true }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("auth.allow_open_relay: the gateway has keys"),
+            "{err}"
+        );
+        // `serve --listen` moves the listener under the same rule.
+        let mut c = load(GOOD).unwrap();
+        let err = c.set_listen("0.0.0.0:8080".parse().unwrap()).unwrap_err();
+        assert!(
+            err.starts_with("--listen 0.0.0.0:8080 is reachable"),
+            "{err}"
+        );
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        c.set_listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(c.listen.port(), 0);
+    }
+
+    #[test]
+    fn the_summary_names_backends_routes_and_what_is_off() {
+        let c = load(&format!(
+            "{GOOD}default_route: main\nalerts: {{ sinks: [ {{ kind: telegram, bot_token_env: TG, chat_id: \"1\" }}, {{ kind: log }} ] }}\n"
+        ))
+        .unwrap();
+        let s = c.summary();
+        assert!(
+            s.contains("listen:   127.0.0.1:9999 (this machine only; no gateway keys)"),
+            "{s}"
+        );
+        assert!(s.contains("backends: 2: claude-local (anthropic_messages, 1 key), openrouter (openai_chat, 1 key)"), "{s}");
+        assert!(s.contains("routes:   1: main (default) = claude-local:claude-opus-4-7 → openrouter:anthropic/claude-sonnet-4"), "{s}");
+        assert!(
+            s.contains("alerts:   telegram off (environment variable TG is not set), log"),
+            "{s}"
+        );
+        assert!(!s.contains("sk-"), "{s}");
     }
 
     #[test]

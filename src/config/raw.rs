@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_path_to_error::{Path, Segment};
 use serde_saphyr::{MessageFormatter, Spanned};
 
+use super::indent;
 use super::{AlertEvent, ConfigError, EagerOn, HealthStore, MetricsAccess};
 
 /// Parses the whole file; a syntax, type or unknown-key error names file, line and key.
@@ -27,10 +28,10 @@ pub(super) fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
             e.into_inner()
         })
     })
-    .map_err(|e| yaml_error(file, key, e.without_snippet()))
+    .map_err(|e| yaml_error(text, file, key, e.without_snippet()))
 }
 
-fn yaml_error(file: &str, key: String, error: &serde_saphyr::Error) -> ConfigError {
+fn yaml_error(text: &str, file: &str, key: String, error: &serde_saphyr::Error) -> ConfigError {
     let file = file.to_string();
     // An error without a known place is reported at the top of the file.
     let line = error.location().map_or(1, |l| l.line().max(1) as usize);
@@ -50,7 +51,11 @@ fn yaml_error(file: &str, key: String, error: &serde_saphyr::Error) -> ConfigErr
         .format_message(error)
         .chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect();
+        .collect::<String>();
+    let message = match indent::hint(text, line, &message) {
+        Some(hint) => format!("{}; {hint}", indent::tidy(&message)),
+        None => indent::tidy(&message),
+    };
     if key.is_empty() {
         ConfigError::Syntax {
             file,
@@ -440,6 +445,8 @@ pub(super) struct RawAuth {
     #[serde(default)]
     pub keys_env: Vec<Spanned<String>>,
     pub metrics: Option<Spanned<MetricsAccess>>,
+    /// Serve a non-loopback address without gateway keys (see `access::open_relay`).
+    pub allow_open_relay: Option<Spanned<bool>>,
 }
 
 /// A duration as a humantime string (`250ms`, `8s`, `5m`) or a bare number of seconds.

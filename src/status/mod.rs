@@ -116,7 +116,24 @@ pub fn snapshot(gw: &Gateway) -> Value {
         .iter()
         .cloned()
         .collect();
-    json!({"routes": routes, "backends": backends, "failovers": failovers})
+    json!({
+        "routes": routes,
+        "summary": summary(&backends),
+        "backends": backends,
+        "failovers": failovers,
+    })
+}
+
+/// The page's headline counts. A half-open backend has served out its cooldown and is being
+/// probed: it is recovering, not down, and is counted apart so the page does not cry outage
+/// while a backend comes back.
+fn summary(backends: &[Value]) -> Value {
+    let count = |state: &str| backends.iter().filter(|b| b["state"] == state).count();
+    json!({
+        "healthy": count("healthy"),
+        "recovering": count("half_open"),
+        "down": count("cooling_down"),
+    })
 }
 
 pub fn router() -> Router<Arc<Gateway>> {
@@ -187,4 +204,28 @@ async fn events(
         HeaderValue::from_static("no-cache"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_open_backends_count_as_recovering_not_down() {
+        let b = |state: &str| json!({"name": "x", "state": state});
+        let all = [
+            b("healthy"),
+            b("half_open"),
+            b("cooling_down"),
+            b("half_open"),
+        ];
+        assert_eq!(
+            summary(&all),
+            json!({"healthy": 1, "recovering": 2, "down": 1})
+        );
+        assert_eq!(
+            summary(&[b("healthy")]),
+            json!({"healthy": 1, "recovering": 0, "down": 0})
+        );
+    }
 }

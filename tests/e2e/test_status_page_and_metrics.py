@@ -93,3 +93,46 @@ def test_status_page_shows_the_primary_cooling_down_and_the_fallback_serving(gat
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/test installs it)")
+def test_status_page_counts_a_half_open_backend_as_recovering_not_down(gateway_with, primary, fallback):
+    """A backend whose cooldown ended is half-open (the next request probes it): the page calls
+    it recovering, and the headline does not count it as down."""
+    from playwright.sync_api import sync_playwright
+
+    gateway = gateway_with(
+        "health: { failure_threshold: { default: 1 }, cooldown: { base: 2s, max: 2s } }\n"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(gateway + "/")
+        page.wait_for_selector("#conn:has-text('live')", timeout=10_000)
+
+        set_plan(primary, [], then={"kind": "status", "status": 529})
+        client = anthropic.Anthropic(base_url=gateway, api_key="k", max_retries=0, timeout=20)
+        client.messages.create(model="claude-main", max_tokens=16, messages=PROMPT)
+        client.close()
+
+        row = page.locator("#backends tr[data-backend='primary']")
+        overall = page.locator("#overall")
+        page.locator("#backends tr[data-backend='primary'][data-state='cooling_down']").wait_for(timeout=10_000)
+        page.wait_for_selector("#overall[data-down='1']", timeout=5_000)
+        assert overall.inner_text() == "1 backend down"
+
+        # No traffic: when the cooldown ends the primary waits, half-open, for its probe.
+        page.locator("#backends tr[data-backend='primary'][data-state='half_open']").wait_for(timeout=10_000)
+        page.wait_for_selector("#overall[data-down='0'][data-recovering='1']", timeout=5_000)
+        assert overall.inner_text() == "1 backend recovering"
+        assert "down" not in overall.inner_text()
+        assert "half_open" in overall.get_attribute("class")
+        assert "recovering" in row.inner_text()
+        hop = page.locator(".route[data-route='claude-main'] .hop[data-backend='primary']")
+        assert "recovering" in hop.inner_text()
+        browser.close()

@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod agents;
 mod alerts;
+mod cli;
 mod cluster;
 mod failover;
 mod health;
