@@ -230,18 +230,26 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
 }
 
 /// Counts SIGTERM and SIGINT: the first drains the gateway, the second stops it at once.
+/// SIGHUP is logged and ignored.
 fn stop_signals() -> Result<tokio::sync::watch::Receiver<u32>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    // SIGHUP's default action would end the process (a stray `kill -HUP`, a `systemctl
+    // reload` from an old unit): until the config can be reloaded in place, say so instead.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP ignored: the config is not reloaded in place yet; run `switchyard check` on it, then restart (in-flight streams get the shutdown grace)");
+                    continue;
+                }
             }
             tx.send_modify(|n| *n += 1);
         }

@@ -235,3 +235,22 @@ async fn a_request_still_waiting_when_the_grace_ends_gets_an_error_answer() {
     let (status, _) = g.exit_within(Duration::from_secs(5)).await;
     assert!(status.success());
 }
+
+/// SIGHUP does not end the gateway (its default action would): it keeps serving.
+#[tokio::test]
+async fn sighup_leaves_the_gateway_serving() {
+    let h = start_yaml("backends:\n  x: { api: openai_chat, base_url: \"PRIMARY_URL/v1\" }\nroutes:\n  r: { chain: [ { backend: x, model: m } ] }\n").await;
+    h.primary_always(ok()).await;
+    let mut g = gateway(&h, "100ms", "1s").await;
+    g.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(g.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(g.readyz().await, Some(200), "still ready");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/messages", g.url))
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
