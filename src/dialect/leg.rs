@@ -76,20 +76,33 @@ impl Leg {
     /// A successful non-streaming answer in the client's dialect. A panic while translating
     /// is caught and reported as [`TranslateError::Bug`]: the engine then blames the gateway,
     /// not the backend that answered correctly.
-    pub fn response(self, body: Bytes, client_model: &str) -> Result<Bytes, TranslateError> {
+    /// `custom_tools` names a Responses client's freeform tools; asked only when translating
+    /// for such a client (it parses the request).
+    pub fn response(
+        self,
+        body: Bytes,
+        client_model: &str,
+        custom_tools: impl FnOnce() -> Vec<String>,
+    ) -> Result<Bytes, TranslateError> {
         match self {
             Leg::Passthrough(_) => Ok(body),
-            Leg::Translate { client, backend } => std::panic::catch_unwind(|| {
-                translate::response(backend, client, &body, client_model)
-            })
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(TranslateError::Bug(what))
-            }),
+            Leg::Translate { client, backend } => {
+                let custom = match client {
+                    Dialect::Responses => custom_tools(),
+                    _ => Vec::new(),
+                };
+                std::panic::catch_unwind(|| {
+                    translate::response_for(backend, client, &body, client_model, &custom)
+                })
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(TranslateError::Bug(what))
+                })
+            }
         }
     }
 
@@ -100,15 +113,22 @@ impl Leg {
         self,
         client_model: &str,
         wants_usage: impl FnOnce() -> bool,
+        custom_tools: impl FnOnce() -> Vec<String>,
     ) -> Option<StreamTranslator> {
         match self {
             Leg::Passthrough(_) => None,
-            Leg::Translate { client, backend } => Some(StreamTranslator::new(
-                backend,
-                client,
-                client_model,
-                client == Dialect::OpenAi && wants_usage(),
-            )),
+            Leg::Translate { client, backend } => {
+                let t = StreamTranslator::new(
+                    backend,
+                    client,
+                    client_model,
+                    client == Dialect::OpenAi && wants_usage(),
+                );
+                Some(match client {
+                    Dialect::Responses => t.with_custom_tools(custom_tools()),
+                    _ => t,
+                })
+            }
         }
     }
 
@@ -132,7 +152,7 @@ mod tests {
                 assert_eq!((leg.client(), leg.backend()), (client, backend));
                 assert_eq!(leg.errors_pass_through(), same, "{leg:?}");
                 assert_eq!(
-                    leg.stream_translator("m", || true).is_none(),
+                    leg.stream_translator("m", || true, Vec::new).is_none(),
                     same,
                     "{leg:?}"
                 );
@@ -159,6 +179,9 @@ mod tests {
         assert_eq!(&out.body[..], br#"{"model":"gpt-4o","x":[1, 2]}"#);
         assert!(out.dropped_tools.is_empty());
         let answer = Bytes::from_static(b"{\"id\":1}");
-        assert_eq!(leg.response(answer.clone(), "route").unwrap(), answer);
+        assert_eq!(
+            leg.response(answer.clone(), "route", Vec::new).unwrap(),
+            answer
+        );
     }
 }

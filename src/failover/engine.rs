@@ -425,7 +425,11 @@ impl Gateway {
             )
             .await
             .map(|mut c| {
-                c.translator = leg.stream_translator(&req.scanned.model, || req.wants_usage());
+                c.translator = leg.stream_translator(
+                    &req.scanned.model,
+                    || req.wants_usage(),
+                    || req.custom_tools(),
+                );
                 Served::Stream(Box::new(c))
             })
             .map_err(|c| Failed {
@@ -458,7 +462,7 @@ impl Gateway {
             return Err(with_status(classify::json_answer_to_a_stream_request()));
         }
         let body = leg
-            .response(body, &req.scanned.model)
+            .response(body, &req.scanned.model, || req.custom_tools())
             .map_err(|e| with_status(classify::untranslatable_answer(&e)))?;
         Ok(Served::Full {
             status,

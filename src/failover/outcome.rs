@@ -67,6 +67,11 @@ impl ClientRequest {
     pub fn wants_usage(&self) -> bool {
         crate::dialect::translate::wants_usage(&self.body)
     }
+
+    /// A Responses client's freeform tools, for a translated answer (parses the body).
+    pub fn custom_tools(&self) -> Vec<String> {
+        crate::dialect::translate::custom_tools(&self.body)
+    }
 }
 
 /// One failed attempt, for the report and the logs.

@@ -65,6 +65,8 @@ routes:
   an-over-gpt:    {{ chain: [ {{ backend: oa-primary, model: gpt-4o }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
   codex-claude:   {{ chain: [ {{ backend: r-primary, model: gpt-5 }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
   an-over-resp:   {{ chain: [ {{ backend: primary, model: claude-opus-4-7 }}, {{ backend: r-fallback, model: gpt-5-mini }} ] }}
+  # Named as a model Codex knows, so that Codex offers its model family's tools (apply_patch).
+  gpt-5.5:        {{ chain: [ {{ backend: r-primary, model: gpt-5 }}, {{ backend: fallback, model: claude-sonnet-4-5 }} ] }}
 failover: {{ retries: 1, backoff: {{ base: 10ms, max: 50ms }}, ttft_timeout: 2s, stall_timeout: 2s, connect_timeout: 1s, deadline: 30s }}
 """
 

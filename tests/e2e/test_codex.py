@@ -305,9 +305,38 @@ def test_codex_fails_over_to_an_anthropic_backend_tool_call_included(codex, gate
     body = json_body(first)
     assert body["model"] == "claude-sonnet-4-5"
     names = [t["name"] for t in body["tools"]]
-    assert "exec_command" in names and "apply_patch" not in names, names
+    assert "exec_command" in names, names
     blocks = [b for m in json_body(follow_up)["messages"] if isinstance(m["content"], list) for b in m["content"]]
     (use,) = [b for b in blocks if b["type"] == "tool_use"]
     (result,) = [b for b in blocks if b["type"] == "tool_result"]
     assert use["name"] == "exec_command" and result["tool_use_id"] == use["id"]
     assert "codex-over-claude" in json.dumps(result["content"]), result
+
+
+def test_codex_edits_a_file_with_apply_patch_through_an_anthropic_fallback(codex, gateway, primary, fallback):
+    """Codex's own file-editing tool is freeform (`custom`); over an Anthropic fallback it is
+    offered as a function taking `{input}`, and the fallback's call comes back to Codex as the
+    `custom_tool_call` it expects (a `function_call` of it Codex refuses): Codex applies the
+    patch and the file exists."""
+    patch = "*** Begin Patch\n*** Add File: hello.txt\n+hi from the fallback\n*** End Patch\n"
+    set_plan(primary, [], then=OVERLOADED)
+    set_plan(
+        fallback,
+        [{"kind": "ok", "tool_call": {"name": "apply_patch", "arguments": {"input": patch}}}],
+        then={"kind": "ok"},
+    )
+    # A route named as a model Codex knows: Codex offers apply_patch only to known models.
+    cx = codex(gateway, "gpt-5.5")
+    done = cx.exec("--dangerously-bypass-approvals-and-sandbox", "Create hello.txt")
+    first = requests(fallback)[0]
+    offered = {t["name"]: t for t in json_body(first)["tools"]}
+    assert "apply_patch" in offered, sorted(offered)
+    assert "*** Begin Patch" in offered["apply_patch"]["description"], "its grammar travels along"
+    assert done.stdout.strip() == "Hello from fallback", f"stdout: {done.stdout}\nstderr: {done.stderr}"
+    assert (cx.work / "hello.txt").read_text() == "hi from the fallback\n", done.stderr[-2000:]
+    follow_up = requests(fallback)[-1]
+    blocks = [b for m in json_body(follow_up)["messages"] if isinstance(m["content"], list) for b in m["content"]]
+    (use,) = [b for b in blocks if b["type"] == "tool_use"]
+    assert use["name"] == "apply_patch" and use["input"] == {"input": patch}
+    (result,) = [b for b in blocks if b["type"] == "tool_result"]
+    assert result["tool_use_id"] == use["id"]

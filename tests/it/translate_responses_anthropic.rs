@@ -73,7 +73,7 @@ async fn a_responses_client_fails_over_to_an_anthropic_backend_streaming_and_not
         );
         assert_eq!(
             r.header("x-switchyard-dropped-tools"),
-            Some("custom:apply_patch,tool_search,web_search"),
+            Some("tool_search,web_search"),
             "the tools the Anthropic backend cannot run are named"
         );
         if stream {
@@ -90,11 +90,12 @@ async fn a_responses_client_fails_over_to_an_anthropic_backend_streaming_and_not
         let sent = request_log(&h, &h.fallback).await.pop().unwrap();
         assert_eq!(sent["path"], "/v1/messages");
         assert_eq!(sent["body"]["model"], "claude-sonnet-4-5");
-        assert!(sent["body"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t.get("type").is_none()));
+        let tools = sent["body"]["tools"].as_array().unwrap();
+        assert!(tools.iter().all(|t| t.get("type").is_none()));
+        assert!(
+            tools.iter().any(|t| t["name"] == "apply_patch"),
+            "the freeform apply_patch offered as a tool"
+        );
         h.forget_health().await;
     }
 }

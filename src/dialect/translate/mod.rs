@@ -181,17 +181,34 @@ pub fn response(
     body: &[u8],
     client_model: &str,
 ) -> Result<Bytes, TranslateError> {
+    response_for(from, to, body, client_model, &[])
+}
+
+/// The names of the freeform (`custom`) tools a Responses client's request offers (its calls
+/// of them go back as `custom_tool_call` items). Parses the body: only for translated legs.
+pub fn custom_tools(body: &[u8]) -> Vec<String> {
+    responses_chat::custom_tool_names(body)
+}
+
+/// [`response`], for a Responses client whose request offered the freeform tools `custom`.
+pub fn response_for(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    client_model: &str,
+    custom: &[String],
+) -> Result<Bytes, TranslateError> {
     let value = match (from, to) {
         (Dialect::Anthropic, Dialect::OpenAi) => response::anthropic_to_openai(body, client_model)?,
         (Dialect::OpenAi, Dialect::Anthropic) => response::openai_to_anthropic(body, client_model)?,
         (Dialect::OpenAi, Dialect::Responses) => {
-            responses_chat::chat_to_responses(body, client_model)?
+            responses_chat::chat_to_responses(body, client_model, custom)?
         }
         (Dialect::Responses, Dialect::OpenAi) => {
             chat_responses::responses_to_chat(body, client_model)?
         }
         (Dialect::Anthropic, Dialect::Responses) => {
-            responses_anthropic::anthropic_answer_to_responses(body, client_model)?
+            responses_anthropic::anthropic_answer_to_responses(body, client_model, custom)?
         }
         (Dialect::Responses, Dialect::Anthropic) => {
             responses_anthropic::responses_answer_to_anthropic(body, client_model)?

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::common::{take, to_bytes, type_of, unix_now, Lossy, Obj, Tokens};
 use super::responses_chat::{
-    function_call_item, id_suffix, reasoning_item, response_object, responses_to_chat_via,
-    BuiltIns, Via,
+    custom_input, custom_tool_call_item, function_call_item, id_suffix, reasoning_item,
+    response_object, responses_to_chat_via, BuiltIns, Via,
 };
 use super::{chat_responses, request, response, Options, TranslateError};
 
@@ -316,6 +316,7 @@ pub(super) fn char_len(s: &str) -> usize {
 pub(super) fn anthropic_answer_to_responses(
     body: &[u8],
     client_model: &str,
+    custom: &[String],
 ) -> Result<Value, TranslateError> {
     let v = Value::Object(parse_object(body, TranslateError::InvalidResponse)?);
     let blocks = v
@@ -365,13 +366,25 @@ pub(super) fn anthropic_answer_to_responses(
                 flush(&mut output, &mut message);
                 let n = output.len();
                 let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                output.push(function_call_item(
-                    &format!("fc_{suffix}_{n}"),
-                    "completed",
-                    b.get("id").and_then(Value::as_str).unwrap_or(""),
-                    b.get("name").and_then(Value::as_str).unwrap_or(""),
-                    &input.to_string(),
-                ));
+                let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+                let call_id = b.get("id").and_then(Value::as_str).unwrap_or("");
+                output.push(if custom.iter().any(|c| c == name) {
+                    custom_tool_call_item(
+                        &format!("ctc_{suffix}_{n}"),
+                        "completed",
+                        call_id,
+                        name,
+                        &custom_input(&input.to_string()),
+                    )
+                } else {
+                    function_call_item(
+                        &format!("fc_{suffix}_{n}"),
+                        "completed",
+                        call_id,
+                        name,
+                        &input.to_string(),
+                    )
+                });
             }
             "server_tool_use" if b.get("name").and_then(Value::as_str) == Some("web_search") => {
                 flush(&mut output, &mut message);

@@ -5,8 +5,10 @@
 //! What cannot cross: stored state (`previous_response_id`, `conversation`, `item_reference`,
 //! `prompt` templates — the backend never held them: always refused), encrypted reasoning
 //! items (only the provider that wrote them can read them: dropped), built-in tools
-//! (`web_search`, `file_search`, `custom`, `mcp`… — dropped when merely offered, refused when
+//! (`web_search`, `file_search`, `mcp`… — dropped when merely offered, refused when
 //! `tool_choice` forces one), `input_image` by `file_id` (dropped, refused when strict).
+//! Freeform (`custom`) tools cross as functions taking one string, `input`; their calls go
+//! back as `custom_tool_call` items.
 
 use serde_json::{json, Value};
 
@@ -238,6 +240,8 @@ pub(super) fn responses_to_chat_via(
             let kind = type_of(&t);
             if kind == "function" {
                 tools.push(function_tool(t)?);
+            } else if kind == "custom" {
+                tools.push(custom_tool(t)?);
             } else if via == Via::Anthropic && is_web_search(kind) && live_search_allowed(&t) {
                 built_ins.web_search = Some(t);
             } else {
@@ -330,6 +334,87 @@ fn text_format(format: Value, lossy: Lossy) -> Result<Option<Value>, TranslateEr
     })
 }
 
+/// The one parameter a freeform (`custom`) tool becomes: its whole input, as a string.
+pub(super) const CUSTOM_INPUT: &str = "input";
+
+/// A freeform (`custom`) tool, such as Codex's `apply_patch` → a function tool taking its
+/// text as one string parameter, the grammar (when given) in the description. Its calls go
+/// back to the client as `custom_tool_call` items (see [`custom_tool_names`]).
+fn custom_tool(t: Value) -> Result<Value, TranslateError> {
+    let name = t
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("each custom tool needs a `name`"))?;
+    let mut description = t
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if let Some(grammar) = t.pointer("/format/definition").and_then(Value::as_str) {
+        let syntax = t
+            .pointer("/format/syntax")
+            .and_then(Value::as_str)
+            .unwrap_or("grammar");
+        description.push_str(&format!(
+            "\n\nPass the tool's whole freeform input as `{CUSTOM_INPUT}`; it must match this {syntax} grammar:\n{grammar}"
+        ));
+    }
+    Ok(json!({"type": "function", "function": {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "object",
+                       "properties": {CUSTOM_INPUT: {"type": "string", "description": "The tool's freeform input, verbatim"}},
+                       "required": [CUSTOM_INPUT]},
+    }}))
+}
+
+/// The names of the freeform (`custom`) tools a Responses request offers: their calls are
+/// given back as `custom_tool_call` items when the backend speaks another dialect.
+pub(super) fn custom_tool_names(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Tool {
+        #[serde(rename = "type", default)]
+        kind: String,
+        #[serde(default)]
+        name: String,
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    v.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| serde_json::from_value::<Tool>(t.clone()).ok())
+        .filter(|t| t.kind == "custom" && !t.name.is_empty())
+        .map(|t| t.name)
+        .collect()
+}
+
+/// The `{"input": …}` arguments of a freeform tool's call → its input (the arguments as they
+/// are when they are not that shape).
+pub(super) fn custom_input(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| {
+            v.get(CUSTOM_INPUT)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| arguments.to_owned())
+}
+
+pub(super) fn custom_tool_call_item(
+    id: &str,
+    status: &str,
+    call_id: &str,
+    name: &str,
+    input: &str,
+) -> Value {
+    json!({"type": "custom_tool_call", "id": id, "status": status, "call_id": call_id,
+           "name": name, "input": input})
+}
+
 /// A flat Responses function tool → a chat tool.
 fn function_tool(t: Value) -> Result<Value, TranslateError> {
     let Value::Object(mut t) = t else {
@@ -362,7 +447,7 @@ fn tool_choice(c: Value, via: Via) -> Result<Option<Value>, TranslateError> {
             other => Err(invalid(format!("unknown `tool_choice` {other:?}"))),
         },
         Value::Object(_) => match type_of(&c) {
-            "function" => {
+            "function" | "custom" => {
                 let name = c
                     .get("name")
                     .and_then(Value::as_str)
@@ -717,8 +802,13 @@ pub(super) fn function_call_item(
            "call_id": call_id, "name": name})
 }
 
-/// Chat completion (backend) → Response (client).
-pub(super) fn chat_to_responses(body: &[u8], client_model: &str) -> Result<Value, TranslateError> {
+/// Chat completion (backend) → Response (client). Calls of the client's freeform tools
+/// (`custom`) become `custom_tool_call` items.
+pub(super) fn chat_to_responses(
+    body: &[u8],
+    client_model: &str,
+    custom: &[String],
+) -> Result<Value, TranslateError> {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return Err(bad("the response body is not a JSON object")),
@@ -773,13 +863,25 @@ pub(super) fn chat_to_responses(body: &[u8], client_model: &str) -> Result<Value
             Some(id) if !id.is_empty() => id.to_owned(),
             _ => format!("call_{suffix}_{n}"),
         };
-        output.push(function_call_item(
-            &format!("fc_{suffix}_{n}"),
-            "completed",
-            &call_id,
-            f.get("name").and_then(Value::as_str).unwrap_or(""),
-            f.get("arguments").and_then(Value::as_str).unwrap_or(""),
-        ));
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        let arguments = f.get("arguments").and_then(Value::as_str).unwrap_or("");
+        output.push(if custom.iter().any(|c| c == name) {
+            custom_tool_call_item(
+                &format!("ctc_{suffix}_{n}"),
+                "completed",
+                &call_id,
+                name,
+                &custom_input(arguments),
+            )
+        } else {
+            function_call_item(
+                &format!("fc_{suffix}_{n}"),
+                "completed",
+                &call_id,
+                name,
+                arguments,
+            )
+        });
     }
     Ok(response_object(
         &format!("resp_{suffix}"),

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use super::common::{finish_reason, json as to_json, unix_now, Tokens};
 use super::responses_anthropic::{annotation_of, char_len, sources_of, web_search_item};
 use super::responses_chat::{
-    function_call_item, id_suffix, message_item, reasoning_item, response_object, status_of,
-    usage_of,
+    custom_input, custom_tool_call_item, function_call_item, id_suffix, message_item,
+    reasoning_item, response_object, status_of, usage_of,
 };
 use crate::sse::SseEvent;
 
@@ -61,7 +61,16 @@ enum Kind {
     Reasoning,
     Message,
     Call,
+    /// A call of one of the client's freeform tools: its `{"input": …}` arguments are held
+    /// and go out as the tool's input when the call closes.
+    CustomCall,
     WebSearch,
+}
+
+impl Kind {
+    fn is_call(self) -> bool {
+        matches!(self, Kind::Call | Kind::CustomCall)
+    }
 }
 
 struct Item {
@@ -94,6 +103,13 @@ impl Item {
             Kind::Call => {
                 function_call_item(&self.id, status, &self.call_id, &self.name, &self.text)
             }
+            Kind::CustomCall => custom_tool_call_item(
+                &self.id,
+                status,
+                &self.call_id,
+                &self.name,
+                &custom_input(&self.text),
+            ),
             Kind::WebSearch => {
                 let status = if self.failed { "failed" } else { status };
                 web_search_item(&self.id, status, &self.text, &self.extra)
@@ -116,6 +132,8 @@ pub(super) struct ChatToResponses {
     finish: Option<String>,
     usage: Option<Value>,
     done: bool,
+    /// The client's freeform tools: their calls become `custom_tool_call` items.
+    pub(super) custom: Vec<String>,
 }
 
 impl ChatToResponses {
@@ -132,6 +150,7 @@ impl ChatToResponses {
             finish: None,
             usage: None,
             done: false,
+            custom: Vec::new(),
         }
     }
 
@@ -189,6 +208,7 @@ impl ChatToResponses {
             Kind::Reasoning => "rs",
             Kind::Message => "msg",
             Kind::Call => "fc",
+            Kind::CustomCall => "ctc",
             Kind::WebSearch => "ws",
         };
         self.items.push(Item {
@@ -305,6 +325,21 @@ impl ChatToResponses {
                     json!({"item_id": id, "output_index": index, "name": name, "arguments": text}),
                 );
             }
+            Kind::CustomCall => {
+                let input = custom_input(&text);
+                if !input.is_empty() {
+                    self.emit(
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        json!({"item_id": id, "output_index": index, "delta": input}),
+                    );
+                }
+                self.emit(
+                    out,
+                    "response.custom_tool_call_input.done",
+                    json!({"item_id": id, "output_index": index, "input": input}),
+                );
+            }
         }
         self.emit(
             out,
@@ -359,13 +394,13 @@ impl ChatToResponses {
             .items
             .iter()
             .rev()
-            .find(|i| i.kind == Kind::Call)
+            .find(|i| i.kind.is_call())
             .map(|i| (i.chat_index, i.call_id.as_str()));
         let given = call
             .get("index")
             .and_then(Value::as_u64)
             .map(|i| i.min(u64::from(u32::MAX)) as u32);
-        let calls = self.items.iter().filter(|i| i.kind == Kind::Call).count() as u32;
+        let calls = self.items.iter().filter(|i| i.kind.is_call()).count() as u32;
         let chat_index = match (given, upstream_id, last) {
             (Some(i), _, _) => i,
             // No index (some servers): a new id starts a new call.
@@ -381,7 +416,7 @@ impl ChatToResponses {
         let found = self
             .items
             .iter()
-            .position(|i| i.kind == Kind::Call && i.chat_index == chat_index && !i.done);
+            .position(|i| i.kind.is_call() && i.chat_index == chat_index && !i.done);
         let index = match found {
             Some(i) => {
                 if self.items[i].name.is_empty() && !name.is_empty() {
@@ -409,7 +444,12 @@ impl ChatToResponses {
         if let Some(c) = self.current {
             self.close(c, out);
         }
-        let index = self.open(Kind::Call);
+        let kind = if self.custom.iter().any(|c| c == name) {
+            Kind::CustomCall
+        } else {
+            Kind::Call
+        };
+        let index = self.open(kind);
         let call_id = match call_id {
             Some(id) => id.to_owned(),
             None => format!("call_{}_{index}", self.suffix),
@@ -428,6 +468,10 @@ impl ChatToResponses {
 
     fn call_args(&mut self, index: usize, args: &str, out: &mut Vec<u8>) {
         self.items[index].text.push_str(args);
+        if self.items[index].kind == Kind::CustomCall {
+            // Held: the input goes out whole when the call closes.
+            return;
+        }
         let id = std::mem::take(&mut self.items[index].id);
         self.emit(
             out,

@@ -64,6 +64,17 @@ impl StreamTranslator {
         StreamTranslator { inner }
     }
 
+    /// For a Responses client: calls of these freeform (`custom`) tools become
+    /// `custom_tool_call` items.
+    pub fn with_custom_tools(mut self, names: Vec<String>) -> Self {
+        match &mut self.inner {
+            Inner::ChatToResponses(t) => t.custom = names,
+            Inner::AnthropicToResponses(t) => t.w.custom = names,
+            _ => {}
+        }
+        self
+    }
+
     /// Translated SSE bytes for one backend event (may be empty: pings, envelopes not yet
     /// needed, events after the end).
     pub fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {

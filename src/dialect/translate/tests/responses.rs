@@ -79,8 +79,23 @@ fn codex_first_turn_becomes_a_valid_chat_request() {
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"exec_command"), "{names:?}");
-    // `custom` (apply_patch), `tool_search` and `web_search` are Responses-only.
-    assert!(!names.contains(&"apply_patch"), "{names:?}");
+    // `tool_search` and `web_search` are Responses-only; the freeform `apply_patch` becomes a
+    // function taking its input as one string, its grammar in the description.
+    assert!(names.contains(&"apply_patch"), "{names:?}");
+    let patch = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "apply_patch")
+        .unwrap();
+    assert_eq!(
+        patch["function"]["parameters"]["required"],
+        json!(["input"])
+    );
+    assert!(patch["function"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("*** Begin Patch"));
     for key in [
         "store",
         "include",
@@ -216,7 +231,17 @@ fn tools_and_tool_choice() {
     assert_eq!(
         out["tools"],
         json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}])
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}},
+               {"type": "function", "function": {"name": "apply_patch", "description": "",
+                "parameters": {"type": "object", "properties": {"input": {"type": "string",
+                    "description": "The tool's freeform input, verbatim"}}, "required": ["input"]}}}])
+    );
+    // Forcing the freeform tool forces its function.
+    let forced = to_chat(&json!({"model": "r", "input": "x", "tools": tools,
+                                 "tool_choice": {"type": "custom", "name": "apply_patch"}}));
+    assert_eq!(
+        forced["tool_choice"],
+        json!({"type": "function", "function": {"name": "apply_patch"}})
     );
     assert_eq!(
         out["tool_choice"],
@@ -232,10 +257,6 @@ fn tools_and_tool_choice() {
     for (choice, named) in [
         (json!({"type": "web_search_preview"}), "web_search_preview"),
         (json!({"type": "file_search"}), "file_search"),
-        (
-            json!({"type": "custom", "name": "apply_patch"}),
-            "custom:apply_patch",
-        ),
         (json!({"type": "mcp", "server_label": "deepwiki"}), "mcp"),
     ] {
         let m = unsupported(to_chat_with(
@@ -466,6 +487,13 @@ pub(super) fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
             "response.function_call_arguments.done" => {
                 assert_eq!(v["arguments"], s.text.as_str());
             }
+            "response.custom_tool_call_input.delta" => {
+                assert_eq!(s.kind, "custom_tool_call");
+                s.text.push_str(v["delta"].as_str().unwrap());
+            }
+            "response.custom_tool_call_input.done" => {
+                assert_eq!(v["input"], s.text.as_str());
+            }
             "response.content_part.done" | "response.reasoning_summary_part.done" => {
                 assert_eq!(v["part"]["text"], s.text.as_str());
             }
@@ -487,6 +515,7 @@ pub(super) fn check_events(bytes: &[u8]) -> Vec<(String, Value)> {
             "message" => &item["content"][0]["text"],
             "reasoning" => &item["summary"][0]["text"],
             "web_search_call" => continue,
+            "custom_tool_call" => &item["input"],
             _ => &item["arguments"],
         };
         assert_eq!(

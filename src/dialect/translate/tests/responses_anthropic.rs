@@ -99,7 +99,11 @@ fn codex_turns_become_valid_anthropic_requests_and_say_which_tools_were_dropped(
         !names.iter().any(|n| n == "web_search"),
         "cached-only search is not widened to a live one: {names:?}"
     );
-    assert_eq!(dropped, ["custom:apply_patch", "tool_search", "web_search"]);
+    assert_eq!(dropped, ["tool_search", "web_search"]);
+    assert!(
+        names.contains(&"apply_patch".to_owned()),
+        "the freeform tool as a function: {names:?}"
+    );
 
     // The next turn: the call and its output pair up as tool_use / tool_result.
     let (v, _) = to_anthropic(&codex_body("04_tool_loop_function_output.json"));
@@ -503,5 +507,100 @@ proptest! {
         let stop = if incomplete { "max_tokens" } else if tools.is_empty() { "end_turn" } else { "tool_use" };
         prop_assert_eq!(acc.finish.as_deref(), Some(stop));
         prop_assert_eq!(&acc.usage.unwrap()["output_tokens"], &json!(7));
+    }
+}
+
+/// Codex's freeform `apply_patch`, offered to another API as a function taking `{input}`:
+/// its calls come back to the Responses client as `custom_tool_call` items with the raw
+/// input, answers and streams, from chat and Anthropic backends alike (Codex refuses a
+/// `function_call` of a tool it registered as freeform).
+#[test]
+fn calls_of_freeform_tools_come_back_as_custom_tool_calls() {
+    let patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n";
+    let args = json!({"input": patch}).to_string();
+    let custom = vec!["apply_patch".to_owned()];
+    let chat = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "g",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_p", "type": "function", "function": {"name": "apply_patch", "arguments": args}},
+                           {"id": "call_s", "type": "function", "function": {"name": "shell", "arguments": "{}"}}]}}]});
+    let anthropic = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": "toolu_p", "name": "apply_patch", "input": {"input": patch}},
+                    {"type": "tool_use", "id": "toolu_s", "name": "shell", "input": {}}],
+        "usage": {"input_tokens": 1, "output_tokens": 1}});
+    for (from, body) in [(Dialect::OpenAi, chat), (Dialect::Anthropic, anthropic)] {
+        let bytes = crate::dialect::translate::response_for(
+            from,
+            Dialect::Responses,
+            body.to_string().as_bytes(),
+            "codex",
+            &custom,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let out = v["output"].as_array().unwrap();
+        assert_eq!(out[0]["type"], "custom_tool_call", "{from:?}: {v}");
+        assert_eq!(out[0]["name"], "apply_patch");
+        assert_eq!(out[0]["input"], patch);
+        assert!(out[0]["call_id"].as_str().unwrap().ends_with("_p"));
+        assert_eq!(
+            out[1]["type"], "function_call",
+            "other tools stay functions"
+        );
+    }
+
+    // Streams: the input is held and goes out whole when the call closes.
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let half = args.len() / 2;
+    let chat_sse = [
+        chunk(json!({"role": "assistant", "content": ""})),
+        chunk(json!({"tool_calls": [{"index": 0, "id": "call_p", "type": "function", "function": {"name": "apply_patch", "arguments": &args[..half]}}]})),
+        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": &args[half..]}}]})),
+        "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ].concat();
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let anthropic_sse = [
+        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1, "output_tokens": 1}}})),
+        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_p", "name": "apply_patch", "input": {}}})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": &args[..half]}})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": &args[half..]}})),
+        ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ].concat();
+    for (from, src) in [
+        (Dialect::OpenAi, chat_sse),
+        (Dialect::Anthropic, anthropic_sse),
+    ] {
+        let mut parser = crate::sse::SseParser::default();
+        let mut events = Vec::new();
+        parser.feed(src.as_bytes(), &mut events).unwrap();
+        let mut t = StreamTranslator::new(from, Dialect::Responses, "codex", false)
+            .with_custom_tools(custom.clone());
+        let mut out = Vec::new();
+        for e in &events {
+            t.push(e, &mut out);
+        }
+        t.finish(&mut out);
+        let checked = check_events(&out);
+        let names: Vec<&str> = checked.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            !names.contains(&"response.function_call_arguments.delta"),
+            "{from:?}: {names:?}"
+        );
+        let done = &checked
+            .iter()
+            .find(|(n, _)| n == "response.custom_tool_call_input.done")
+            .unwrap()
+            .1;
+        assert_eq!(done["input"], patch, "{from:?}");
+        let final_item = &checked.last().unwrap().1["response"]["output"][0];
+        assert_eq!(final_item["type"], "custom_tool_call");
+        assert_eq!(final_item["input"], patch);
     }
 }
