@@ -29,23 +29,8 @@ async fn wait_for(got: &Received, n: usize) {
     .await;
 }
 
-/// The value of the first `/metrics` sample whose line contains every one of `needles`.
-fn sample(metrics: &str, needles: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-}
-
 async fn scrape(h: &Harness, gw: &str) -> String {
-    h.http
-        .get(format!("{gw}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    scrape_metrics(&h.http, gw).await
 }
 
 /// A gateway whose primary has an awkward name, to prove MarkdownV2 escaping.

@@ -151,15 +151,7 @@ async fn no_secret_leaks_into_responses_logs_admin_api_metrics_or_alerts() {
     // A stream whose upstream error event (after content) echoes the key.
     h.primary_always(ok()).await;
     seen.push_str(&h.admin_backends().await.to_string());
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.gateway))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(&h.http, &h.gateway).await;
     seen.push_str(&metrics);
     let alert_bodies = || -> Vec<String> {
         alerts

@@ -5,17 +5,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// The value of the first `/metrics` sample whose line contains every needle.
-fn sample(metrics: &str, needles: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-}
-
 async fn scrape(h: &Harness) -> String {
-    let r = h.http.get(format!("{}/metrics", h.gateway)).send().await;
-    r.unwrap().text().await.unwrap()
+    scrape_metrics(&h.http, &h.gateway).await
 }
 
 #[tokio::test]

@@ -19,25 +19,9 @@ routes:
 
 /// `switchyard_tokens_total` by (route, backend, type).
 async fn tokens(h: &Harness, route: &str, backend: &str, kind: &str) -> u64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.gateway))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let want = [
-        format!("route=\"{route}\""),
-        format!("backend=\"{backend}\""),
-        format!("type=\"{kind}\""),
-    ];
-    text.lines()
-        .filter(|l| l.starts_with("switchyard_tokens_total{"))
-        .filter(|l| want.iter().all(|w| l.contains(w.as_str())))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-        .sum()
+    let text = scrape_metrics(&h.http, &h.gateway).await;
+    let labels = [("route", route), ("backend", backend), ("type", kind)];
+    sample_sum(&text, "switchyard_tokens_total", &labels) as u64
 }
 
 fn body_for(path: &str, route: &str, stream: bool) -> Value {

@@ -337,6 +337,18 @@ pub(super) fn write_chunk<D: Serialize>(
     out.extend_from_slice(b"}]}\n\n");
 }
 
+/// One backend event's JSON data, read into `T`; an unreadable event is skipped (debug log):
+/// a translator never fails a stream the gateway already classified as good.
+pub(super) fn event_json<'a, T: serde::Deserialize<'a>>(data: &'a [u8]) -> Option<T> {
+    match serde_json::from_slice(data) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod token_tests {
     use super::*;

@@ -15,7 +15,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::common::{finish_reason, json as to_json, unix_now, Tokens};
+use super::common::{event_json, finish_reason, json as to_json, unix_now, Tokens};
 use super::responses_anthropic::{annotation_of, char_len, sources_of, web_search_item};
 use super::responses_chat::{
     custom_input, custom_tool_call_item, function_call_item, id_suffix, message_item,
@@ -528,13 +528,8 @@ impl ChatToResponses {
             self.end(out);
             return;
         }
-        let chunk: Value = match serde_json::from_slice(data) {
-            Ok(c @ Value::Object(_)) => c,
-            Ok(_) => return,
-            Err(err) => {
-                tracing::debug!(error = %err, "translation: skipped an unreadable stream chunk");
-                return;
-            }
+        let Some(chunk @ Value::Object(_)) = event_json::<Value>(data) else {
+            return;
         };
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             // In-stream errors are the gateway's business, not translated here.
@@ -669,12 +664,8 @@ impl AnthropicToResponses {
             return;
         }
         let Some(data) = &ev.data else { return };
-        let e: AEvent = match serde_json::from_slice(data) {
-            Ok(e) => e,
-            Err(err) => {
-                tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
-                return;
-            }
+        let Some(e) = event_json::<AEvent>(data) else {
+            return;
         };
         let name = ev.event.as_deref().unwrap_or(&e.kind);
         match name {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{
-    anthropic_id, chunk_prefix, fallback_tool_id, finish_reason, openai_id, stop_reason, tool_id,
-    unix_now, write_chunk, write_json, Tokens,
+    anthropic_id, chunk_prefix, event_json, fallback_tool_id, finish_reason, openai_id,
+    stop_reason, tool_id, unix_now, write_chunk, write_json, Tokens,
 };
 use crate::dialect::Dialect;
 use crate::sse::SseEvent;
@@ -414,12 +414,8 @@ impl AnthropicToOpenAi {
             return;
         }
         let Some(data) = &ev.data else { return };
-        let e: AEvent = match serde_json::from_slice(data) {
-            Ok(e) => e,
-            Err(err) => {
-                tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
-                return;
-            }
+        let Some(e) = event_json::<AEvent>(data) else {
+            return;
         };
         let name = ev.event.as_deref().or(e.kind.as_deref()).unwrap_or("");
         match name {
@@ -919,12 +915,8 @@ impl OpenAiToAnthropic {
             self.close(out);
             return;
         }
-        let chunk: OChunk = match serde_json::from_slice(data) {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::debug!(error = %err, "translation: skipped an unreadable stream chunk");
-                return;
-            }
+        let Some(chunk) = event_json::<OChunk>(data) else {
+            return;
         };
         if chunk.error.is_some() {
             // In-stream errors are the gateway's business, not translated here.

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chat_responses::{chat_usage, finish_reason};
-use super::common::{chunk_prefix, fallback_tool_id, openai_id, unix_now, write_chunk, write_json};
+use super::common::{
+    chunk_prefix, event_json, fallback_tool_id, openai_id, unix_now, write_chunk, write_json,
+};
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -245,12 +247,8 @@ impl ResponsesToOpenAi {
             return;
         }
         let Some(data) = &ev.data else { return };
-        let e: REvent = match serde_json::from_slice(data) {
-            Ok(e) => e,
-            Err(err) => {
-                tracing::debug!(error = %err, "translation: skipped an unreadable stream event");
-                return;
-            }
+        let Some(e) = event_json::<REvent>(data) else {
+            return;
         };
         let name = ev.event.as_deref().or(e.kind.as_deref()).unwrap_or("");
         let delta = e.delta.as_deref().filter(|d| !d.is_empty());

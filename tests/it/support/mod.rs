@@ -662,3 +662,37 @@ pub fn is_test_code(file: &str) -> bool {
     let file = file.replace('\\', "/");
     file.starts_with("tests/") || file.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/"))
 }
+
+/// The value of the first `/metrics` sample whose line contains every one of `needles`.
+pub fn sample(metrics: &str, needles: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// The sum of every `/metrics` sample of `name` whose labels include all of `labels`.
+pub fn sample_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{name}{{");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The gateway's `/metrics` text.
+pub async fn scrape_metrics(http: &reqwest::Client, gateway: &str) -> String {
+    http.get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
