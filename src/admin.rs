@@ -43,6 +43,44 @@ pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/admin/backends", get(backends))
         .route("/admin/backends/{name}/reset", post(reset))
+        .route("/admin/reload", post(reload))
+}
+
+/// `POST /admin/reload`: re-reads the config file; 200 with what is now served, or 400 with
+/// why the new config was refused (the running one keeps serving).
+async fn reload(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<Peer>>,
+) -> Response {
+    if let Some(r) = refusal(&gw, &method, &uri, &headers, peer.map(|p| p.0)) {
+        return r;
+    }
+    let unavailable = |why: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"message": why, "type": "reload_unavailable"}})),
+        )
+            .into_response()
+    };
+    let Some(requests) = &gw.reload else {
+        return unavailable("this gateway cannot reload (it was not started by `switchyard serve` with a config file)");
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if requests.send(reply).await.is_err() {
+        return unavailable("the gateway is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(summary)) => Json(json!({"reloaded": true, "summary": summary})).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": why, "type": "config_rejected"}})),
+        )
+            .into_response(),
+        Err(_) => unavailable("the gateway is shutting down"),
+    }
 }
 
 /// What the admin decision looks at, taken from one request.

@@ -48,6 +48,13 @@ impl Lifecycle {
     }
 }
 
+/// A request to reload the config, answered with a summary of what is now served or why the
+/// new config was refused (the old one keeps serving).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// Where reload requests go: the server that owns the current generation.
+pub type ReloadSender = tokio::sync::mpsc::Sender<ReloadRequest>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

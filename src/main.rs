@@ -49,6 +49,10 @@ enum Command {
         /// Override the config's `listen` address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Reload the config when the file changes (checked every second), as SIGHUP and
+        /// `POST /admin/reload` do.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file and the environment it reads, without serving.
     ///
@@ -160,7 +164,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, listen } => serve(config, listen).await,
+            Command::Serve {
+                config,
+                listen,
+                watch,
+            } => serve(config, listen, watch).await,
             #[cfg(feature = "mock")]
             Command::Mock {
                 listen,
@@ -199,7 +207,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
+async fn serve(path: PathBuf, listen: Option<SocketAddr>, watch: bool) -> Result<(), String> {
     let mut config = Config::load(&path).map_err(|e| e.to_string())?;
     if let Some(l) = listen {
         config.set_listen(l)?;
@@ -210,15 +218,29 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let gw = Gateway::new(config)?;
-    let signals = stop_signals()?;
+    let mut gw = Gateway::new(config)?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
+    gw.reload = Some(reload_tx.clone());
+    let signals = stop_signals(reload_tx.clone())?;
+    if watch {
+        tokio::spawn(watch_file(path.clone(), reload_tx));
+    }
+    // A reload reads the same file, with the same `--listen` override.
+    let loader: switchyard::server::ConfigLoader = Arc::new(move || {
+        let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+        if let Some(l) = listen {
+            config.set_listen(l)?;
+        }
+        Ok(config)
+    });
     announce(&format!("switchyard listening on http://{addr}"));
     let (first, second) = (signals.clone(), signals);
-    let stopped = switchyard::server::serve_until(
+    let stopped = switchyard::server::serve_with_reload(
         listener,
         Arc::new(gw),
         async move { signals_seen(first, 1).await },
         async move { signals_seen(second, 2).await },
+        Some((loader, reload_rx)),
     )
     .await;
     // Spans of the last requests go out before the exit.
@@ -229,16 +251,48 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> 
     }
 }
 
+/// Asks for a reload whenever `path`'s modification time or size changes (checked every
+/// second; a file being written is read when it stops changing).
+async fn watch_file(path: PathBuf, reload: switchyard::lifecycle::ReloadSender) {
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = stamp(&path);
+        if now == seen || now.is_none() {
+            continue;
+        }
+        // Wait one more tick for a write in progress to settle.
+        tick.tick().await;
+        if stamp(&path) != now {
+            continue;
+        }
+        seen = now;
+        tracing::info!(file = %path.display(), "config file changed: reloading");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if reload.send(reply).await.is_err() {
+            return;
+        }
+        let _ = answer.await;
+    }
+}
+
 /// Counts SIGTERM and SIGINT: the first drains the gateway, the second stops it at once.
-/// SIGHUP is logged and ignored.
-fn stop_signals() -> Result<tokio::sync::watch::Receiver<u32>, String> {
+/// SIGHUP asks for a reload.
+fn stop_signals(
+    reload: switchyard::lifecycle::ReloadSender,
+) -> Result<tokio::sync::watch::Receiver<u32>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    // SIGHUP's default action would end the process (a stray `kill -HUP`, a `systemctl
-    // reload` from an old unit): until the config can be reloaded in place, say so instead.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     tokio::spawn(async move {
@@ -247,7 +301,9 @@ fn stop_signals() -> Result<tokio::sync::watch::Receiver<u32>, String> {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
                 _ = hup.recv() => {
-                    tracing::warn!("SIGHUP ignored: the config is not reloaded in place yet; run `switchyard check` on it, then restart (in-flight streams get the shutdown grace)");
+                    // Answered in the log (reload_config logs either way).
+                    let (reply, _answer) = tokio::sync::oneshot::channel();
+                    let _ = reload.try_send(reply);
                     continue;
                 }
             }

@@ -25,9 +25,10 @@ const SECONDS_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    recorder: PrometheusRecorder,
+    /// Shared by the generations of a reloaded gateway: counts carry over a reload.
+    recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    in_flight: AtomicI64,
+    in_flight: Arc<AtomicI64>,
     in_flight_gauge: OnceLock<Gauge>,
     /// Handles for the per-request series, looked up by name in maps fixed at startup and
     /// registered on first use: the hot path neither allocates label strings nor hashes a
@@ -98,7 +99,24 @@ impl Drop for InFlight {
 impl Metrics {
     /// Metrics with handle caches for the config's routes and backends.
     pub fn for_config(config: &Config) -> Metrics {
-        let mut m = Metrics::new();
+        Metrics::for_config_with(config, Metrics::new())
+    }
+
+    /// Metrics for a reloaded config that keep counting where `previous` left off (the same
+    /// recorder and in-flight count; handle caches for the new config's names).
+    pub fn reloaded(config: &Config, previous: &Metrics) -> Metrics {
+        let m = Metrics {
+            recorder: previous.recorder.clone(),
+            handle: previous.handle.clone(),
+            in_flight: previous.in_flight.clone(),
+            in_flight_gauge: OnceLock::new(),
+            backends: HashMap::new(),
+            routes: HashMap::new(),
+        };
+        Metrics::for_config_with(config, m)
+    }
+
+    fn for_config_with(config: &Config, mut m: Metrics) -> Metrics {
         m.backends = config
             .backends
             .iter()
@@ -131,9 +149,9 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let m = Metrics {
-            recorder,
+            recorder: Arc::new(recorder),
             handle,
-            in_flight: AtomicI64::new(0),
+            in_flight: Arc::new(AtomicI64::new(0)),
             in_flight_gauge: OnceLock::new(),
             backends: HashMap::new(),
             routes: HashMap::new(),

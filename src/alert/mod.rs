@@ -106,6 +106,7 @@ impl Alert {
             AlertEvent::BackendDown => "backend down",
             AlertEvent::BackendRecovered => "backend recovered",
             AlertEvent::FallbackExhausted => "every backend failed",
+            AlertEvent::ConfigRejected => "config reload refused",
         }
     }
 
@@ -477,9 +478,16 @@ impl Alerter {
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
             }
+            // A reload replaced this gateway generation and its last request is done: what
+            // was queued has gone out (below, last round), so the dispatcher ends.
+            let alone = Arc::strong_count(&self) == 1;
             self.check_firsts().await;
             let now = Instant::now();
-            for alert in self.queue.drain() {
+            let queued = self.queue.drain();
+            if alone && queued.is_empty() && pending_digests.is_empty() {
+                return;
+            }
+            for alert in queued {
                 let key = (alert.throttle_key(), alert.event);
                 let w = windows.entry(key.clone(), now, || Window {
                     started: now,

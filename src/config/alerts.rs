@@ -17,14 +17,17 @@ pub enum AlertEvent {
     BackendDown,
     BackendRecovered,
     FallbackExhausted,
+    /// A config reload was refused (the running config keeps serving).
+    ConfigRejected,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 4] = [
+    pub const ALL: [AlertEvent; 5] = [
         AlertEvent::FallbackActivated,
         AlertEvent::BackendDown,
         AlertEvent::BackendRecovered,
         AlertEvent::FallbackExhausted,
+        AlertEvent::ConfigRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl AlertEvent {
             AlertEvent::BackendDown => "backend_down",
             AlertEvent::BackendRecovered => "backend_recovered",
             AlertEvent::FallbackExhausted => "fallback_exhausted",
+            AlertEvent::ConfigRejected => "config_rejected",
         }
     }
 }

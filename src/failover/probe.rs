@@ -17,12 +17,15 @@ use crate::dialect::Dialect;
 use crate::health::ScopeId;
 use crate::upstream::{Call, ForwardHeaders};
 
-pub async fn run(gw: Arc<Gateway>, interval: Duration, template: Option<Value>) {
+/// Runs while its gateway generation does (`gw` is weak: a reload's new generation has its own
+/// prober).
+pub async fn run(gw: std::sync::Weak<Gateway>, interval: Duration, template: Option<Value>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
+        let Some(gw) = gw.upgrade() else { return };
         for id in gw.health.cooling_scopes(Instant::now()) {
             let Some((backend, model, credential)) = target(&gw, id) else {
                 continue;

@@ -331,6 +331,43 @@ impl HealthRegistry {
         self.scopes.len()
     }
 
+    /// The same scopes, for the same backend names and ids, as `other`: a reloaded config can
+    /// keep this registry (and everything keyed by its ids) as it is.
+    pub fn same_layout(&self, other: &HealthRegistry) -> bool {
+        self.scopes.len() == other.scopes.len()
+            && self
+                .scopes
+                .iter()
+                .zip(&other.scopes)
+                .all(|(a, b)| a.key == b.key && a.backends == b.backends)
+            && self.backend_scope == other.backend_scope
+            && self.credential_scopes == other.credential_scopes
+            && self.model_scopes == other.model_scopes
+    }
+
+    /// Carries health over a reload: each scope `old` also has (by key: identity and scope)
+    /// takes its state; a probe in flight there stays `old`'s.
+    pub fn adopt(&self, old: &HealthRegistry) {
+        for (i, info) in self.scopes.iter().enumerate() {
+            let Some(old_id) = old.id_of_key(&info.key) else {
+                continue;
+            };
+            let mut state = old.lock(old_id).clone();
+            state.probe_in_flight = false;
+            let id = ScopeId(i as u32);
+            self.set_clear(id, &state);
+            *self.lock(id) = state;
+        }
+    }
+
+    /// This registry's id for a scope key.
+    pub fn id_of_key(&self, key: &str) -> Option<ScopeId> {
+        self.scopes
+            .iter()
+            .position(|s| s.key == key)
+            .map(|i| ScopeId(i as u32))
+    }
+
     fn lock(&self, id: ScopeId) -> std::sync::MutexGuard<'_, ScopeState> {
         self.slots[id.0 as usize]
             .state

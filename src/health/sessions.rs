@@ -24,6 +24,7 @@ use super::{RemoteOp, ScopeId};
 /// A map with an idle TTL and an entry cap; the least recently touched entry goes first.
 /// Recency is kept in a queue with lazy deletion: a touch pushes a new marker, and stale
 /// markers are skipped when popped, so every operation is amortized O(1).
+#[derive(Clone)]
 pub struct BoundedMap<K, V> {
     /// Value, last touch, and the generation of its newest marker in `order`.
     entries: HashMap<K, (V, Instant, u64)>,
@@ -46,6 +47,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Keeps the entries `f` keeps (it may change their values); recency and ages stay.
+    pub fn retain_values(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
+        self.entries.retain(|k, (v, _, _)| f(k, v));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,6 +166,44 @@ impl Sessions {
             current: Mutex::new(BoundedMap::new(cap, turn_ttl)),
             sticky: Mutex::new(BoundedMap::new(cap, session_ttl)),
             share: None,
+        }
+    }
+
+    /// A copy for a reloaded config: scope ids mapped by `scope` (turn exclusions of scopes
+    /// that are gone are dropped), sticky chain entries by `entry` (`None`: the session's route
+    /// no longer has that backend and model, so it starts over). Shares nothing with `self`.
+    pub fn reloaded(
+        &self,
+        scope: impl Fn(ScopeId) -> Option<ScopeId>,
+        entry: impl Fn(&std::sync::Arc<str>, usize) -> Option<usize>,
+    ) -> Sessions {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        turns.retain_values(|_, ids| {
+            *ids = ids.iter().filter_map(|id| scope(*id)).collect();
+            !ids.is_empty()
+        });
+        let mut sticky = self
+            .sticky
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        sticky.retain_values(|(_, route), e| match entry(route, *e) {
+            Some(n) => {
+                *e = n;
+                true
+            }
+            None => false,
+        });
+        Sessions {
+            turns: Mutex::new(turns),
+            current: Mutex::new(
+                self.current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
+            sticky: Mutex::new(sticky),
+            share: self.share.clone(),
         }
     }
 

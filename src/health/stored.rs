@@ -42,6 +42,22 @@ impl StoredResponses {
         *homes.entry(response_id.into(), now, || home) = home;
     }
 
+    /// A copy for a reloaded config, scope ids mapped by `scope` (responses whose backend is
+    /// gone are forgotten).
+    pub fn reloaded(&self, scope: impl Fn(ScopeId) -> Option<ScopeId>) -> StoredResponses {
+        let mut homes = self.homes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        homes.retain_values(|_, id| match scope(*id) {
+            Some(n) => {
+                *id = n;
+                true
+            }
+            None => false,
+        });
+        StoredResponses {
+            homes: Mutex::new(homes),
+        }
+    }
+
     /// The backend scope holding `response_id`, when the gateway served it.
     pub fn home(&self, response_id: &str, now: Instant) -> Option<ScopeId> {
         let mut homes = self.homes.lock().unwrap_or_else(|e| e.into_inner());

@@ -94,23 +94,75 @@ pub async fn serve_until(
     stop: impl std::future::Future<Output = ()>,
     force: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<Stopped> {
+    serve_with_reload(listener, gw, stop, force, None).await
+}
+
+/// Reads the config file again for a reload (on a blocking thread: key commands run at load).
+pub type ConfigLoader = Arc<dyn Fn() -> Result<crate::config::Config, String> + Send + Sync>;
+
+/// The gateway generation new requests go to, and its router. A reload swaps it whole;
+/// requests in flight keep the generation they started on.
+struct Generation {
+    gw: Arc<Gateway>,
+    app: Router,
+}
+
+impl Generation {
+    fn new(gw: Arc<Gateway>) -> Arc<Generation> {
+        Arc::new(Generation {
+            app: router(gw.clone()),
+            gw,
+        })
+    }
+}
+
+type Current = Arc<std::sync::RwLock<Arc<Generation>>>;
+
+fn current(c: &Current) -> Arc<Generation> {
+    c.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// [`serve_until`], also answering reload requests (SIGHUP, `POST /admin/reload`,
+/// `--watch`) with `load`: a valid config becomes the next generation, carrying state over
+/// (see [`Gateway::reloaded`]); an invalid one is refused, the running one keeps serving.
+pub async fn serve_with_reload(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    stop: impl std::future::Future<Output = ()>,
+    force: impl std::future::Future<Output = ()>,
+    reload: Option<(
+        ConfigLoader,
+        tokio::sync::mpsc::Receiver<crate::lifecycle::ReloadRequest>,
+    )>,
+) -> std::io::Result<Stopped> {
     let shutdown = gw.config.shutdown;
+    let lifecycle = gw.lifecycle.clone();
+    start_background(&gw, true);
+    let now: Current = Arc::new(std::sync::RwLock::new(Generation::new(gw)));
     let conns = Connections {
-        app: router(gw.clone()),
-        header_timeout: gw.config.limits.header_read_timeout,
+        current: now.clone(),
         graceful: hyper_util::server::graceful::GracefulShutdown::new(),
     };
-    start_background(&gw);
+    let (loader, mut requests) = match reload {
+        Some((l, r)) => (Some(l), Some(r)),
+        None => (None, None),
+    };
     let mut stop = std::pin::pin!(stop);
     let mut force = std::pin::pin!(force);
     loop {
         tokio::select! {
             biased;
             () = &mut stop => break,
+            Some(reply) = next_request(&mut requests) => {
+                if let Some(load) = &loader {
+                    let _ = reply.send(reload_config(&now, load).await);
+                }
+            }
             accepted = listener.accept() => conns.accepted(accepted).await,
         }
     }
-    gw.lifecycle.start_draining();
+    let gw = current(&now).gw.clone();
+    lifecycle.start_draining();
     tracing::info!(
         delay = ?shutdown.delay,
         grace = ?shutdown.grace,
@@ -159,10 +211,63 @@ pub async fn serve_until(
     Ok(stopped)
 }
 
+async fn next_request(
+    requests: &mut Option<tokio::sync::mpsc::Receiver<crate::lifecycle::ReloadRequest>>,
+) -> Option<crate::lifecycle::ReloadRequest> {
+    match requests {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One reload: load and validate, build the next generation, swap. A refused config leaves
+/// the current generation serving and says why (log, the caller's answer, a
+/// `config_rejected` alert).
+async fn reload_config(now: &Current, load: &ConfigLoader) -> Result<String, String> {
+    let old = current(now).gw.clone();
+    let load = load.clone();
+    let loaded = tokio::task::spawn_blocking(move || load())
+        .await
+        .map_err(|e| format!("the config loader failed: {e}"))
+        .and_then(|r| r);
+    let result = loaded.and_then(|mut config| {
+        let mut notes = String::new();
+        if config.listen != old.config.listen {
+            notes = format!(
+                "; listen {} is unchanged until a restart (a reload keeps the listener)",
+                config.listen
+            );
+            config.listen = old.config.listen;
+        }
+        let next = old.reloaded(Arc::new(config))?;
+        Ok((Arc::new(next), notes))
+    });
+    match result {
+        Ok((next, notes)) => {
+            start_background(&next, false);
+            let summary = format!("config reloaded: {}{notes}", next.summary());
+            *now.write().unwrap_or_else(|e| e.into_inner()) = Generation::new(next);
+            tracing::info!("{summary}");
+            Ok(summary)
+        }
+        Err(e) => {
+            let e = old.scrubber.detail(&e, 4000);
+            tracing::warn!(error = %e, "config reload refused; the running config keeps serving");
+            let mut a = crate::alert::Alert::new(crate::config::AlertEvent::ConfigRejected);
+            a.detail = e.clone();
+            old.alerts.emit(a);
+            Err(e)
+        }
+    }
+}
+
+fn current_app(c: &Current) -> Router {
+    current(c).app.clone()
+}
+
 /// What serving a connection needs, and the watcher that drains them all.
 struct Connections {
-    app: Router,
-    header_timeout: Duration,
+    current: Current,
     graceful: hyper_util::server::graceful::GracefulShutdown,
 }
 
@@ -183,15 +288,18 @@ impl Connections {
         let _ = stream.set_nodelay(true);
         // The peer address goes into each request's extensions (admin endpoints check it).
         // Not `app.layer(Extension(..))` per connection: that rebuilds the router's route
-        // table, ~10 KB and a few µs for every connection.
-        let app = self.app.clone();
+        // table, ~10 KB and a few µs for every connection. Each request takes the generation
+        // current when it arrives (a reload in between applies to the next request).
+        let now = self.current.clone();
+        let header_timeout = current(&now).gw.config.limits.header_read_timeout;
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(crate::admin::Peer(peer));
-            tower::ServiceExt::oneshot(app.clone(), req)
+            let app = current_app(&now);
+            tower::ServiceExt::oneshot(app, req)
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), svc);
         let conn = self.graceful.watch(conn);
         tokio::spawn(async move {
@@ -204,14 +312,18 @@ impl Connections {
 
 /// Starts the gateway's background work: freed-memory release, alert delivery, active
 /// health probes, key commands' refreshes.
-fn start_background(gw: &Arc<Gateway>) {
+/// One generation's background work (it ends with the generation); `first`: also the
+/// process-wide work (freed-memory release).
+fn start_background(gw: &Arc<Gateway>, first: bool) {
     let h = &gw.config.health;
-    tokio::spawn(crate::memory::release_freed_memory());
+    if first {
+        tokio::spawn(crate::memory::release_freed_memory());
+    }
     for (b, backend) in gw.config.backends.iter().enumerate() {
         for (c, cred) in backend.credentials.iter().enumerate() {
             if let crate::config::CredentialSource::Command(cmd) = &cred.source {
                 if let Some(every) = cmd.refresh_every {
-                    tokio::spawn(refresh_key(gw.clone(), b, c, every));
+                    tokio::spawn(refresh_key(Arc::downgrade(gw), b, c, every));
                 }
             }
         }
@@ -221,17 +333,18 @@ fn start_background(gw: &Arc<Gateway>) {
     }
     if let Some(interval) = h.probe_interval {
         tokio::spawn(crate::failover::probe::run(
-            gw.clone(),
+            Arc::downgrade(gw),
             interval,
             h.probe_request.clone(),
         ));
     }
 }
 
-/// Re-runs a key command every `every`. A failed run keeps the current token (it may still be
+/// Re-runs a key command every `every`, while its gateway generation runs (a reload's new
+/// generation has its own refreshers). A failed run keeps the current token (it may still be
 /// valid; a 401 re-runs the command again and, failing, takes the credential out).
 async fn refresh_key(
-    gw: Arc<Gateway>,
+    gw: std::sync::Weak<Gateway>,
     backend: usize,
     credential: usize,
     every: std::time::Duration,
@@ -240,6 +353,7 @@ async fn refresh_key(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let Some(gw) = gw.upgrade() else { return };
         let cred = &gw.config.backends[backend].credentials[credential];
         match cred.reload(None).await {
             Ok(changed) => {

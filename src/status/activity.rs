@@ -15,6 +15,7 @@ const WINDOW: usize = 60;
 const FAILOVERS_KEPT: usize = 100;
 
 /// Per-second request and error counts over the last minute.
+#[derive(Clone)]
 pub(super) struct Buckets {
     second: [u64; WINDOW],
     requests: [u32; WINDOW],
@@ -112,6 +113,34 @@ impl Activity {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(now, ok);
+    }
+
+    /// Carries the status page's history over a reload: token totals and the last minute's
+    /// counts by backend name, and the recent failovers.
+    pub fn adopt(&self, old: &Activity, old_config: &Config, config: &Config) {
+        for b in &config.backends {
+            let Some(o) = old_config.backends.iter().find(|o| o.name == b.name) else {
+                continue;
+            };
+            let (input, cached, output) = old.token_totals(o.id);
+            let t = &self.tokens[b.id.0];
+            t.input.store(input, Ordering::Relaxed);
+            t.cached_input.store(cached, Ordering::Relaxed);
+            t.output.store(output, Ordering::Relaxed);
+            let buckets = old.backends[o.id.0]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            *self.backends[b.id.0]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = buckets;
+        }
+        let failovers = old
+            .failovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        *self.failovers.lock().unwrap_or_else(|e| e.into_inner()) = failovers;
     }
 
     /// Adds a served request's tokens to its backend's totals (what the fallback costs).

@@ -226,11 +226,10 @@ def systemd_unit() -> dict[str, list[str]]:
     return values
 
 
-def test_systemd_unit_is_hardened_and_has_no_reload_until_the_gateway_reloads(tmp_path):
+def test_systemd_unit_is_hardened_and_reloads_with_sighup(tmp_path):
     unit = systemd_unit()
     assert unit["ExecStart"][0].startswith(f"/usr/local/bin/switchyard serve --config {DEFAULT_CONFIG}")
-    # SIGHUP's default action would end the process: no ExecReload until hot reload exists.
-    assert "ExecReload" not in unit
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert unit["Restart"] == ["on-failure"]
     for key, want in {
         "DynamicUser": "yes",

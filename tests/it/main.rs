@@ -15,6 +15,7 @@ mod key_command;
 mod mock;
 mod providers;
 mod redis;
+mod reload;
 mod reliability;
 mod reports;
 mod requests;

@@ -54,6 +54,10 @@ impl Gateway {
 
 /// The binary in front of the harness's mocks, draining with `delay` and `grace`.
 async fn gateway(h: &Harness, delay: &str, grace: &str) -> Gateway {
+    gateway_with_args(h, delay, grace, &[]).await
+}
+
+async fn gateway_with_args(h: &Harness, delay: &str, grace: &str, extra: &[&str]) -> Gateway {
     let dir = TempDir::new("shutdown");
     let port = free_port();
     let yaml = format!(
@@ -72,6 +76,7 @@ shutdown: {{ delay: {delay}, grace: {grace} }}
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["serve", "--config"])
         .arg(&path)
+        .args(extra)
         .env("PRIMARY_KEY", PRIMARY_KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -236,21 +241,75 @@ async fn a_request_still_waiting_when_the_grace_ends_gets_an_error_answer() {
     assert!(status.success());
 }
 
-/// SIGHUP does not end the gateway (its default action would): it keeps serving.
+/// SIGHUP reloads the config file: a route added to it is served, with no restart.
 #[tokio::test]
-async fn sighup_leaves_the_gateway_serving() {
+async fn sighup_reloads_the_config_file() {
     let h = start_yaml("backends:\n  x: { api: openai_chat, base_url: \"PRIMARY_URL/v1\" }\nroutes:\n  r: { chain: [ { backend: x, model: m } ] }\n").await;
     h.primary_always(ok()).await;
     let mut g = gateway(&h, "100ms", "1s").await;
+    let file = g._dir.0.join("switchyard.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let added = yaml.replace(
+        "routes:\n",
+        "routes:\n  fresh: { chain: [ { backend: primary, model: claude-sonnet-4-5 } ] }\n",
+    );
+    std::fs::write(&file, added).unwrap();
+    let ask = |route: &'static str| {
+        let url = format!("{}/v1/messages", g.url);
+        async move {
+            let mut body = anthropic_body(false);
+            body["model"] = json!(route);
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(ask("fresh").await, 404, "not a route yet");
     g.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the new route serves", Duration::from_secs(5), || async {
+        ask("fresh").await == 200
+    })
+    .await;
     assert!(g.child.try_wait().unwrap().is_none(), "still running");
     assert_eq!(g.readyz().await, Some(200), "still ready");
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/messages", g.url))
-        .json(&anthropic_body(false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+}
+
+/// `serve --watch`: a change to the config file is picked up without a signal.
+#[tokio::test]
+async fn watch_reloads_the_config_file_when_it_changes() {
+    let h = start_yaml("backends:\n  x: { api: openai_chat, base_url: \"PRIMARY_URL/v1\" }\nroutes:\n  r: { chain: [ { backend: x, model: m } ] }\n").await;
+    h.primary_always(ok()).await;
+    let g = gateway_with_args(&h, "100ms", "1s", &["--watch"]).await;
+    let file = g._dir.0.join("switchyard.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        yaml.replace(
+            "routes:\n",
+            "routes:\n  watched: { chain: [ { backend: primary, model: claude-sonnet-4-5 } ] }\n",
+        ),
+    )
+    .unwrap();
+    let url = format!("{}/v1/messages", g.url);
+    eventually("the watched change serves", Duration::from_secs(8), || {
+        let url = url.clone();
+        async move {
+            let mut body = anthropic_body(false);
+            body["model"] = json!("watched");
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 200
+        }
+    })
+    .await;
 }
