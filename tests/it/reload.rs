@@ -289,3 +289,34 @@ async fn a_changed_key_is_used_and_scrubbed_and_a_removed_backend_is_dropped() {
     let (_, _, text) = g.ask("claude", false).await;
     assert!(!text.contains("sk-key-one-111111"), "{text}");
 }
+
+/// With `health.store: redis` the shared store's tasks stay: a reload that keeps the health
+/// scopes (here: another failover policy) is applied; one that adds a backend is refused with
+/// a message saying to restart, and the running config keeps serving.
+#[tokio::test]
+async fn with_redis_a_reload_keeps_the_health_scopes_or_asks_for_a_restart() {
+    let redis = crate::support::procs::RedisServer::start().await;
+    let h = start_yaml(&config("PRIMARY_URL", "FALLBACK_URL", "")).await;
+    let (p, f) = (h.primary.url(), h.fallback.url());
+    let store = format!(
+        "health: {{ store: redis, redis: {{ url: \"{}\", key_prefix: \"reload-test\" }}, cooldown: {{ base: 60s, max: 60s }} }}",
+        redis.url()
+    );
+    let yaml = config(&p, &f, "").replace("health: { cooldown: { base: 60s, max: 60s } }", &store);
+    let g = Reloadable::start(&yaml).await;
+    h.primary_always(ok()).await;
+    let (code, v) = g.reload(&yaml.replace("retries: 0", "retries: 1")).await;
+    assert_eq!(code, 200, "{v}");
+    let more = yaml.replace(
+        "routes:",
+        "  third: { api: anthropic_messages, base_url: \"http://127.0.0.1:9\" }\nroutes:",
+    );
+    let (code, v) = g.reload(&more).await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("restart"),
+        "{v}"
+    );
+    let (status, backend, _) = g.ask("claude", false).await;
+    assert_eq!((status, backend.as_deref()), (200, Some("primary")));
+}
