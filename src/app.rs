@@ -153,8 +153,7 @@ impl Gateway {
             }
             (HealthStore::Redis, HealthStore::Redis) => {
                 let layout = HealthRegistry::new(&config, None);
-                if !layout.same_layout(&self.health)
-                    || format!("{:?}", config.health) != format!("{:?}", self.config.health)
+                if !layout.same_layout(&self.health) || !config.health.same_as(&self.config.health)
                 {
                     return Err("with health.store: redis, a reload may not change backends, models, credentials or health settings; restart the gateway to apply this config".into());
                 }

@@ -139,6 +139,29 @@ pub struct HealthConfig {
     pub probe_request: Option<serde_json::Value>,
 }
 
+impl HealthConfig {
+    /// The same settings (the Redis URL compared by value; thresholds as a map, whatever
+    /// their order): what a reload with a shared store may not change.
+    pub fn same_as(&self, other: &HealthConfig) -> bool {
+        self.store == other.store
+            && self.redis_url.expose() == other.redis_url.expose()
+            && self.redis_key_prefix == other.redis_key_prefix
+            && self.redis_timeout == other.redis_timeout
+            && self.redis_poll_interval == other.redis_poll_interval
+            && self.redis_probe_lease == other.redis_probe_lease
+            && self.threshold_default == other.threshold_default
+            && self.thresholds == other.thresholds
+            && self.cooldown == other.cooldown
+            && self.sticky_sessions == other.sticky_sessions
+            && self.session_from == other.session_from
+            && self.turn_ttl == other.turn_ttl
+            && self.session_ttl == other.session_ttl
+            && self.max_tracked == other.max_tracked
+            && self.probe_interval == other.probe_interval
+            && self.probe_request == other.probe_request
+    }
+}
+
 impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
