@@ -349,6 +349,66 @@ pub(super) fn event_json<'a, T: serde::Deserialize<'a>>(data: &'a [u8]) -> Optio
     }
 }
 
+// The chat-completions chunk deltas the stream translators write (serialized straight into
+// the output buffer, no `Value` in between).
+
+#[derive(Serialize)]
+pub(super) struct RoleDelta {
+    pub role: &'static str,
+    pub content: &'static str,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContentDelta<'a> {
+    pub content: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct RefusalDelta<'a> {
+    pub refusal: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct ReasoningDelta<'a> {
+    pub reasoning_content: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct ToolCallDelta<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ToolCallsDelta<'a> {
+    pub tool_calls: [ToolCallDelta<'a>; 1],
+}
+
+#[derive(Serialize)]
+pub(super) struct EmptyDelta {}
+
+/// The usage chunk that ends a chat stream when the client asked for it (no choices).
+#[derive(Serialize)]
+pub(super) struct UsageChunk<'a, U> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [(); 0],
+    pub usage: U,
+}
+
 #[cfg(test)]
 mod token_tests {
     use super::*;

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::common::{
     anthropic_id, chunk_prefix, event_json, fallback_tool_id, finish_reason, openai_id,
-    stop_reason, tool_id, unix_now, write_chunk, write_json, Tokens,
+    stop_reason, tool_id, unix_now, write_chunk, write_json, ContentDelta, EmptyDelta,
+    FunctionDelta, ReasoningDelta, RoleDelta, Tokens, ToolCallDelta, ToolCallsDelta, UsageChunk,
 };
 use crate::dialect::Dialect;
 use crate::sse::SseEvent;
@@ -263,57 +264,6 @@ struct ADelta<'a> {
     partial_json: Option<MaybeStr<'a>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct RoleDelta {
-    role: &'static str,
-    content: &'static str,
-}
-
-#[derive(Serialize)]
-struct ContentDelta<'a> {
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct ReasoningDelta<'a> {
-    reasoning_content: &'a str,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolCallsDelta<'a> {
-    tool_calls: [ToolCallDelta<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct EmptyDelta {}
-
-#[derive(Serialize)]
-struct UsageChunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [(); 0],
-    usage: super::common::OpenAiUsage,
 }
 
 /// What an Anthropic content block index carries.

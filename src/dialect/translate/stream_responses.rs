@@ -18,6 +18,8 @@ use serde_json::Value;
 use super::chat_responses::{chat_usage, finish_reason};
 use super::common::{
     chunk_prefix, event_json, fallback_tool_id, openai_id, unix_now, write_chunk, write_json,
+    ContentDelta, EmptyDelta, FunctionDelta, ReasoningDelta, RefusalDelta, RoleDelta,
+    ToolCallDelta, ToolCallsDelta, UsageChunk,
 };
 use crate::sse::SseEvent;
 
@@ -49,62 +51,6 @@ struct RItem<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct RoleDelta {
-    role: &'static str,
-    content: &'static str,
-}
-
-#[derive(Serialize)]
-struct ContentDelta<'a> {
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct RefusalDelta<'a> {
-    refusal: &'a str,
-}
-
-#[derive(Serialize)]
-struct ReasoningDelta<'a> {
-    reasoning_content: &'a str,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolCallsDelta<'a> {
-    tool_calls: [ToolCallDelta<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct EmptyDelta {}
-
-#[derive(Serialize)]
-struct UsageChunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [(); 0],
-    usage: Value,
 }
 
 /// A function call seen in the stream.
