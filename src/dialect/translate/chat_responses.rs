@@ -471,35 +471,18 @@ fn assistant_items(
 }
 
 fn function_tool(t: Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
-    match type_of(&t) {
-        "function" => {}
-        other => {
-            lossy.drop(&format!("a tool of type {other:?}"))?;
-            return Ok(None);
-        }
-    }
-    let Some(Value::Object(mut f)) = t.get("function").cloned() else {
-        return Err(invalid("each function tool needs a `function` object"));
-    };
-    let name = match take(&mut f, "name") {
-        Some(Value::String(n)) => n,
-        _ => return Err(invalid("each function tool needs a `name`")),
+    let Some(f) = super::request::chat_function(t, lossy)? else {
+        return Ok(None);
     };
     let mut tool = Obj::new();
     tool.insert("type".into(), json!("function"));
-    tool.insert("name".into(), Value::String(name));
-    if let Some(d) = take(&mut f, "description") {
+    tool.insert("name".into(), Value::String(f.name));
+    if let Some(d) = f.description {
         tool.insert("description".into(), d);
     }
-    let schema = match take(&mut f, "parameters") {
-        Some(s @ Value::Object(_)) => s,
-        Some(_) => return Err(invalid("function `parameters` must be an object")),
-        None => json!({"type": "object", "properties": {}}),
-    };
-    tool.insert("parameters".into(), schema);
+    tool.insert("parameters".into(), f.schema);
     // Chat's default is non-strict; the Responses API's is strict.
-    let strict = take(&mut f, "strict").unwrap_or(Value::Bool(false));
-    tool.insert("strict".into(), strict);
+    tool.insert("strict".into(), f.strict.unwrap_or(Value::Bool(false)));
     Ok(Some(Value::Object(tool)))
 }
 

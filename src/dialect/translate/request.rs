@@ -664,7 +664,20 @@ fn tool_use_block(
     ))
 }
 
-fn openai_tool(t: Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
+/// A chat-completions function tool, read: the parts every other API's tools are made of.
+pub(super) struct ChatFunction {
+    pub name: String,
+    pub description: Option<Value>,
+    /// `parameters`, or an empty object schema when the tool has none.
+    pub schema: Value,
+    pub strict: Option<Value>,
+}
+
+/// Reads a chat tool; `None` for a tool of another type (dropped, refused when strict).
+pub(super) fn chat_function(
+    t: Value,
+    lossy: Lossy,
+) -> Result<Option<ChatFunction>, TranslateError> {
     match type_of(&t) {
         "function" => {}
         other => {
@@ -679,18 +692,30 @@ fn openai_tool(t: Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> 
         Some(Value::String(n)) => n,
         _ => return Err(invalid("each function tool needs a `name`")),
     };
-    let mut tool = Obj::new();
-    tool.insert("name".into(), Value::String(name));
-    if let Some(d) = take(&mut f, "description") {
-        tool.insert("description".into(), d);
-    }
     let schema = match take(&mut f, "parameters") {
         Some(s @ Value::Object(_)) => s,
         Some(_) => return Err(invalid("function `parameters` must be an object")),
         None => json!({"type": "object", "properties": {}}),
     };
-    tool.insert("input_schema".into(), schema);
-    if take(&mut f, "strict").is_some() {
+    Ok(Some(ChatFunction {
+        name,
+        description: take(&mut f, "description"),
+        schema,
+        strict: take(&mut f, "strict"),
+    }))
+}
+
+fn openai_tool(t: Value, lossy: Lossy) -> Result<Option<Value>, TranslateError> {
+    let Some(f) = chat_function(t, lossy)? else {
+        return Ok(None);
+    };
+    let mut tool = Obj::new();
+    tool.insert("name".into(), Value::String(f.name));
+    if let Some(d) = f.description {
+        tool.insert("description".into(), d);
+    }
+    tool.insert("input_schema".into(), f.schema);
+    if f.strict.is_some() {
         lossy.note("function `strict`");
     }
     Ok(Some(Value::Object(tool)))
