@@ -11,7 +11,8 @@ use crate::config::Config;
 
 /// The key a client sent: `x-api-key`, else an `Authorization: Bearer` token.
 pub fn client_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+    static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+    if let Some(k) = headers.get(&X_API_KEY).and_then(|v| v.to_str().ok()) {
         return Some(k.trim());
     }
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -331,20 +331,23 @@ pub struct TraceHeaders {
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
+// Ready names for the per-request lookups (a `&str` name is parsed on every use).
+static H_TRACEPARENT: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+static H_TRACESTATE: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
 
 impl TraceHeaders {
     /// The client's headers; overlong ones are not forwarded (a `traceparent` is 55
     /// characters today; the spec bounds `tracestate` at 32 members).
     pub fn from_client(headers: &HeaderMap) -> TraceHeaders {
-        let capped = |name: &str, max: usize| {
+        let capped = |name: &http::HeaderName, max: usize| {
             headers
                 .get(name)
                 .filter(|v| !v.is_empty() && v.len() <= max)
                 .cloned()
         };
-        let traceparent = capped(TRACEPARENT, 256);
+        let traceparent = capped(&H_TRACEPARENT, 256);
         // A tracestate without its traceparent means nothing.
-        let tracestate = traceparent.as_ref().and_then(|_| capped(TRACESTATE, 1024));
+        let tracestate = traceparent.as_ref().and_then(|_| capped(&H_TRACESTATE, 1024));
         TraceHeaders {
             traceparent,
             tracestate,
@@ -365,10 +368,10 @@ impl TraceHeaders {
     /// Sets the headers on an upstream request.
     pub fn apply(&self, headers: &mut HeaderMap) {
         if let Some(v) = &self.traceparent {
-            headers.insert(TRACEPARENT, v.clone());
+            headers.insert(H_TRACEPARENT.clone(), v.clone());
         }
         if let Some(v) = &self.tracestate {
-            headers.insert(TRACESTATE, v.clone());
+            headers.insert(H_TRACESTATE.clone(), v.clone());
         }
     }
 }

@@ -83,8 +83,8 @@ pub struct ForwardHeaders {
 impl ForwardHeaders {
     pub fn from_client(headers: &HeaderMap) -> ForwardHeaders {
         ForwardHeaders {
-            anthropic_version: headers.get("anthropic-version").cloned(),
-            anthropic_beta: headers.get("anthropic-beta").cloned(),
+            anthropic_version: headers.get(&ANTHROPIC_VERSION).cloned(),
+            anthropic_beta: headers.get(&ANTHROPIC_BETA).cloned(),
             trace: crate::telemetry::TraceHeaders::from_client(headers),
         }
     }
@@ -422,6 +422,14 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     )
 }
 
+/// Idle upstream connections kept per backend host (nginx's `keepalive` in spirit): steady load
+/// reuses far fewer than this at once; past it a burst's connections close when they come back
+/// instead of each holding hyper's ~30 KB of buffers for the idle timeout. With 1,024 a burst of
+/// 2,000 streams left ~31 MB resident 30 s later (BENCHMARKS.md, memory after a burst).
+const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn build_client(
     connect_timeout: Duration,
     tls: rustls::ClientConfig,
@@ -441,8 +449,8 @@ fn build_client(
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .pool_timer(TokioTimer::new())
         // `Host` comes pre-built from `Upstream::send`.
         .set_host(false)

@@ -31,7 +31,7 @@ use crate::app::Gateway;
 use crate::config::MetricsAccess;
 use crate::dialect::{self, Dialect, Operation};
 use error::panic_message;
-use headers::json_response;
+use headers::{json_response, H_REQUEST_ID};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -414,8 +414,10 @@ async fn metrics(
     r
 }
 
+static ANTHROPIC_VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
+
 fn guess_dialect(uri: &Uri, headers: &HeaderMap) -> Dialect {
-    if uri.path().contains("messages") || headers.contains_key("anthropic-version") {
+    if uri.path().contains("messages") || headers.contains_key(&ANTHROPIC_VERSION) {
         Dialect::Anthropic
     } else if uri.path().contains("responses") {
         Dialect::Responses
@@ -441,7 +443,7 @@ async fn models(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) ->
         return e.response(guess_dialect(&uri, &headers), None);
     }
     let names: Vec<&str> = gw.config.route_names.iter().map(|n| &**n).collect();
-    let dialect = if headers.contains_key("anthropic-version") {
+    let dialect = if headers.contains_key(&ANTHROPIC_VERSION) {
         Dialect::Anthropic
     } else {
         Dialect::OpenAi
@@ -457,7 +459,7 @@ async fn model_by_id(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let dialect = if headers.contains_key("anthropic-version") {
+    let dialect = if headers.contains_key(&ANTHROPIC_VERSION) {
         Dialect::Anthropic
     } else {
         Dialect::OpenAi
@@ -582,7 +584,7 @@ async fn handle(
 
 /// The client's `x-request-id` when it is a sane token, or a new random one.
 fn request_id(headers: &HeaderMap) -> Arc<str> {
-    if let Some(v) = headers.get(HDR_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers.get(&H_REQUEST_ID).and_then(|v| v.to_str().ok()) {
         if !v.is_empty()
             && v.len() <= 128
             && v.bytes()
