@@ -242,6 +242,10 @@ def fmt(x, nd=0):
     return f"{x:.{nd}f}"
 
 
+def sub(a, b):
+    return None if a is None or b is None else a - b
+
+
 def signed(x):
     return "—" if x is None else ("+" if x >= 0 else "−") + fmt(abs(x))
 
@@ -657,6 +661,12 @@ class Rig:
         # added latency is (added(agent) − added(small)) / (KB(agent) − KB(small)).
         cells = [(f"small-{d}", d, json.loads(request_body(d, "small", "x", False))) for d in DIALECTS]
         cells += [(name, d, agent_body(fx)) for name, d, fx in AGENT_BODIES]
+        # The agent's own anthropic-beta header goes along: Claude Code's mid-conversation
+        # `system` turns are only valid under its `per-turn-control` beta (the mock checks).
+        hdrs = {f"small-{d}": headers_for(d) for d in DIALECTS}
+        for name, d, fx in AGENT_BODIES:
+            captured = json.loads((FIXTURES / f"{fx or AGENT_GROWN_FROM}.json").read_text())["headers"]
+            hdrs[name] = headers_for(d) + [f"{k}: {v}" for k, v in captured.items() if k == "anthropic-beta"]
         files, sizes = {}, {}
         for name, d, b in cells:
             for who in ("upstream",) + DIALECTS:
@@ -685,7 +695,7 @@ class Rig:
             log("agents: warm-up")
             for name, d, _ in cells:
                 for who, addr, f in contenders(d):
-                    self.load(f"http://{addr}{PATHS[d]}", files[(name, f)], headers_for(d), 1,
+                    self.load(f"http://{addr}{PATHS[d]}", files[(name, f)], hdrs[name], 1,
                               n=20 if self.quick else 300)
             for rnd in range(self.rounds):
                 log(f"agents round {rnd + 1}/{self.rounds} ({len(cells)} bodies, c=1, one core)")
@@ -693,9 +703,9 @@ class Rig:
                     for who, addr, f in contenders(d):
                         u = f"http://{addr}{PATHS[d]}"
                         if self.quick:
-                            r = self.load(u, files[(name, f)], headers_for(d), 1, n=50)
+                            r = self.load(u, files[(name, f)], hdrs[name], 1, n=50)
                         else:
-                            r = self.load(u, files[(name, f)], headers_for(d), 1, secs=self.a.agents_secs)
+                            r = self.load(u, files[(name, f)], hdrs[name], 1, secs=self.a.agents_secs)
                         data["latency"].setdefault(name, {}).setdefault(who, []).append(r)
                         self.check(r["ok"] > 0 and r["errors"] == 0,
                                    f"agents {name} {who}: {r['ok']} ok, {r['errors']} errors ({r['error_detail']})")
@@ -898,6 +908,7 @@ def request_body(dialect, size, model, stream):
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "it" / "fixtures" / "agents"
 # (name, client dialect, fixture): captured agent requests (tests/it/fixtures/agents, the body as
 # the agent sent it); fixture None: Claude Code's turn grown to ~150 KB (see agent_body).
+AGENT_GROWN_FROM = "claude_code/06_interactive_main_turn2"
 AGENT_BODIES = [
     ("hermes", "openai", "hermes/01_custom_main_tools"),
     ("claude-code", "anthropic", "claude_code/06_interactive_main_turn2"),
@@ -912,7 +923,7 @@ def agent_body(fixture):
     size issue 18 names for a long Claude Code session: same tools, same 3 system blocks)."""
     if fixture is not None:
         return json.loads((FIXTURES / f"{fixture}.json").read_text())["body"]
-    body = agent_body("claude_code/06_interactive_main_turn2")
+    body = agent_body(AGENT_GROWN_FROM)
     head, last = body["messages"][:-1], body["messages"][-1]
     msgs = list(head)
     while len(json.dumps(dict(body, messages=msgs + [last]), separators=(",", ":"), ensure_ascii=False)) < 150_000:
@@ -1350,8 +1361,8 @@ def report(res, quick):
             for who, runs in by.items():
                 a1 = a2 = ""
                 if who != "direct":
-                    a1 = spread([r["p50"] - x["p50"] for r, x in zip(runs, direct)])
-                    a2 = spread([r["p99"] - x["p99"] for r, x in zip(runs, direct)])
+                    a1 = spread([sub(r["p50"], x["p50"]) for r, x in zip(runs, direct)])
+                    a2 = spread([sub(r["p99"], x["p99"]) for r, x in zip(runs, direct)])
                 p(f"| {name} | {ag['dialect'][name]} | {ag['bytes'][name]:,} | {who} | {fmt(med([r['p50'] for r in runs]))} | "
                   f"{fmt(med([r['p99'] for r in runs]))} | {a1} | {a2} | {spread([r['rps'] for r in runs])} |")
         p("")
