@@ -696,14 +696,14 @@ class Rig:
             for name, d, _ in cells:
                 for who, addr, f in contenders(d):
                     self.load(f"http://{addr}{PATHS[d]}", files[(name, f)], hdrs[name], 1,
-                              n=20 if self.quick else 300)
+                              n=5 if self.quick else 300)
             for rnd in range(self.rounds):
                 log(f"agents round {rnd + 1}/{self.rounds} ({len(cells)} bodies, c=1, one core)")
                 for name, d, _ in cells:
                     for who, addr, f in contenders(d):
                         u = f"http://{addr}{PATHS[d]}"
                         if self.quick:
-                            r = self.load(u, files[(name, f)], hdrs[name], 1, n=50)
+                            r = self.load(u, files[(name, f)], hdrs[name], 1, n=30)
                         else:
                             r = self.load(u, files[(name, f)], hdrs[name], 1, secs=self.a.agents_secs)
                         data["latency"].setdefault(name, {}).setdefault(who, []).append(r)
