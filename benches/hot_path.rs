@@ -95,8 +95,16 @@ fn agent_bodies() -> Vec<(&'static str, Dialect, Vec<u8>)> {
             Dialect::Anthropic,
             bytes(agent_json("claude_code/06_interactive_main_turn2")),
         ),
-        ("claude_code_150KB", Dialect::Anthropic, bytes(claude_code_150kb())),
-        ("codex", Dialect::Responses, bytes(agent_json("codex/01_exec_main"))),
+        (
+            "claude_code_150KB",
+            Dialect::Anthropic,
+            bytes(claude_code_150kb()),
+        ),
+        (
+            "codex",
+            Dialect::Responses,
+            bytes(agent_json("codex/01_exec_main")),
+        ),
     ]
 }
 
@@ -412,7 +420,9 @@ fn mock_stream(rt: &tokio::runtime::Runtime, dialect: Dialect, tool: bool) -> Ve
                "arguments": {"path": "src/dialect/translate/stream.rs", "start_line": 1, "end_line": 400,
                              "reason": "look at how every backend event becomes the client's bytes, one at a time"}}})
     } else {
-        let text: String = (0..64).map(|i| format!(" token{i} of the answer")).collect();
+        let text: String = (0..64)
+            .map(|i| format!(" token{i} of the answer"))
+            .collect();
         json!({"kind": "ok", "chunks": 64, "text": text})
     };
     let (path, body, headers): (&str, serde_json::Value, &[(&str, &str)]) = match dialect {
