@@ -1156,7 +1156,7 @@ def targets(res, quick=False):
         rows.append(("RSS idle", "≤ 15 MB", f"{mb:.1f} MB at start{extra}", verdict(mb <= 15)))
     tr = st.get("translate")
     if tr:
-        worst = max((med([r["p50"] - x["p50"] for r, x in zip(runs, tr["latency"][f"{k.split('>')[0]}>{k.split('>')[0]}"])]), k)
+        worst = max(((med([sub(r["p50"], x["p50"]) for r, x in zip(runs, tr["latency"][f"{k.split('>')[0]}>{k.split('>')[0]}"])]) or 0), k)
                     for k, runs in tr["latency"].items() if k.split(">")[0] != k.split(">")[1])
         ev = {k: med([r["cpu_us_per_event"] for r in runs]) for k, runs in tr["streams"].items()}
         rq = {k: med([r["cpu_us_per_req"] for r in runs]) for k, runs in tr["cpu"].items()}
@@ -1343,8 +1343,8 @@ def report(res, quick):
             same = tr["latency"][f"{c}>{c}"]
             a1 = a2 = "(same dialect)"
             if c != b:
-                a1 = spread([r["p50"] - x["p50"] for r, x in zip(runs, same)])
-                a2 = spread([r["p99"] - x["p99"] for r, x in zip(runs, same)])
+                a1 = spread([sub(r["p50"], x["p50"]) for r, x in zip(runs, same)])
+                a2 = spread([sub(r["p99"], x["p99"]) for r, x in zip(runs, same)])
             cp = tr["cpu"].get(k, [])
             sr = tr["streams"].get(k, [])
             bad = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for r in sr)
