@@ -14,6 +14,9 @@
 //!   Claude Code body grown to ~150 KB, Codex; `tests/it/fixtures/agents`) for all six pairs,
 //!   next to what the same-dialect path does with them (`body_scan`, `model_rewrite`) and a
 //!   `memcpy` of the body;
+//! - `session_derive/*`: deriving the session and turn from an agent body (default
+//!   `health.session_from`), without a session header (as the rig sends) and with the headers
+//!   the agent sent (Claude Code and Codex name their session in headers);
 //! - `stream_event/*`: per-event stream translation for all six pairs, on streams the mock
 //!   (`switchyard::mock`, in-process) sends in each dialect: 64 text deltas, and a tool call
 //!   whose arguments arrive in 64 deltas (throughput = events, so time per element is per event).
@@ -411,6 +414,66 @@ fn agent_request(c: &mut Criterion) {
     g.finish();
 }
 
+/// The headers a captured agent request carried (`tests/it/fixtures/agents/{name}.json`).
+fn agent_headers(name: &str) -> HeaderMap {
+    let path = format!(
+        "{}/tests/it/fixtures/agents/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let capture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("agent fixture")).expect("json");
+    let mut out = HeaderMap::new();
+    for (k, v) in capture["headers"].as_object().expect("headers") {
+        if let (Ok(k), Some(Ok(v))) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            v.as_str().map(HeaderValue::from_str),
+        ) {
+            out.insert(k, v);
+        }
+    }
+    out
+}
+
+/// Session and turn derivation on the agent bodies, default sources: the per-request body work
+/// the same-dialect path does besides `body_scan` when the client names no session.
+fn session_derive(c: &mut Criterion) {
+    use switchyard::config::SessionSource;
+    let sources = SessionSource::DEFAULT;
+    let fixtures = [
+        "hermes/01_custom_main_tools",
+        "claude_code/06_interactive_main_turn2",
+        "",
+        "codex/01_exec_main",
+    ];
+    let mut g = c.benchmark_group("session_derive");
+    for ((name, _, body), fixture) in agent_bodies().into_iter().zip(fixtures) {
+        let spans = switchyard::body::scan(&body).unwrap().spans;
+        let captured = agent_headers(if fixture.is_empty() {
+            "claude_code/06_interactive_main_turn2"
+        } else {
+            fixture
+        });
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for (kind, headers) in [("no_header", HeaderMap::new()), ("agent_headers", captured)] {
+            assert!(
+                switchyard::session::derive(&sources, &headers, &body, &spans).is_some(),
+                "{name} {kind}: no session derived"
+            );
+            g.bench_with_input(BenchmarkId::new(kind, name), &body, |b, body| {
+                b.iter(|| {
+                    switchyard::session::derive(
+                        &sources,
+                        black_box(&headers),
+                        black_box(body),
+                        &spans,
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 /// One stream as the mock sends it in `dialect` (the same shapes as the providers'), split
 /// into SSE events: 64 text deltas, or a tool call whose arguments come in 64 deltas.
 fn mock_stream(rt: &tokio::runtime::Runtime, dialect: Dialect, tool: bool) -> Vec<Vec<u8>> {
@@ -521,6 +584,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = body_scan, model_rewrite, classify, sse, translate, agent_request, stream_event
+    targets = body_scan, model_rewrite, classify, sse, translate, agent_request, session_derive, stream_event
 }
 criterion_main!(benches);
