@@ -137,6 +137,45 @@ def cpu_seconds(pid):
     return total / tck
 
 
+def cpu_ns(pid):
+    """On-CPU nanoseconds of every thread of pid and its descendants (/proc/PID/task/TID/schedstat,
+    first field): the same quantity as utime+stime at ns instead of 10 ms resolution, for short
+    measurements. Threads that exited are not counted (the gateway's runtime threads live on)."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+    return total
+
+
+def memcpy_ns(size, reps=500):
+    """ns for one memcpy of `size` bytes, source and destination warm in cache (libc memmove via
+    ctypes; the cost of a 0-byte call, the ctypes overhead, subtracted; median of 9 batches)."""
+    import ctypes
+    src, dst = ctypes.create_string_buffer(size), ctypes.create_string_buffer(size)
+    move = ctypes.memmove
+
+    def per_call(n):
+        batches = []
+        for _ in range(9):
+            t0 = time.perf_counter_ns()
+            for _ in range(reps):
+                move(dst, src, n)
+            batches.append((time.perf_counter_ns() - t0) / reps)
+        return statistics.median(batches)
+
+    per_call(size)  # warm the buffers
+    return max(0.0, per_call(size) - per_call(0))
+
+
 def mem_kb(pid, field):
     total = 0
     for p in descendants(pid):
@@ -203,6 +242,10 @@ def fmt(x, nd=0):
     return f"{x:.{nd}f}"
 
 
+def sub(a, b):
+    return None if a is None or b is None else a - b
+
+
 def signed(x):
     return "—" if x is None else ("+" if x >= 0 else "−") + fmt(abs(x))
 
@@ -266,7 +309,8 @@ class Rig:
         # each failover mode measures a fresh failure); builds without one reject the key.
         self.has_health = True
         for health in (True, False):
-            cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port, health))
+            cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port, health,
+                                          self.a.session_from))
             try:
                 self.gw = self.start(
                     "gateway", [self.bin, "--log-level", "warn", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
@@ -349,7 +393,7 @@ class Rig:
             base, body_who = self.litellm.addr, "gateway"
         else:
             base, body_who = self.gw.addr, "gateway"
-        path = "/v1/chat/completions" if dialect == "openai" else "/v1/messages"
+        path = PATHS[dialect]
         if stream:
             body = self.work / f"body-{dialect}-{size}-{body_who}-stream.json"
             if not body.exists():
@@ -537,55 +581,141 @@ class Rig:
         time.sleep(1)
         self.results["rss_idle_after_streams_kb"] = mem_kb(self.gw.pid, "VmRSS")
 
-    # ---- stage: cross-dialect translation
-    def translate_target(self, dialect, kind, stream):
-        """The gateway, client dialect `dialect`; `kind` "same" (same-dialect route) or
-        "translated" (a route whose backend speaks the other dialect)."""
-        model = route_model(dialect) if kind == "same" else f"bench-x-{dialect}"
-        body = self.work / f"body-{dialect}-{kind}-{'stream' if stream else 'plain'}.json"
+    # ---- stage: all three dialects, all nine client × backend combinations
+    def dialect_body(self, client, backend, stream, who="gateway"):
+        """A small request in `client` dialect for the route whose backend speaks `backend`
+        (or, for who="upstream", the mock's own model name: direct and nginx)."""
+        model = route_model(backend) if who == "gateway" else upstream_model(client)
+        body = self.work / f"body-{client}-to-{backend}-{who}-{'stream' if stream else 'plain'}.json"
         if not body.exists():
-            body.write_bytes(request_body(dialect, "small", model, stream))
-        path = "/v1/chat/completions" if dialect == "openai" else "/v1/messages"
-        return f"http://{self.gw.addr}{path}", body, headers_for(dialect)
+            body.write_bytes(request_body(client, "small", model, stream))
+        return body
 
     def stage_translate(self):
-        # Translation overhead = a translated route minus the same-dialect route through the
-        # same gateway, same mock, same round: what converting request, response and every
-        # stream event costs beyond forwarding.
-        conc = 4 if self.quick else self.a.paced_streams
-        kinds = ("same", "translated")
+        # Per pair (client dialect → backend dialect), through the same gateway in the same round:
+        # - c=1 non-streaming latency, against the same-dialect route of the client's dialect;
+        # - gateway CPU per non-streaming request (c=8);
+        # - gateway CPU per relayed stream event: streams of many events sent as fast as the mock
+        #   can (chunk_interval_ms 0), gateway CPU divided by the content events the client got.
+        #   A paced stream's inter-chunk gap is noise-bound on this VM (BENCHMARKS.md section 3);
+        #   CPU time is not. Every chunk is checked (once, in order) as in the streams stage.
+        pairs = [(c, b) for c in DIALECTS for b in DIALECTS]
+        n_cpu = 300 if self.quick else self.a.translate_cpu_requests
+        conc = 2 if self.quick else self.a.translate_streams
+        chunks = 100 if self.quick else self.a.translate_chunks
+        url = {d: f"http://{self.gw.addr}{PATHS[d]}" for d in DIALECTS}
         set_plan(self.mock_a, {"kind": "ok"})
-        for d in ("openai", "anthropic"):
-            for k in kinds:
-                url, body, hdr = self.translate_target(d, k, False)
-                self.load(url, body, hdr, 1, n=200 if self.quick else 2000)
-        data = {"latency": {}, "streams": {}}
+        for c, b in pairs:
+            self.load(url[c], self.dialect_body(c, b, False), headers_for(c), 1, n=100 if self.quick else 2000)
+        fast = {"kind": "ok", "chunks": chunks, "chunk_interval_ms": 0,
+                "text": "".join("k%05d " % i for i in range(chunks))}
+        data = {"latency": {}, "cpu": {}, "streams": {}, "chunks": chunks, "streams_per_run": conc,
+                "cpu_requests": n_cpu}
         for rnd in range(self.rounds):
-            log(f"translate round {rnd + 1}/{self.rounds}")
+            log(f"translate round {rnd + 1}/{self.rounds}: 9 client × backend pairs")
             set_plan(self.mock_a, {"kind": "ok"})
-            for d in ("openai", "anthropic"):
-                for k in kinds:
-                    url, body, hdr = self.translate_target(d, k, False)
-                    if self.quick:
-                        r = self.load(url, body, hdr, 1, n=300)
-                    else:
-                        r = self.load(url, body, hdr, 1, secs=self.a.secs)
-                    data["latency"].setdefault(d, {}).setdefault(k, []).append(r)
-                    self.check(r["ok"] > 0 and r["errors"] == 0,
-                               f"translate {k} {d} c=1: {r['ok']} ok, {r['errors']} errors ({r['error_detail']})")
-            self.stream_plan(20)
-            for d in ("openai", "anthropic"):
-                for k in kinds:
-                    url, body, hdr = self.translate_target(d, k, True)
-                    j = self.client_json(["streams", "--url", url, "--body", body, *hflags(hdr),
-                                          "-c", conc, "--chunks", 64])
-                    data["streams"].setdefault(d, {}).setdefault(k, []).append(j)
-                    self.check(j["complete"] == conc and j["lost"] == 0 and j["out_of_order"] == 0
-                               and j["duplicates"] == 0,
-                               f"translate streams {k} {d}: {j['complete']}/{conc} complete, lost {j['lost']}, "
-                               f"out of order {j['out_of_order']}, dup {j['duplicates']}, error {j['first_error']}")
+            for c, b in pairs:
+                key = f"{c}>{b}"
+                body, hdr = self.dialect_body(c, b, False), headers_for(c)
+                if self.quick:
+                    r = self.load(url[c], body, hdr, 1, n=300)
+                else:
+                    r = self.load(url[c], body, hdr, 1, secs=self.a.secs)
+                data["latency"].setdefault(key, []).append(r)
+                self.check(r["ok"] > 0 and r["errors"] == 0,
+                           f"translate {key} c=1: {r['ok']} ok, {r['errors']} errors ({r['error_detail']})")
+                t0, n0 = cpu_seconds(self.gw.pid), cpu_ns(self.gw.pid)
+                r = self.load(url[c], body, hdr, 8, n=n_cpu)
+                t1, n1 = cpu_seconds(self.gw.pid), cpu_ns(self.gw.pid)
+                ok = max(1, r["ok"])
+                data["cpu"].setdefault(key, []).append({
+                    "requests": n_cpu, "ok": r["ok"], "errors": r["errors"], "rps": r["rps"],
+                    "cpu_us_per_req": (n1 - n0) / ok / 1e3, "cpu_us_per_req_ticks": (t1 - t0) / ok * 1e6})
+                self.check(r["ok"] == n_cpu and r["errors"] == 0,
+                           f"translate cpu {key}: {r['ok']}/{n_cpu} ok, {r['errors']} errors ({r['error_detail']})")
+            set_plan(self.mock_a, fast)
+            for c, b in pairs:
+                key = f"{c}>{b}"
+                body = self.dialect_body(c, b, True)
+                t0, n0 = cpu_seconds(self.gw.pid), cpu_ns(self.gw.pid)
+                j = self.client_json(["streams", "--url", url[c], "--body", body, *hflags(headers_for(c)),
+                                      "-c", conc, "--chunks", chunks])
+                t1, n1 = cpu_seconds(self.gw.pid), cpu_ns(self.gw.pid)
+                ev = max(1, j["chunks_received"])
+                j["cpu_us_per_event"] = (n1 - n0) / ev / 1e3
+                j["cpu_us_per_event_ticks"] = (t1 - t0) / ev * 1e6
+                data["streams"].setdefault(key, []).append(j)
+                self.check(j["complete"] == conc and j["lost"] == 0 and j["out_of_order"] == 0
+                           and j["duplicates"] == 0,
+                           f"translate streams {key}: {j['complete']}/{conc} complete, lost {j['lost']}, "
+                           f"out of order {j['out_of_order']}, dup {j['duplicates']}, error {j['first_error']}")
         set_plan(self.mock_a, {"kind": "ok"})
         self.results["stages"]["translate"] = data
+
+    # ---- stage: real agent request bodies, same-dialect and translated, one core
+    def stage_agents(self):
+        # c=1 non-streaming latency of captured agent requests (and a Claude Code body grown to
+        # ~150 KB), direct vs nginx vs the gateway's same-dialect route vs the gateway translating
+        # to each other dialect, with every proxy moved onto the load core for the whole stage
+        # ("one core", as the latency stage's one-core cells: no cross-core wake-ups). The small
+        # bodies of each dialect are measured in the same round, so the per-KB slope of the
+        # added latency is (added(agent) − added(small)) / (KB(agent) − KB(small)).
+        cells = [(f"small-{d}", d, json.loads(request_body(d, "small", "x", False))) for d in DIALECTS]
+        cells += [(name, d, agent_body(fx)) for name, d, fx in AGENT_BODIES]
+        # The agent's own anthropic-beta header goes along: Claude Code's mid-conversation
+        # `system` turns are only valid under its `per-turn-control` beta (the mock checks).
+        hdrs = {f"small-{d}": headers_for(d) for d in DIALECTS}
+        for name, d, fx in AGENT_BODIES:
+            captured = json.loads((FIXTURES / f"{fx or AGENT_GROWN_FROM}.json").read_text())["headers"]
+            hdrs[name] = headers_for(d) + [f"{k}: {v}" for k, v in captured.items() if k == "anthropic-beta"]
+        files, sizes = {}, {}
+        for name, d, b in cells:
+            for who in ("upstream",) + DIALECTS:
+                model = upstream_model(d) if who == "upstream" else route_model(who)
+                raw = json.dumps(dict(b, model=model, stream=False), separators=(",", ":"),
+                                 ensure_ascii=False).encode()
+                path = self.work / f"agent-{name}-{who}.json"
+                path.write_bytes(raw)
+                files[(name, who)] = path
+            sizes[name] = files[(name, "upstream")].stat().st_size
+
+        def contenders(d):
+            out = [("direct", self.mock_a.addr, "upstream")]
+            if self.nginx:
+                out.append(("nginx", self.nginx.addr, "upstream"))
+            out.append(("gateway", self.gw.addr, d))
+            out += [(f"gateway→{b}", self.gw.addr, b) for b in DIALECTS if b != d]
+            return out
+
+        set_plan(self.mock_a, {"kind": "ok"})
+        moved = [p for p in (self.gw, self.nginx) if p is not None]
+        for p in moved:
+            pin(p.pid, LOAD_CORE)
+        data = {"bytes": sizes, "dialect": {name: d for name, d, _ in cells}, "latency": {}}
+        try:
+            log("agents: warm-up")
+            for name, d, _ in cells:
+                for who, addr, f in contenders(d):
+                    self.load(f"http://{addr}{PATHS[d]}", files[(name, f)], hdrs[name], 1,
+                              n=5 if self.quick else 300)
+            for rnd in range(self.rounds):
+                log(f"agents round {rnd + 1}/{self.rounds} ({len(cells)} bodies, c=1, one core)")
+                for name, d, _ in cells:
+                    for who, addr, f in contenders(d):
+                        u = f"http://{addr}{PATHS[d]}"
+                        if self.quick:
+                            r = self.load(u, files[(name, f)], hdrs[name], 1, n=30)
+                        else:
+                            r = self.load(u, files[(name, f)], hdrs[name], 1, secs=self.a.agents_secs)
+                        data["latency"].setdefault(name, {}).setdefault(who, []).append(r)
+                        self.check(r["ok"] > 0 and r["errors"] == 0,
+                                   f"agents {name} {who}: {r['ok']} ok, {r['errors']} errors ({r['error_detail']})")
+        finally:
+            for p in moved:
+                pin(p.pid, GW_CORE)
+        # What a memcpy of each body costs on this machine (the goal's yardstick).
+        data["memcpy_ns"] = {name: memcpy_ns(n) for name, n in sizes.items()}
+        self.results["stages"]["agents"] = data
 
     # ---- stage 3: failover
     def stage_failover(self):
@@ -724,18 +854,25 @@ class Rig:
 # ---------------------------------------------------------------------------- configs
 
 
+DIALECTS = ("openai", "anthropic", "responses")
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "responses": "/v1/responses"}
+LABEL = {"openai": "OpenAI chat", "anthropic": "Anthropic", "responses": "Responses"}
+
+
 def route_model(dialect):
-    return "bench-openai" if dialect == "openai" else "bench-anthropic"
+    """The route whose chain is the primary mock speaking `dialect` (a client of another
+    dialect on it is translated)."""
+    return f"bench-{dialect}"
 
 
 def upstream_model(dialect):
-    return "gpt-bench" if dialect == "openai" else "claude-bench"
+    return "claude-bench" if dialect == "anthropic" else "gpt-bench"
 
 
 def headers_for(dialect):
-    if dialect == "openai":
-        return ["content-type: application/json", f"authorization: Bearer {KEY}"]
-    return ["content-type: application/json", f"x-api-key: {KEY}", "anthropic-version: 2023-06-01"]
+    if dialect == "anthropic":
+        return ["content-type: application/json", f"x-api-key: {KEY}", "anthropic-version: 2023-06-01"]
+    return ["content-type: application/json", f"authorization: Bearer {KEY}"]
 
 
 def hflags(headers):
@@ -762,17 +899,49 @@ def request_body(dialect, size, model, stream):
     body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
     if dialect == "openai":
         body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 64}
+    elif dialect == "responses":
+        body = {"model": model, "input": [{"role": "user", "content": text}], "max_output_tokens": 64}
     if stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def gateway_config(a, b, closed_port, health=True):
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "it" / "fixtures" / "agents"
+# (name, client dialect, fixture): captured agent requests (tests/it/fixtures/agents, the body as
+# the agent sent it); fixture None: Claude Code's turn grown to ~150 KB (see agent_body).
+AGENT_GROWN_FROM = "claude_code/06_interactive_main_turn2"
+AGENT_BODIES = [
+    ("hermes", "openai", "hermes/01_custom_main_tools"),
+    ("claude-code", "anthropic", "claude_code/06_interactive_main_turn2"),
+    ("claude-code-150KB", "anthropic", None),
+    ("codex", "responses", "codex/01_exec_main"),
+]
+
+
+def agent_body(fixture):
+    """The body of a captured agent request. None: Claude Code's interactive turn 2 with its
+    conversation turns before the last user message repeated until the body reaches 150 KB (the
+    size issue 18 names for a long Claude Code session: same tools, same 3 system blocks)."""
+    if fixture is not None:
+        return json.loads((FIXTURES / f"{fixture}.json").read_text())["body"]
+    body = agent_body(AGENT_GROWN_FROM)
+    head, last = body["messages"][:-1], body["messages"][-1]
+    msgs = list(head)
+    while len(json.dumps(dict(body, messages=msgs + [last]), separators=(",", ":"), ensure_ascii=False)) < 150_000:
+        msgs += head
+    return dict(body, messages=msgs + [last])
+
+
+def gateway_config(a, b, closed_port, health=True, session_from=None):
     # Ejection only by a Retry-After of an hour or more (the cooldown stage sends one).
     health_block = """health:
   failure_threshold: { default: 1000000, connection: 1000000, timeout: 1000000 }
   cooldown: { base: 1h, max: 1h }
 """ if health else ""
+    if health and session_from:
+        # Where the gateway looks for a session id (--session-from; default: the gateway's own
+        # default, which derives one from the conversation when the client sends none).
+        health_block += f"  session_from: [{session_from}]\n"
     return health_block + f"""# generated by bench/rig.py
 listen: 127.0.0.1:0
 backends:
@@ -780,6 +949,8 @@ backends:
   fallback-openai: {{ api: openai_chat, base_url: "http://{b}/v1", api_key_env: BENCH_KEY_B }}
   primary-anthropic: {{ api: anthropic_messages, base_url: "http://{a}", api_key_env: BENCH_KEY_A }}
   fallback-anthropic: {{ api: anthropic_messages, base_url: "http://{b}", api_key_env: BENCH_KEY_B }}
+  primary-responses: {{ api: openai_responses, base_url: "http://{a}/v1", api_key_env: BENCH_KEY_A }}
+  fallback-responses: {{ api: openai_responses, base_url: "http://{b}/v1", api_key_env: BENCH_KEY_B }}
   refused-anthropic: {{ api: anthropic_messages, base_url: "http://127.0.0.1:{closed_port}", api_key_env: BENCH_KEY_A }}
 routes:
   bench-openai:
@@ -790,13 +961,11 @@ routes:
     chain:
       - {{ backend: primary-anthropic, model: claude-bench }}
       - {{ backend: fallback-anthropic, model: claude-bench }}
-  # Cross-dialect: the client's dialect is not the backend's (translate stage).
-  bench-x-openai:
+  # A client of another dialect on any bench-* route is translated (translate, agents stages).
+  bench-responses:
     chain:
-      - {{ backend: primary-anthropic, model: claude-bench }}
-  bench-x-anthropic:
-    chain:
-      - {{ backend: primary-openai, model: gpt-bench }}
+      - {{ backend: primary-responses, model: gpt-bench }}
+      - {{ backend: fallback-responses, model: gpt-bench }}
   fo:
     chain:
       - {{ backend: primary-anthropic, model: claude-bench }}
@@ -987,17 +1156,29 @@ def targets(res, quick=False):
         rows.append(("RSS idle", "≤ 15 MB", f"{mb:.1f} MB at start{extra}", verdict(mb <= 15)))
     tr = st.get("translate")
     if tr:
-        def tr_added(section, d, f):
-            by = tr[section].get(d, {})
-            return med([f(t) - f(s) for t, s in zip(by.get("translated", []), by.get("same", []))])
-        lat = {d: tr_added("latency", d, lambda r: r["p99"]) for d in tr["latency"]}
-        gap = {d: tr_added("streams", d, lambda r: r["gap_us"]["p99"]) for d in tr["streams"]}
-        lost = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for by in tr["streams"].values()
-                   for k in by.values() for r in k)
-        rows.append(("cross-dialect translation: added p99 (c=1, non-streaming) and added gap p99 (paced SSE), "
-                     "translated route − same-dialect route", "(no target; measured)",
-                     "; ".join(f"{d} client: {signed(lat.get(d))} µs p99, {signed(gap.get(d))} µs gap p99" for d in lat)
-                     + f"; {lost} chunks lost or out of order", "—"))
+        worst = max(((med([sub(r["p50"], x["p50"]) for r, x in zip(runs, tr["latency"][f"{k.split('>')[0]}>{k.split('>')[0]}"])]) or 0), k)
+                    for k, runs in tr["latency"].items() if k.split(">")[0] != k.split(">")[1])
+        ev = {k: med([r["cpu_us_per_event"] for r in runs]) for k, runs in tr["streams"].items()}
+        rq = {k: med([r["cpu_us_per_req"] for r in runs]) for k, runs in tr["cpu"].items()}
+        lost = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for runs in tr["streams"].values() for r in runs)
+        xk = [k for k in ev if k.split(">")[0] != k.split(">")[1]]
+        rows.append(("all three dialects, all six translation pairs: per-request and per-event cost",
+                     "reported (issue 18)",
+                     f"worst pair added p50 (c=1, vs same-dialect route) {signed(worst[0])} µs ({worst[1]}); "
+                     f"gateway CPU per request {fmt(min(rq.values()), 1)}–{fmt(max(rq.values()), 1)} µs, per stream "
+                     f"event {fmt(min(ev[k] for k in xk), 2)}–{fmt(max(ev[k] for k in xk), 2)} µs translated "
+                     f"(same dialect {fmt(min(ev[f'{d}>{d}'] for d in DIALECTS), 2)}–{fmt(max(ev[f'{d}>{d}'] for d in DIALECTS), 2)}); "
+                     f"{lost} chunks lost or out of order", "—"))
+    ag = st.get("agents")
+    if ag:
+        sl = agent_slopes(ag)
+        if sl:
+            parts = [f"{name}: gateway {fmt(v['gateway'], 1)}, nginx {fmt(v.get('nginx'), 1)}, memcpy "
+                     f"{fmt(v['memcpy'], 2)} ns/KB" for name, v in sl.items()]
+            ok = all(v["gateway"] is not None and v["gateway"] <= v["memcpy"] for v in sl.values())
+            rows.append(("real agent bodies: same-dialect added latency (p50, c=1, one core) per KB of body "
+                         "(agent − small body)", "≤ a memcpy of the body",
+                         "; ".join(parts), verdict(ok)))
     fo = st.get("failover", {}).get("modes", {})
     for name, r in fo.items():
         if "last_content_to_error_p50_us" in r:
@@ -1029,6 +1210,35 @@ def targets(res, quick=False):
         rows.append(("request while the primary cools down", "≤ 50 µs more than healthy",
                      "not yet measurable (health registry pending, issue 4)", "—"))
     return rows
+
+
+def agent_added(ag, name, who, q="p50"):
+    """Median over rounds of (who − direct) for one agents cell, µs."""
+    by = ag["latency"].get(name, {})
+    if who not in by:
+        return None
+    return med([r[q] - d[q] for r, d in zip(by[who], by["direct"]) if r[q] is not None and d[q] is not None])
+
+
+def agent_slopes(ag):
+    """Per agent body: ns of added p50 per KB (1,000 bytes) of body beyond the small body of the
+    same dialect, for the gateway (same dialect), the gateway translating, nginx; and a memcpy's
+    ns per KB of that body."""
+    out = {}
+    for name, d in ag["dialect"].items():
+        if name.startswith("small-"):
+            continue
+        small = f"small-{d}"
+        dkb = (ag["bytes"][name] - ag["bytes"][small]) / 1000
+        row = {"kb": ag["bytes"][name] / 1000, "memcpy": ag["memcpy_ns"][name] / (ag["bytes"][name] / 1000),
+               "memcpy_body_us": ag["memcpy_ns"][name] / 1000}
+        for who in ag["latency"][name]:
+            if who == "direct":
+                continue
+            a, b = agent_added(ag, name, who), agent_added(ag, small, who)
+            row[who] = (a - b) * 1000 / dkb if a is not None and b is not None else None
+        out[name] = row
+    return out
 
 
 def report(res, quick):
@@ -1119,27 +1329,59 @@ def report(res, quick):
         p("")
     tr = st.get("translate")
     if tr:
-        p("### Cross-dialect translation (client dialect ≠ backend dialect), µs; added = translated − same-dialect route, per round")
+        p(f"### All three dialects, all nine client → backend pairs (small body), through one gateway, per round")
         p("")
-        p("| client dialect | route | p50 (c=1) | p99 (c=1) | added p50 | added p99 | stream TTFT p50 | stream gap p99 | added TTFT p50 | added gap p99 | streams complete | lost / out of order |")
-        p("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for d, by in tr["latency"].items():
-            sb = tr["streams"].get(d, {})
-            for k, runs in by.items():
-                sr = sb.get(k, [])
-                a = ["", "", "", ""]
-                if k == "translated":
-                    same, ss = by["same"], sb.get("same", [])
-                    a = [spread([r["p50"] - x["p50"] for r, x in zip(runs, same)]),
-                         spread([r["p99"] - x["p99"] for r, x in zip(runs, same)]),
-                         spread([r["ttft_us"]["p50"] - x["ttft_us"]["p50"] for r, x in zip(sr, ss)]),
-                         spread([r["gap_us"]["p99"] - x["gap_us"]["p99"] for r, x in zip(sr, ss)])]
-                comp = f"{sum(r['complete'] for r in sr)}/{sum(r['streams'] for r in sr)}"
-                bad = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for r in sr)
-                route = "same dialect" if k == "same" else ("→ Anthropic backend" if d == "openai" else "→ OpenAI backend")
-                p(f"| {d} | {route} | {fmt(med([r['p50'] for r in runs]))} | {fmt(med([r['p99'] for r in runs]))} | "
-                  f"{a[0]} | {a[1]} | {fmt(med([r['ttft_us']['p50'] for r in sr]))} | {fmt(med([r['gap_us']['p99'] for r in sr]))} | "
-                  f"{a[2]} | {a[3]} | {comp} | {bad} |")
+        p(f"c=1 non-streaming latency (µs; added = pair − the same-dialect route of the client's dialect, same round); "
+          f"gateway CPU (on-CPU time of its threads, /proc/PID/task/*/schedstat) per non-streaming request at c=8 "
+          f"({tr['cpu_requests']} requests) and per stream event relayed ({tr['streams_per_run']} streams × "
+          f"{tr['chunks']} content events, mock sending as fast as it can); every chunk checked.")
+        p("")
+        p("| client → backend | p50 (c=1) | p99 (c=1) | added p50 | added p99 | CPU µs/request | CPU µs/event | stream TTFT p50 | events received / expected | lost / out of order |")
+        p("|---|---|---|---|---|---|---|---|---|---|")
+        for k, runs in tr["latency"].items():
+            c, b = k.split(">")
+            same = tr["latency"][f"{c}>{c}"]
+            a1 = a2 = "(same dialect)"
+            if c != b:
+                a1 = spread([sub(r["p50"], x["p50"]) for r, x in zip(runs, same)])
+                a2 = spread([sub(r["p99"], x["p99"]) for r, x in zip(runs, same)])
+            cp = tr["cpu"].get(k, [])
+            sr = tr["streams"].get(k, [])
+            bad = sum(r["lost"] + r["out_of_order"] + r["duplicates"] for r in sr)
+            p(f"| {LABEL[c]} → {LABEL[b]} | {fmt(med([r['p50'] for r in runs]))} | {fmt(med([r['p99'] for r in runs]))} | "
+              f"{a1} | {a2} | {spread([r['cpu_us_per_req'] for r in cp], 1)} | {spread([r['cpu_us_per_event'] for r in sr], 2)} | "
+              f"{fmt(med([r['ttft_us']['p50'] for r in sr]))} | {sum(r['chunks_received'] for r in sr)}/{sum(r['chunks_expected'] for r in sr)} | {bad} |")
+        p("")
+    ag = st.get("agents")
+    if ag:
+        p("### Real agent request bodies, c=1 non-streaming, proxy on one core, µs; added = contender − direct, per round")
+        p("")
+        p("`gateway` is the same-dialect route; `gateway→X` translates the request to a backend speaking X "
+          "(and the answer back). Bodies: captured agent requests (tests/it/fixtures/agents), `stream` set to false.")
+        p("")
+        p("| body | client dialect | bytes | contender | p50 | p99 | added p50 | added p99 | req/s |")
+        p("|---|---|---|---|---|---|---|---|---|")
+        for name, by in ag["latency"].items():
+            direct = by["direct"]
+            for who, runs in by.items():
+                a1 = a2 = ""
+                if who != "direct":
+                    a1 = spread([sub(r["p50"], x["p50"]) for r, x in zip(runs, direct)])
+                    a2 = spread([sub(r["p99"], x["p99"]) for r, x in zip(runs, direct)])
+                p(f"| {name} | {ag['dialect'][name]} | {ag['bytes'][name]:,} | {who} | {fmt(med([r['p50'] for r in runs]))} | "
+                  f"{fmt(med([r['p99'] for r in runs]))} | {a1} | {a2} | {spread([r['rps'] for r in runs])} |")
+        p("")
+        sl = agent_slopes(ag)
+        whos = sorted({k for v in sl.values() for k in v} - {"kb", "memcpy", "memcpy_body_us"},
+                      key=lambda w: (w != "gateway", w != "nginx", w))
+        p("Slope: (added p50 of the agent body − added p50 of the small body of the same dialect) per KB "
+          "(1,000 bytes) of extra body, ns/KB; memcpy: one in-cache memcpy of the body (libc via ctypes), ns/KB.")
+        p("")
+        p("| body | KB | " + " | ".join(f"{w} ns/KB" for w in whos) + " | memcpy ns/KB | memcpy of the body µs |")
+        p("|---|---|" + "---|" * len(whos) + "---|---|")
+        for name, v in sl.items():
+            p(f"| {name} | {fmt(v['kb'], 1)} | " + " | ".join(fmt(v.get(w), 1) for w in whos)
+              + f" | {fmt(v['memcpy'], 2)} | {fmt(v['memcpy_body_us'], 2)} |")
         p("")
     cap = st.get("capacity")
     if cap:
@@ -1235,7 +1477,15 @@ def main():
     ap.add_argument("--nginx", action="store_true")
     ap.add_argument("--litellm", action="store_true")
     ap.add_argument("--litellm-venv", default="")
-    ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,failover")
+    ap.add_argument("--translate-cpu-requests", type=int, default=5000,
+                    help="non-streaming requests per pair for the translate stage's CPU figure")
+    ap.add_argument("--translate-streams", type=int, default=16, help="streams per pair (translate stage)")
+    ap.add_argument("--translate-chunks", type=int, default=500, help="events per stream (translate stage)")
+    ap.add_argument("--session-from", default=None,
+                    help="the gateway's health.session_from list, e.g. 'switchyard' (no session derived "
+                         "from the body: isolates that cost in the agents stage)")
+    ap.add_argument("--agents-secs", type=float, default=1.0, help="seconds per agents cell")
+    ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,agents,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rig = Rig(args)

@@ -9,7 +9,17 @@
 //!   4 KiB reads;
 //! - `translate/*`: cross-dialect request translation of the ~150 B body, and translating the
 //!   same 64-chunk streams into the other dialect event by event (the per-chunk cost a
-//!   translated stream adds on top of `sse/*`).
+//!   translated stream adds on top of `sse/*`);
+//! - `agent_request/*`: request translation of real agent bodies (Hermes, Claude Code, a
+//!   Claude Code body grown to ~150 KB, Codex; `tests/it/fixtures/agents`) for all six pairs,
+//!   next to what the same-dialect path does with them (`body_scan`, `model_rewrite`) and a
+//!   `memcpy` of the body;
+//! - `session_derive/*`: deriving the session and turn from an agent body (default
+//!   `health.session_from`), without a session header (as the rig sends) and with the headers
+//!   the agent sent (Claude Code and Codex name their session in headers);
+//! - `stream_event/*`: per-event stream translation for all six pairs, on streams the mock
+//!   (`switchyard::mock`, in-process) sends in each dialect: 64 text deltas, and a tool call
+//!   whose arguments arrive in 64 deltas (throughput = events, so time per element is per event).
 //!
 //! `cargo bench --bench hot_path` (add `-- body_scan` to filter).
 
@@ -44,8 +54,67 @@ fn large_body() -> Vec<u8> {
     .into_bytes()
 }
 
-fn bodies() -> [(&'static str, Vec<u8>); 2] {
-    [("150B", SMALL.to_vec()), ("50KB", large_body())]
+/// A captured agent request's body (`tests/it/fixtures/agents/{name}.json`), as JSON.
+fn agent_json(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/it/fixtures/agents/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let capture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("agent fixture")).expect("json");
+    capture["body"].clone()
+}
+
+/// Claude Code's interactive turn 2 with its turns before the last user message repeated
+/// until the body reaches 150 KB (the long-session size issue 18 names; bench/rig.py grows it
+/// the same way).
+fn claude_code_150kb() -> serde_json::Value {
+    let mut body = agent_json("claude_code/06_interactive_main_turn2");
+    let msgs = body["messages"].as_array().expect("messages").clone();
+    let (head, last) = msgs.split_at(msgs.len() - 1);
+    let mut grown = head.to_vec();
+    loop {
+        let mut all = grown.clone();
+        all.extend_from_slice(last);
+        body["messages"] = serde_json::Value::Array(all);
+        if serde_json::to_vec(&body).expect("json").len() >= 150_000 {
+            return body;
+        }
+        grown.extend_from_slice(head);
+    }
+}
+
+/// The agent bodies: (name, client dialect, body bytes as the agent sent them).
+fn agent_bodies() -> Vec<(&'static str, Dialect, Vec<u8>)> {
+    let bytes = |v: serde_json::Value| serde_json::to_vec(&v).expect("json");
+    vec![
+        (
+            "hermes",
+            Dialect::OpenAi,
+            bytes(agent_json("hermes/01_custom_main_tools")),
+        ),
+        (
+            "claude_code",
+            Dialect::Anthropic,
+            bytes(agent_json("claude_code/06_interactive_main_turn2")),
+        ),
+        (
+            "claude_code_150KB",
+            Dialect::Anthropic,
+            bytes(claude_code_150kb()),
+        ),
+        (
+            "codex",
+            Dialect::Responses,
+            bytes(agent_json("codex/01_exec_main")),
+        ),
+    ]
+}
+
+fn bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = vec![("150B", SMALL.to_vec()), ("50KB", large_body())];
+    out.extend(agent_bodies().into_iter().map(|(n, _, b)| (n, b)));
+    out
 }
 
 fn body_scan(c: &mut Criterion) {
@@ -310,11 +379,211 @@ fn translate(c: &mut Criterion) {
     g.finish();
 }
 
+fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::OpenAi => "openai",
+        Dialect::Anthropic => "anthropic",
+        Dialect::Responses => "responses",
+    }
+}
+
+const DIALECTS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Responses];
+
+/// Request translation of the agent bodies to both other dialects, and a memcpy of each body
+/// (the yardstick issue 18 sets for the same-dialect path, which `body_scan` + `model_rewrite`
+/// measure on the same bodies).
+fn agent_request(c: &mut Criterion) {
+    use switchyard::dialect::translate;
+    let opts = translate::Options::default();
+    let mut g = c.benchmark_group("agent_request");
+    for (name, from, body) in agent_bodies() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for to in DIALECTS.into_iter().filter(|&d| d != from) {
+            // The mock validates what it receives: the translation must succeed on real bodies.
+            translate::request(from, to, &body, "m", &opts).expect("translates");
+            let id = format!("{}_to_{}", dialect_name(from), dialect_name(to));
+            g.bench_with_input(BenchmarkId::new(id, name), &body, |b, body| {
+                b.iter(|| translate::request(from, to, black_box(body), "m", &opts).unwrap())
+            });
+        }
+        let mut dst = vec![0u8; body.len()];
+        g.bench_with_input(BenchmarkId::new("memcpy", name), &body, |b, body| {
+            b.iter(|| dst.copy_from_slice(black_box(body)))
+        });
+    }
+    g.finish();
+}
+
+/// The headers a captured agent request carried (`tests/it/fixtures/agents/{name}.json`).
+fn agent_headers(name: &str) -> HeaderMap {
+    let path = format!(
+        "{}/tests/it/fixtures/agents/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let capture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("agent fixture")).expect("json");
+    let mut out = HeaderMap::new();
+    for (k, v) in capture["headers"].as_object().expect("headers") {
+        if let (Ok(k), Some(Ok(v))) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            v.as_str().map(HeaderValue::from_str),
+        ) {
+            out.insert(k, v);
+        }
+    }
+    out
+}
+
+/// Session and turn derivation on the agent bodies, default sources: the per-request body work
+/// the same-dialect path does besides `body_scan` when the client names no session.
+fn session_derive(c: &mut Criterion) {
+    use switchyard::config::SessionSource;
+    let sources = SessionSource::DEFAULT;
+    let fixtures = [
+        "hermes/01_custom_main_tools",
+        "claude_code/06_interactive_main_turn2",
+        "",
+        "codex/01_exec_main",
+    ];
+    let mut g = c.benchmark_group("session_derive");
+    for ((name, _, body), fixture) in agent_bodies().into_iter().zip(fixtures) {
+        let spans = switchyard::body::scan(&body).unwrap().spans;
+        let captured = agent_headers(if fixture.is_empty() {
+            "claude_code/06_interactive_main_turn2"
+        } else {
+            fixture
+        });
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for (kind, headers) in [("no_header", HeaderMap::new()), ("agent_headers", captured)] {
+            assert!(
+                switchyard::session::derive(&sources, &headers, &body, &spans).is_some(),
+                "{name} {kind}: no session derived"
+            );
+            g.bench_with_input(BenchmarkId::new(kind, name), &body, |b, body| {
+                b.iter(|| {
+                    switchyard::session::derive(
+                        &sources,
+                        black_box(&headers),
+                        black_box(body),
+                        &spans,
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// One stream as the mock sends it in `dialect` (the same shapes as the providers'), split
+/// into SSE events: 64 text deltas, or a tool call whose arguments come in 64 deltas.
+fn mock_stream(rt: &tokio::runtime::Runtime, dialect: Dialect, tool: bool) -> Vec<Vec<u8>> {
+    use serde_json::json;
+    let reply = if tool {
+        json!({"kind": "ok", "chunks": 64, "tool_call": {"name": "read_file",
+               "arguments": {"path": "src/dialect/translate/stream.rs", "start_line": 1, "end_line": 400,
+                             "reason": "look at how every backend event becomes the client's bytes, one at a time"}}})
+    } else {
+        let text: String = (0..64)
+            .map(|i| format!(" token{i} of the answer"))
+            .collect();
+        json!({"kind": "ok", "chunks": 64, "text": text})
+    };
+    let (path, body, headers): (&str, serde_json::Value, &[(&str, &str)]) = match dialect {
+        Dialect::OpenAi => (
+            "/v1/chat/completions",
+            json!({"model": "gpt-x", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            &[("authorization", "Bearer k")],
+        ),
+        Dialect::Anthropic => (
+            "/v1/messages",
+            json!({"model": "claude-x", "stream": true, "max_tokens": 64,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+            &[("x-api-key", "k"), ("anthropic-version", "2023-06-01")],
+        ),
+        Dialect::Responses => (
+            "/v1/responses",
+            json!({"model": "gpt-x", "stream": true, "input": "hi"}),
+            &[("authorization", "Bearer k")],
+        ),
+    };
+    let raw = rt.block_on(async {
+        let mock = switchyard::mock::spawn("bench").await.expect("mock");
+        mock.set_plan(serde_json::from_value(json!({"then": reply})).expect("plan"));
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", mock.url()))
+            .json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("mock answers");
+        assert!(resp.status().is_success(), "mock: {}", resp.status());
+        resp.bytes().await.expect("body")
+    });
+    // One Vec per event, as the network would deliver them.
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    parser.feed(&raw, &mut events).expect("events");
+    events
+        .iter()
+        .map(|ev| {
+            let mut b = Vec::new();
+            if let Some(e) = &ev.event {
+                b.extend_from_slice(format!("event: {e}\n").as_bytes());
+            }
+            b.extend_from_slice(b"data: ");
+            b.extend_from_slice(ev.data.as_deref().unwrap_or_default());
+            b.extend_from_slice(b"\n\n");
+            b
+        })
+        .collect()
+}
+
+/// Per-event stream translation for all six pairs: parse + translate every event of a mock
+/// stream (backend dialect `from`) into the client's dialect `to`.
+fn stream_event(c: &mut Criterion) {
+    use switchyard::dialect::translate::StreamTranslator;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("stream_event");
+    for from in DIALECTS {
+        for (kind, tool) in [("text", false), ("tool_call", true)] {
+            let events = mock_stream(&rt, from, tool);
+            g.throughput(Throughput::Elements(events.len() as u64));
+            for to in DIALECTS.into_iter().filter(|&d| d != from) {
+                let run = |events: &[Vec<u8>]| {
+                    let mut parser = SseParser::default();
+                    let mut t = StreamTranslator::new(from, to, "route", true);
+                    let mut parsed = Vec::new();
+                    let mut out = Vec::with_capacity(32 * 1024);
+                    for read in events {
+                        parser
+                            .feed(read, &mut parsed)
+                            .expect("events within the size limit");
+                        for ev in parsed.drain(..) {
+                            t.push(&ev, &mut out);
+                        }
+                    }
+                    t.finish(&mut out);
+                    out.len()
+                };
+                assert!(run(&events) > 0, "{from:?} → {to:?} {kind}: no output");
+                let id = format!("{}_to_{}", dialect_name(from), dialect_name(to));
+                g.bench_with_input(BenchmarkId::new(id, kind), &events, |b, events| {
+                    b.iter(|| run(black_box(events)))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = body_scan, model_rewrite, classify, sse, translate
+    targets = body_scan, model_rewrite, classify, sse, translate, agent_request, session_derive, stream_event
 }
 criterion_main!(benches);

@@ -10,7 +10,8 @@
 //! Every mode prints one JSON object on stdout; times are microseconds. `load` is a closed-loop
 //! latency/throughput client (used by `bench/run --quick` so CI needs no oha build). `streams`
 //! expects the mock's paced reply whose text is `k00000 k00001 …` split one token per chunk, and
-//! checks that every token arrives exactly once and in order. `probe` sends sequential requests
+//! checks that every token arrives exactly once and in order (in all three dialects: a Responses
+//! stream counts only its `response.output_text.delta` events). `probe` sends sequential requests
 //! and reports time to response headers, to the first content, and to the end (or to an in-stream
 //! error event) — the failover measurements.
 //!
@@ -303,12 +304,22 @@ fn token(data: &[u8]) -> Option<usize> {
 }
 
 fn is_terminal(ev: &SseEvent) -> bool {
-    ev.event.as_deref() == Some("message_stop")
-        || ev.data.as_deref().map(<[u8]>::trim_ascii) == Some(b"[DONE]".as_slice())
+    matches!(
+        ev.event.as_deref(),
+        Some("message_stop" | "response.completed")
+    ) || ev.data.as_deref().map(<[u8]>::trim_ascii) == Some(b"[DONE]".as_slice())
+}
+
+/// A Responses API event other than a text delta: its `*.done` events and the final
+/// `response.completed` repeat the whole text, which must not count as chunks.
+fn is_responses_non_delta(ev: &SseEvent) -> bool {
+    ev.event
+        .as_deref()
+        .is_some_and(|e| e.starts_with("response.") && e != "response.output_text.delta")
 }
 
 fn is_error(ev: &SseEvent) -> bool {
-    ev.event.as_deref() == Some("error")
+    matches!(ev.event.as_deref(), Some("error" | "response.failed"))
         || ev
             .data
             .as_deref()
@@ -381,6 +392,9 @@ async fn one_stream(
             }
             if is_terminal(ev) {
                 r.terminal = true;
+                continue;
+            }
+            if is_responses_non_delta(ev) {
                 continue;
             }
             let Some(k) = ev.data.as_deref().and_then(token) else {
