@@ -27,6 +27,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (bench/peers.py: TensorZero and Portkey, --peers)
+
 GW_CORE = "0"
 LOAD_CORE = "1"
 KEY = "sk-bench-dummy-not-a-real-key"
@@ -266,7 +269,8 @@ class Rig:
         # each failover mode measures a fresh failure); builds without one reject the key.
         self.has_health = True
         for health in (True, False):
-            cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port, health))
+            cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port, health,
+                                          peers.gateway_routes() if self.a.peers else ""))
             try:
                 self.gw = self.start(
                     "gateway", [self.bin, "--log-level", "warn", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
@@ -294,6 +298,7 @@ class Rig:
         self.litellm = None
         if self.a.litellm:
             self.litellm = self.start_litellm()
+        self.start_peers()
         # Bodies.
         self.bodies = {}
         for dialect in ("openai", "anthropic"):
@@ -316,7 +321,8 @@ class Rig:
             return None
         port = free_port()
         cfg = self.work / "litellm.yaml"
-        cfg.write_text(litellm_config(self.mock_a.addr, self.mock_b.addr))
+        cfg.write_text(litellm_config(self.mock_a.addr, self.mock_b.addr,
+                                      peers.litellm_models(self.mock_a.addr, self.mock_b.addr) if self.a.peers else None))
         env = {k: v for k, v in os.environ.items()
                if not re.search(r"(KEY|TOKEN|SECRET)", k) or k.startswith("BENCH_")}
         env.update(BENCH_KEY_A=KEY, BENCH_KEY_B=KEY, LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION",
@@ -330,6 +336,18 @@ class Rig:
             log(f"LiteLLM failed to start: {e}")
             return None
 
+    def start_peers(self):
+        # --peers: TensorZero and Portkey on the proxy core, like LiteLLM (bench/peers.py).
+        self.tensorzero = self.portkey = None
+        if not self.a.peers:
+            return
+        env = peers.clean_env()
+        self.tensorzero = peers.start_tensorzero(self, env, GW_CORE)
+        self.portkey = peers.start_portkey(self, env, GW_CORE, free_port)
+        for k in ("tensorzero_error", "portkey_error"):
+            if self.results.get(k):
+                log(f"{k}: {self.results[k][-500:]}")
+
     # ---- targets
     def contenders(self):
         out = [("direct", None), ("gateway", self.gw)]
@@ -337,10 +355,23 @@ class Rig:
             out.append(("nginx", self.nginx))
         if self.litellm:
             out.append(("litellm", self.litellm))
+        for who in ("tensorzero", "portkey"):
+            if getattr(self, who, None):
+                out.append((who, getattr(self, who)))
         return out
+
+    def serves(self, who, dialect):
+        """Whether a contender takes this client dialect (the peers: OpenAI only here)."""
+        return who not in peers.PEER_DIALECTS or dialect in peers.PEER_DIALECTS[who]
 
     def target(self, who, dialect, size, stream=False):
         """(url, body file, headers) for a contender."""
+        if who in peers.PEER_DIALECTS:
+            url, model, extra = peers.target(self, who, dialect, stream)
+            body = self.work / f"body-{dialect}-{size}-{who}-{'stream' if stream else 'plain'}.json"
+            if not body.exists():
+                body.write_bytes(request_body(dialect, size, model, stream=stream))
+            return url, body, headers_for(dialect) + extra
         if who == "direct":
             base, body_who = self.mock_a.addr, "upstream"
         elif who == "nginx":
@@ -415,7 +446,7 @@ class Rig:
         log(f"warm-up: every contender, every cell ({self.tool})")
         for who, _ in self.contenders():
             for d, s, c, pl in cells:
-                if pl == "shared":
+                if pl == "shared" or not self.serves(who, d):
                     continue
                 url, body, hdr = self.target(who, d, s)
                 self.load(url, body, hdr, c, n=200 if self.quick else (300 if who == "litellm" else 2000))
@@ -425,6 +456,8 @@ class Rig:
             log(f"latency round {rnd + 1}/{self.rounds}")
             for d, s, c, pl in cells:
                 for who, proc in self.contenders():
+                    if not self.serves(who, d):
+                        continue
                     url, body, hdr = self.target(who, d, s)
                     sampler = RssSampler(self.gw.pid) if who == "gateway" and c == 64 else None
                     if proc is not None and pl == "shared":
@@ -473,6 +506,8 @@ class Rig:
             for who, proc in self.contenders():
                 url, body, hdr = self.target(who, "openai", "small")
                 nn = n if who != "litellm" else max(500, n // 20)
+                if who == "portkey":  # node: ~1/10 of the gateway's rate; keep the cell short
+                    nn = max(500, n // 5)
                 pids = {"mock": self.mock_a.pid}
                 if proc is not None:
                     pids[who] = proc.pid
@@ -708,11 +743,19 @@ class Rig:
         return {"healthy": healthy, "cooling": cooling, "attempts": att, "backends": backends,
                 "added_p50_us": (cp - hp) if hp is not None and cp is not None else None}
 
+    # ---- stage: failover across gateways (--peers)
+    def stage_peers_failover(self):
+        if self.a.peers:
+            peers.stage_peers_failover(self, http, set_plan, request_body, hflags, log)
+
     # ---- run everything
     def run(self):
         try:
             self.setup()
-            for stage in self.a.stages.split(","):
+            stages = self.a.stages.split(",")
+            if self.a.peers and "failover" in stages and "peers_failover" not in stages:
+                stages.append("peers_failover")
+            for stage in stages:
                 getattr(self, f"stage_{stage}")()
         finally:
             self.results["gateway_vmhwm_final_kb"] = mem_kb(self.gw.pid, "VmHWM") if getattr(self, "gw", None) else None
@@ -767,7 +810,7 @@ def request_body(dialect, size, model, stream):
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def gateway_config(a, b, closed_port, health=True):
+def gateway_config(a, b, closed_port, health=True, extra_routes=""):
     # Ejection only by a Retry-After of an hour or more (the cooldown stage sends one).
     health_block = """health:
   failure_threshold: { default: 1000000, connection: 1000000, timeout: 1000000 }
@@ -817,7 +860,7 @@ routes:
       - {{ backend: refused-anthropic, model: claude-bench }}
       - {{ backend: fallback-anthropic, model: claude-bench }}
     failover: {{ ttft_timeout: 1s, stall_timeout: 1s }}
-failover:
+{extra_routes}failover:
   # The rig sends bursts of failing requests; a budget would turn measured retries into failovers.
   retry_budget: {{ ratio: 10, min_per_sec: 1000000 }}
 """
@@ -860,8 +903,11 @@ http {{
 """
 
 
-def litellm_config(a, b):
+def litellm_config(a, b, extra=None):
     # Same chain as the gateway: primary mock, then the fallback mock (LiteLLM `fallbacks`).
+    # `extra` (--peers): (more model_list entries, more fallbacks) for the failover comparison.
+    models, fallbacks = extra or ("", "")
+    fallbacks = f", {fallbacks}" if fallbacks else ""
     return f"""# generated by bench/rig.py
 model_list:
   - model_name: bench-openai
@@ -872,8 +918,8 @@ model_list:
     litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{a}", api_key: os.environ/BENCH_KEY_A }}
   - model_name: bench-anthropic-fallback
     litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{b}", api_key: os.environ/BENCH_KEY_B }}
-router_settings:
-  fallbacks: [{{ "bench-openai": ["bench-openai-fallback"] }}, {{ "bench-anthropic": ["bench-anthropic-fallback"] }}]
+{models}router_settings:
+  fallbacks: [{{ "bench-openai": ["bench-openai-fallback"] }}, {{ "bench-anthropic": ["bench-anthropic-fallback"] }}{fallbacks}]
   num_retries: 0
 litellm_settings:
   telemetry: false
@@ -1209,6 +1255,9 @@ def report(res, quick):
     if res.get("litellm_error"):
         p(f"LiteLLM: {res['litellm_error'][:500]}")
         p("")
+    peer_text = peers.report(res)
+    if peer_text:
+        p(peer_text)
     if res["failures"]:
         p("### FAILED CHECKS")
         for f in res["failures"]:
@@ -1235,6 +1284,11 @@ def main():
     ap.add_argument("--nginx", action="store_true")
     ap.add_argument("--litellm", action="store_true")
     ap.add_argument("--litellm-venv", default="")
+    ap.add_argument("--peers", action="store_true", help="also TensorZero and Portkey (bench/peers.py)")
+    ap.add_argument("--tensorzero-venv", default="")
+    ap.add_argument("--portkey-dir", default="")
+    ap.add_argument("--peers-stall-cap", type=float, default=0,
+                    help="seconds a failover probe may wait (default 60, quick 4)")
     ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
