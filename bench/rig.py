@@ -1288,7 +1288,7 @@ def main():
     ap.add_argument("--tensorzero-venv", default="")
     ap.add_argument("--portkey-dir", default="")
     ap.add_argument("--peers-stall-cap", type=float, default=0,
-                    help="seconds a failover probe may wait (default 60, quick 4)")
+                    help="seconds a failover probe may wait (default 60, quick 7)")
     ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
