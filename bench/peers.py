@@ -31,8 +31,10 @@ from pathlib import Path
 KEY = "sk-bench-dummy-not-a-real-key"
 TIMEOUT_S = 5  # the "with a timeout" case: every contender configured for 5 s to first byte
 
-# Every peer here speaks the OpenAI chat dialect; the failover comparison uses it for all.
-PEER_DIALECTS = {"tensorzero": ("openai",), "portkey": ("openai",)}
+# Client dialects each peer takes in the rig. TensorZero has no Anthropic-compatible endpoint
+# (its OpenAI-compatible one and its own /inference; /v1/messages and /anthropic/v1/messages
+# answer 404); Portkey serves POST /v1/messages. The failover comparison uses OpenAI for all.
+PEER_DIALECTS = {"tensorzero": ("openai",), "portkey": ("openai", "anthropic")}
 
 # Portkey's fallback triggers: its documented retry defaults plus 529 (Anthropic's overload,
 # which OpenAI-style upstreams behind a proxy also send) and 408 (what its own request_timeout
@@ -69,13 +71,14 @@ def tensorzero_config(a, b):
     return "\n".join(out)
 
 
-def portkey_config(a, b, timeout_ms=None):
+def portkey_config(a, b, timeout_ms=None, dialect="openai"):
     """The x-portkey-config header value: fallback from the primary mock to the fallback mock."""
     cfg = {"strategy": {"mode": "fallback", "on_status_codes": PORTKEY_STATUS_CODES}}
     if timeout_ms:
         cfg["request_timeout"] = timeout_ms
-    cfg["targets"] = [{"provider": "openai", "api_key": KEY, "custom_host": f"http://{h}/v1",
-                       "override_params": {"model": "gpt-bench"}} for h in (a, b)]
+    provider, model = ("openai", "gpt-bench") if dialect == "openai" else ("anthropic", "claude-bench")
+    cfg["targets"] = [{"provider": provider, "api_key": KEY, "custom_host": f"http://{h}/v1",
+                       "override_params": {"model": model}} for h in (a, b)]
     return json.dumps(cfg, separators=(",", ":"))
 
 
@@ -173,7 +176,9 @@ def target(rig, who, dialect, stream):
     if who == "tensorzero":
         return (f"http://{rig.tensorzero.addr}/openai/v1/chat/completions", "tensorzero::model_name::bench", [])
     if who == "portkey":
-        hdr = [f"x-portkey-config: {portkey_config(rig.mock_a.addr, rig.mock_b.addr)}"]
+        hdr = [f"x-portkey-config: {portkey_config(rig.mock_a.addr, rig.mock_b.addr, dialect=dialect)}"]
+        if dialect == "anthropic":
+            return (f"http://{rig.portkey.addr}/v1/messages", "claude-bench", hdr)
         return (f"http://{rig.portkey.addr}/v1/chat/completions", "gpt-bench", hdr)
     return None
 
