@@ -2,9 +2,10 @@
 """Switchyard benchmark rig: the measurement half of `bench/run` (which builds and installs).
 
 Starts two `switchyard mock`s (primary, fallback), the gateway, nginx (plain keep-alive reverse
-proxy, the floor) and optionally LiteLLM's proxy, pinned the same way every time:
+proxy, the floor) and optionally LiteLLM's proxy (--litellm) and TensorZero and Portkey
+(--peers, bench/peers.py), pinned the same way every time:
 
-    core 0: the proxy under test (gateway / nginx / LiteLLM)
+    core 0: the proxy under test (gateway / nginx / LiteLLM / TensorZero / Portkey)
     core 1: the mocks and the load generator
 
 and measures, each contender against direct-to-mock in the same run, 5 interleaved rounds,
@@ -361,7 +362,7 @@ class Rig:
         return out
 
     def serves(self, who, dialect):
-        """Whether a contender takes this client dialect (the peers: OpenAI only here)."""
+        """Whether a contender takes this client dialect (TensorZero: OpenAI only)."""
         return who not in peers.PEER_DIALECTS or dialect in peers.PEER_DIALECTS[who]
 
     def target(self, who, dialect, size, stream=False):
@@ -508,7 +509,7 @@ class Rig:
             for who, proc in self.contenders():
                 url, body, hdr = self.target(who, "openai", "small")
                 nn = n if who != "litellm" else max(500, n // 20)
-                if who == "portkey":  # node: ~1/10 of the gateway's rate; keep the cell short
+                if who == "portkey":  # a few hundred req/s here: keep the cell short
                     nn = max(500, n // 5)
                 pids = {"mock": self.mock_a.pid}
                 if proc is not None:
