@@ -265,7 +265,8 @@ def stage_peers_failover(rig, http, set_plan, request_body, hflags, log):
         for stream in (False, True):
             h = hdr + extra.get(False, [])
             one(url, h, model, stream, 30)  # opens the contender's upstream connections
-            res["healthy"][str(stream)] = [one(url, h, model, stream, 30) for _ in range(max(3, reps))]
+            # cold connections vary (a node peer's most): more samples than the failures get
+            res["healthy"][str(stream)] = [one(url, h, model, stream, 30) for _ in range(3 if quick else 7)]
         for key, label, behavior, timed in SCENARIOS:
             for stream in (False, True):
                 h = hdr + extra.get(timed, [])
