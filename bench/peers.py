@@ -94,6 +94,12 @@ def gateway_routes():
       - {{ backend: primary-openai, model: gpt-bench }}
       - {{ backend: fallback-openai, model: gpt-bench }}
     failover: {{ ttft_timeout: {TIMEOUT_S}s }}
+  # Like the peers, which try the primary once: no retries (500/529 rows only).
+  peer-fo-noretry:
+    chain:
+      - {{ backend: primary-openai, model: gpt-bench }}
+      - {{ backend: fallback-openai, model: gpt-bench }}
+    failover: {{ retries: 0 }}
 """
 
 
@@ -197,21 +203,24 @@ SCENARIOS = [
 
 
 def failover_contenders(rig):
-    """(name, url, headers, body model for the defaults, body model for the 5 s case, reset URL)."""
+    """(name, url, headers, body model for the defaults, body model for the 5 s case, reset URL,
+    extra headers by timed, scenario keys or None for all)."""
     oa = ["content-type: application/json", f"authorization: Bearer {KEY}"]
-    out = [("switchyard", f"http://{rig.gw.addr}/v1/chat/completions", oa, "peer-fo", "peer-fo-5s",
-            f"http://{rig.gw.addr}/admin/backends/primary-openai/reset" if rig.has_health else None, {})]
+    reset = f"http://{rig.gw.addr}/admin/backends/primary-openai/reset" if rig.has_health else None
+    sy = f"http://{rig.gw.addr}/v1/chat/completions"
+    out = [("switchyard", sy, oa, "peer-fo", "peer-fo-5s", reset, {}, None),
+           ("switchyard, retries 0", sy, oa, "peer-fo-noretry", None, reset, {}, ("500", "529"))]
     if rig.litellm:
         out.append(("litellm", f"http://{rig.litellm.addr}/v1/chat/completions", oa, "bench-openai",
-                    "bench-openai-5s", None, {}))
+                    "bench-openai-5s", None, {}, None))
     if getattr(rig, "tensorzero", None):
         out.append(("tensorzero", f"http://{rig.tensorzero.addr}/openai/v1/chat/completions", oa,
-                    "tensorzero::model_name::bench", "tensorzero::model_name::bench_5s", None, {}))
+                    "tensorzero::model_name::bench", "tensorzero::model_name::bench_5s", None, {}, None))
     if getattr(rig, "portkey", None):
         a, b = rig.mock_a.addr, rig.mock_b.addr
         out.append(("portkey", f"http://{rig.portkey.addr}/v1/chat/completions", oa, "gpt-bench", "gpt-bench", None,
                     {False: [f"x-portkey-config: {portkey_config(a, b)}"],
-                     True: [f"x-portkey-config: {portkey_config(a, b, TIMEOUT_S * 1000)}"]}))
+                     True: [f"x-portkey-config: {portkey_config(a, b, TIMEOUT_S * 1000)}"]}, None))
     return out
 
 
@@ -257,7 +266,7 @@ def stage_peers_failover(rig, http, set_plan, request_body, hflags, log):
                 "error": r.get("error") or r.get("body_error"), "wall_s": wall,
                 "primary": p1[0] - p0[0], "fallback": p1[1] - p0[1]}
 
-    for name, url, hdr, model, model5, reset, extra in failover_contenders(rig):
+    for name, url, hdr, model, model5, reset, extra, only in failover_contenders(rig):
         log(f"peers failover: {name}")
         res = {"healthy": {}, "scenarios": {}}
         set_plan(rig.mock_a, {"kind": "ok"})
@@ -268,6 +277,8 @@ def stage_peers_failover(rig, http, set_plan, request_body, hflags, log):
             # cold connections vary (a node peer's most): more samples than the failures get
             res["healthy"][str(stream)] = [one(url, h, model, stream, 30) for _ in range(3 if quick else 7)]
         for key, label, behavior, timed in SCENARIOS:
+            if only and key not in only:
+                continue
             for stream in (False, True):
                 h = hdr + extra.get(timed, [])
                 m = model5 if timed else model
@@ -289,7 +300,7 @@ def stage_peers_failover(rig, http, set_plan, request_body, hflags, log):
                     f"{(f['ttft_us'] or 0) / 1000:.1f} ms, primary {f['primary']}, fallback {f['fallback']}")
                 # Switchyard must fail over (its own checks); a peer that does not is a finding
                 # reported in the table, not a broken rig.
-                rig.check(name != "switchyard" or key == "stall" or f["ok"],
+                rig.check(not name.startswith("switchyard") or key == "stall" or f["ok"],
                           f"peers failover {name} {label} {'stream' if stream else 'plain'}: "
                           f"status {f['status']}, error {f['error']}")
         data["contenders"][name] = res
