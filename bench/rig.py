@@ -2,9 +2,10 @@
 """Switchyard benchmark rig: the measurement half of `bench/run` (which builds and installs).
 
 Starts two `switchyard mock`s (primary, fallback), the gateway, nginx (plain keep-alive reverse
-proxy, the floor) and optionally LiteLLM's proxy, pinned the same way every time:
+proxy, the floor) and optionally LiteLLM's proxy (--litellm) and TensorZero and Portkey
+(--peers, bench/peers.py), pinned the same way every time:
 
-    core 0: the proxy under test (gateway / nginx / LiteLLM)
+    core 0: the proxy under test (gateway / nginx / LiteLLM / TensorZero / Portkey)
     core 1: the mocks and the load generator
 
 and measures, each contender against direct-to-mock in the same run, 5 interleaved rounds,
@@ -26,6 +27,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (bench/peers.py: TensorZero and Portkey, --peers)
 
 GW_CORE = "0"
 LOAD_CORE = "1"
@@ -310,7 +314,8 @@ class Rig:
         self.has_health = True
         for health in (True, False):
             cfg.write_text(gateway_config(self.mock_a.addr, self.mock_b.addr, self.closed_port, health,
-                                          self.a.session_from))
+                                          self.a.session_from,
+                                          peers.gateway_routes() if self.a.peers else ""))
             try:
                 self.gw = self.start(
                     "gateway", [self.bin, "--log-level", "warn", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
@@ -338,6 +343,7 @@ class Rig:
         self.litellm = None
         if self.a.litellm:
             self.litellm = self.start_litellm()
+        self.start_peers()
         # Bodies.
         self.bodies = {}
         for dialect in ("openai", "anthropic"):
@@ -360,7 +366,8 @@ class Rig:
             return None
         port = free_port()
         cfg = self.work / "litellm.yaml"
-        cfg.write_text(litellm_config(self.mock_a.addr, self.mock_b.addr))
+        cfg.write_text(litellm_config(self.mock_a.addr, self.mock_b.addr,
+                                      peers.litellm_models(self.mock_a.addr, self.mock_b.addr) if self.a.peers else None))
         env = {k: v for k, v in os.environ.items()
                if not re.search(r"(KEY|TOKEN|SECRET)", k) or k.startswith("BENCH_")}
         env.update(BENCH_KEY_A=KEY, BENCH_KEY_B=KEY, LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION",
@@ -374,6 +381,18 @@ class Rig:
             log(f"LiteLLM failed to start: {e}")
             return None
 
+    def start_peers(self):
+        # --peers: TensorZero and Portkey on the proxy core, like LiteLLM (bench/peers.py).
+        self.tensorzero = self.portkey = None
+        if not self.a.peers:
+            return
+        env = peers.clean_env()
+        self.tensorzero = peers.start_tensorzero(self, env, GW_CORE)
+        self.portkey = peers.start_portkey(self, env, GW_CORE, free_port)
+        for k in ("tensorzero_error", "portkey_error"):
+            if self.results.get(k):
+                log(f"{k}: {self.results[k][-500:]}")
+
     # ---- targets
     def contenders(self):
         out = [("direct", None), ("gateway", self.gw)]
@@ -381,10 +400,23 @@ class Rig:
             out.append(("nginx", self.nginx))
         if self.litellm:
             out.append(("litellm", self.litellm))
+        for who in ("tensorzero", "portkey"):
+            if getattr(self, who, None):
+                out.append((who, getattr(self, who)))
         return out
+
+    def serves(self, who, dialect):
+        """Whether a contender takes this client dialect (TensorZero: OpenAI only)."""
+        return who not in peers.PEER_DIALECTS or dialect in peers.PEER_DIALECTS[who]
 
     def target(self, who, dialect, size, stream=False):
         """(url, body file, headers) for a contender."""
+        if who in peers.PEER_DIALECTS:
+            url, model, extra = peers.target(self, who, dialect, stream)
+            body = self.work / f"body-{dialect}-{size}-{who}-{'stream' if stream else 'plain'}.json"
+            if not body.exists():
+                body.write_bytes(request_body(dialect, size, model, stream=stream))
+            return url, body, headers_for(dialect) + extra
         if who == "direct":
             base, body_who = self.mock_a.addr, "upstream"
         elif who == "nginx":
@@ -459,7 +491,7 @@ class Rig:
         log(f"warm-up: every contender, every cell ({self.tool})")
         for who, _ in self.contenders():
             for d, s, c, pl in cells:
-                if pl == "shared":
+                if pl == "shared" or not self.serves(who, d):
                     continue
                 url, body, hdr = self.target(who, d, s)
                 self.load(url, body, hdr, c, n=200 if self.quick else (300 if who == "litellm" else 2000))
@@ -469,6 +501,8 @@ class Rig:
             log(f"latency round {rnd + 1}/{self.rounds}")
             for d, s, c, pl in cells:
                 for who, proc in self.contenders():
+                    if not self.serves(who, d):
+                        continue
                     url, body, hdr = self.target(who, d, s)
                     sampler = RssSampler(self.gw.pid) if who == "gateway" and c == 64 else None
                     if proc is not None and pl == "shared":
@@ -500,7 +534,9 @@ class Rig:
         for rnd in range(self.rounds):
             log(f"constant-rate round {rnd + 1}/{self.rounds} ({rate} req/s)")
             for who, _ in self.contenders():
-                if who == "litellm":
+                # LiteLLM and Portkey serve well under the rate on one core (c=64 cells): their
+                # figure would be queueing, not latency.
+                if who in ("litellm", "portkey"):
                     continue
                 url, body, hdr = self.target(who, "openai", "small")
                 r = self.load(url, body, hdr, 64, secs=self.a.secs, rate=rate)
@@ -517,6 +553,8 @@ class Rig:
             for who, proc in self.contenders():
                 url, body, hdr = self.target(who, "openai", "small")
                 nn = n if who != "litellm" else max(500, n // 20)
+                if who == "portkey":  # a few hundred req/s here: keep the cell short
+                    nn = max(500, n // 5)
                 pids = {"mock": self.mock_a.pid}
                 if proc is not None:
                     pids[who] = proc.pid
@@ -838,11 +876,19 @@ class Rig:
         return {"healthy": healthy, "cooling": cooling, "attempts": att, "backends": backends,
                 "added_p50_us": (cp - hp) if hp is not None and cp is not None else None}
 
+    # ---- stage: failover across gateways (--peers)
+    def stage_peers_failover(self):
+        if self.a.peers:
+            peers.stage_peers_failover(self, http, set_plan, request_body, hflags, log)
+
     # ---- run everything
     def run(self):
         try:
             self.setup()
-            for stage in self.a.stages.split(","):
+            stages = self.a.stages.split(",")
+            if self.a.peers and "failover" in stages and "peers_failover" not in stages:
+                stages.append("peers_failover")
+            for stage in stages:
                 getattr(self, f"stage_{stage}")()
         finally:
             self.results["gateway_vmhwm_final_kb"] = mem_kb(self.gw.pid, "VmHWM") if getattr(self, "gw", None) else None
@@ -932,7 +978,7 @@ def agent_body(fixture):
     return dict(body, messages=msgs + [last])
 
 
-def gateway_config(a, b, closed_port, health=True, session_from=None):
+def gateway_config(a, b, closed_port, health=True, session_from=None, extra_routes=""):
     # Ejection only by a Retry-After of an hour or more (the cooldown stage sends one).
     health_block = """health:
   failure_threshold: { default: 1000000, connection: 1000000, timeout: 1000000 }
@@ -986,7 +1032,7 @@ routes:
       - {{ backend: refused-anthropic, model: claude-bench }}
       - {{ backend: fallback-anthropic, model: claude-bench }}
     failover: {{ ttft_timeout: 1s, stall_timeout: 1s }}
-failover:
+{extra_routes}failover:
   # The rig sends bursts of failing requests; a budget would turn measured retries into failovers.
   retry_budget: {{ ratio: 10, min_per_sec: 1000000 }}
 """
@@ -1029,8 +1075,11 @@ http {{
 """
 
 
-def litellm_config(a, b):
+def litellm_config(a, b, extra=None):
     # Same chain as the gateway: primary mock, then the fallback mock (LiteLLM `fallbacks`).
+    # `extra` (--peers): (more model_list entries, more fallbacks) for the failover comparison.
+    models, fallbacks = extra or ("", "")
+    fallbacks = f", {fallbacks}" if fallbacks else ""
     return f"""# generated by bench/rig.py
 model_list:
   - model_name: bench-openai
@@ -1041,8 +1090,8 @@ model_list:
     litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{a}", api_key: os.environ/BENCH_KEY_A }}
   - model_name: bench-anthropic-fallback
     litellm_params: {{ model: anthropic/claude-bench, api_base: "http://{b}", api_key: os.environ/BENCH_KEY_B }}
-router_settings:
-  fallbacks: [{{ "bench-openai": ["bench-openai-fallback"] }}, {{ "bench-anthropic": ["bench-anthropic-fallback"] }}]
+{models}router_settings:
+  fallbacks: [{{ "bench-openai": ["bench-openai-fallback"] }}, {{ "bench-anthropic": ["bench-anthropic-fallback"] }}{fallbacks}]
   num_retries: 0
 litellm_settings:
   telemetry: false
@@ -1451,6 +1500,9 @@ def report(res, quick):
     if res.get("litellm_error"):
         p(f"LiteLLM: {res['litellm_error'][:500]}")
         p("")
+    peer_text = peers.report(res)
+    if peer_text:
+        p(peer_text)
     if res["failures"]:
         p("### FAILED CHECKS")
         for f in res["failures"]:
@@ -1485,6 +1537,11 @@ def main():
                     help="the gateway's health.session_from list, e.g. 'switchyard' (no session derived "
                          "from the body: isolates that cost in the agents stage)")
     ap.add_argument("--agents-secs", type=float, default=1.0, help="seconds per agents cell")
+    ap.add_argument("--peers", action="store_true", help="also TensorZero and Portkey (bench/peers.py)")
+    ap.add_argument("--tensorzero-venv", default="")
+    ap.add_argument("--portkey-dir", default="")
+    ap.add_argument("--peers-stall-cap", type=float, default=0,
+                    help="seconds a failover probe may wait (default 60, quick 7)")
     ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,agents,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
