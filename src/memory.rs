@@ -1,5 +1,10 @@
 //! Memory hygiene: freed heap goes back to the operating system after a burst.
 //!
+//! The `switchyard` binary allocates with jemalloc (src/main.rs), whose background thread does
+//! this for it; glibc then holds next to nothing and this check never trims. It stays for the
+//! library on the system allocator (tests, embedding). The glibc story, measured before
+//! jemalloc (issue 12):
+//!
 //! glibc's allocator keeps what a burst freed in its arenas. Measured (`bench/burst_memory.py`,
 //! 2,000 concurrent streams): 11 MB warm, 79 MB still resident 30 s after the burst;
 //! `malloc_trim(0)` brought it to 41 MB (the rest is live: idle pooled upstream connections,

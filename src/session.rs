@@ -135,10 +135,7 @@ fn session_from(
             {
                 return Some(found);
             }
-            H_CODEX_SESSION
-                .iter()
-                .find_map(header)
-                .map(|s| (s, None))
+            H_CODEX_SESSION.iter().find_map(header).map(|s| (s, None))
         }
         SessionSource::Header(name) => header(name).map(|s| (s, None)),
         SessionSource::PromptCacheKey => {

@@ -347,7 +347,9 @@ impl TraceHeaders {
         };
         let traceparent = capped(&H_TRACEPARENT, 256);
         // A tracestate without its traceparent means nothing.
-        let tracestate = traceparent.as_ref().and_then(|_| capped(&H_TRACESTATE, 1024));
+        let tracestate = traceparent
+            .as_ref()
+            .and_then(|_| capped(&H_TRACESTATE, 1024));
         TraceHeaders {
             traceparent,
             tracestate,

@@ -623,7 +623,8 @@ mod tests {
 
     #[test]
     fn request_ids_made_in_one_process_never_repeat() {
-        let ids: std::collections::HashSet<u128> = (0..10_000).map(|_| request_id_number()).collect();
+        let ids: std::collections::HashSet<u128> =
+            (0..10_000).map(|_| request_id_number()).collect();
         assert_eq!(ids.len(), 10_000);
     }
 
