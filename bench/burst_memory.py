@@ -70,7 +70,7 @@ def main():
         burst_s = time.time() - t0
         hwm = rig.mem_kb(gw.pid, "VmHWM")
         after = {}
-        for at in (1, 10, a.settle):
+        for at in sorted(x for x in {1, 10, a.settle} if x <= a.settle):
             time.sleep(max(0, t0 + burst_s + at - time.time()))
             after[f"rss_{at}s_kb"] = rig.mem_kb(gw.pid, "VmRSS")
         print(json.dumps({"label": a.label, "streams": a.streams, "rss_warm_kb": warm,

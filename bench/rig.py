@@ -882,6 +882,21 @@ class Rig:
             peers.stage_peers_failover(self, http, set_plan, request_body, hflags, log)
 
     # ---- run everything
+    # ---- memory after a burst (its own mock and gateway: the start figure must be a fresh process)
+    def stage_burst(self):
+        n = 200 if self.quick else self.a.burst_streams
+        settle = 3 if self.quick else 30
+        log(f"burst: {n} concurrent paced streams through a fresh gateway, RSS {settle} s after")
+        cmd = [sys.executable, str(Path(__file__).resolve().parent / "burst_memory.py"), "--bin", str(self.bin),
+               "--client", str(self.client), "--streams", str(n), "--settle", str(settle)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            self.fail(f"burst: burst_memory.py failed: {r.stderr[-800:]}")
+            return
+        j = json.loads(r.stdout.strip().splitlines()[-1])
+        j["settle_s"] = settle
+        self.results["stages"]["burst"] = j
+
     def run(self):
         try:
             self.setup()
@@ -1198,6 +1213,38 @@ def targets(res, quick=False):
                      f"peak {cap['peak_open']:,} open at once", verdict(ok)))
         mb = cap["gateway_vmhwm_kb"] / 1024
         rows.append((f"RSS with {cap['streams']:,} open streams", "≤ 150 MB", f"{mb:.1f} MB (VmHWM)", verdict(mb <= 150)))
+    # Issue 18's goals: a plain proxy's cost, side by side in the same run.
+    if "gateway" in cpu and "nginx" in cpu:
+        g = med([r["cpu_us_per_req"]["gateway"] for r in cpu["gateway"]])
+        n = med([r["cpu_us_per_req"]["nginx"] for r in cpu["nginx"]])
+        rows.append(("CPU per request vs nginx (issue 18)", "≤ 1.25×", f"{g / n:.2f}× ({fmt(g, 1)} vs {fmt(n, 1)} µs)",
+                     verdict(g / n <= 1.25)))
+    if cell and "gateway" in cell and "nginx" in cell:
+        worst = None
+        for d in ("openai", "anthropic"):
+            for sz in ("small", "large"):
+                c64 = lat.get(f"{d}/{sz}/c64/split")
+                if c64 and "gateway" in c64 and "nginx" in c64:
+                    r = med([r["rps"] for r in c64["gateway"]]) / med([r["rps"] for r in c64["nginx"]])
+                    worst = r if worst is None else min(worst, r)
+        rows.append(("req/s on one core at c=64 vs nginx, worst cell (issue 18)", "≥ 0.8×", f"{worst:.2f}×",
+                     verdict(worst >= 0.8)))
+    for q in ("p50", "p99"):
+        gaps = []
+        for d in ("openai", "anthropic"):
+            for sz in ("small", "large"):
+                g = added(f"{d}/{sz}/c1/shared", "gateway", q)
+                n = added(f"{d}/{sz}/c1/shared", "nginx", q)
+                if g is not None and n is not None:
+                    gaps.append(g - n)
+        if gaps:
+            rows.append((f"added {q} at c=1, one core, over nginx, worst cell (issue 18)", "≤ +10 µs",
+                         f"+{fmt(max(gaps))} µs (best cell {fmt(min(gaps))})", verdict(max(gaps) <= 10)))
+    burst = st.get("burst")
+    if burst:
+        over = (burst[f"rss_{burst['settle_s']}s_kb"] - burst["rss_warm_kb"]) / 1024
+        rows.append((f"memory {burst['settle_s']} s after a {burst['streams']:,}-stream burst (issue 18)", "≤ start + 20 MB",
+                     f"start {burst['rss_warm_kb'] / 1024:.1f} MB, after +{over:.1f} MB", verdict(over <= 20)))
     if res.get("rss_idle_startup_kb"):
         mb = res["rss_idle_startup_kb"] / 1024
         after = res.get("rss_idle_after_load_kb")
@@ -1458,6 +1505,16 @@ def report(res, quick):
         p(f"| idle after the streams stage | {fmt(res['rss_idle_after_streams_kb'] / 1024, 1)} |")
     if res.get("gateway_vmhwm_final_kb"):
         p(f"| peak (VmHWM) over the whole run | {fmt(res['gateway_vmhwm_final_kb'] / 1024, 1)} |")
+    if "burst" in st:
+        b = st["burst"]
+        p("")
+        p(f"### Memory after a burst (a fresh gateway, {b['streams']} concurrent paced streams opened at 2,000/s; bench/burst_memory.py)")
+        p("")
+        p("| warm (before) | peak (VmHWM) | 1 s after | 10 s after | " + f"{b['settle_s']} s after | over warm at {b['settle_s']} s |")
+        p("|---|---|---|---|---|---|")
+        last = b.get(f"rss_{b['settle_s']}s_kb")
+        p(f"| {fmt(b['rss_warm_kb'] / 1024, 1)} MB | {fmt(b['vmhwm_kb'] / 1024, 1)} MB | {fmt(b['rss_1s_kb'] / 1024, 1)} MB | "
+          f"{fmt(b['rss_10s_kb'] / 1024, 1) + ' MB' if 'rss_10s_kb' in b else '—'} | {fmt(last / 1024, 1)} MB | +{fmt((last - b['rss_warm_kb']) / 1024, 1)} MB |")
     p("")
     fo = st.get("failover")
     if fo:
@@ -1542,7 +1599,8 @@ def main():
     ap.add_argument("--portkey-dir", default="")
     ap.add_argument("--peers-stall-cap", type=float, default=0,
                     help="seconds a failover probe may wait (default 60, quick 7)")
-    ap.add_argument("--stages", default="latency,rate,cpu,streams,translate,agents,failover")
+    ap.add_argument("--burst-streams", type=int, default=2000, help="streams in the burst stage")
+    ap.add_argument("--stages", default="latency,rate,cpu,streams,burst,translate,agents,failover")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rig = Rig(args)
