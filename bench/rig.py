@@ -1346,7 +1346,7 @@ def report(res, quick):
     p(f"Pinning: proxy under test on core {GW_CORE}; mocks and load generator on core {LOAD_CORE}. "
       f"Load tool: {res['args']['tool']}. Rounds: {1 if quick else res['args']['rounds']} (median, min–max).")
     p("")
-    p("### Targets (issue 8)")
+    p("### Targets (issue 8; issue 18's rows marked)")
     p("")
     if quick:
         p("A smoke run: it checks that every stage of the rig works (the checks that can fail it are")
