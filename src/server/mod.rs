@@ -598,7 +598,7 @@ fn request_id(headers: &HeaderMap) -> Arc<str> {
 
 /// A number for a new request id: unique within the process (an odd multiplier is a bijection
 /// of the counter) and apart from other processes' (a random seed per process). Not a secret;
-/// a thread-local CSPRNG draw per request cost ~1,500 instructions (callgrind).
+/// a thread-local CSPRNG draw per request was ~500 of the ~2,000 instructions `request_id` took.
 fn request_id_number() -> u128 {
     static SEED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
