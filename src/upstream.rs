@@ -224,7 +224,8 @@ fn proxy_matcher(proxy: &UpstreamProxy) -> Option<std::sync::Arc<Matcher>> {
     Some(std::sync::Arc::new(b.no(rules.no_proxy.as_str()).build()))
 }
 
-static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+/// Also how the server tells an Anthropic SDK client without a path to go by (`/v1/models`).
+pub(crate) static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::app::Gateway;
 use crate::config::MetricsAccess;
 use crate::dialect::{self, Dialect, Operation};
+use crate::upstream::ANTHROPIC_VERSION;
 use error::panic_message;
 use headers::{json_response, H_REQUEST_ID};
 
@@ -413,8 +414,6 @@ async fn metrics(
     );
     r
 }
-
-static ANTHROPIC_VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
 
 fn guess_dialect(uri: &Uri, headers: &HeaderMap) -> Dialect {
     if uri.path().contains("messages") || headers.contains_key(&ANTHROPIC_VERSION) {
